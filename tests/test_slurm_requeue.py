@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -107,12 +108,25 @@ def test_preempted_training_resumes_to_the_same_weights_and_scores(tmp_path, ass
     _same_weights_and_scores(store, reference())
 
 
+def _elapsed_minutes(job_id: str) -> int:
+    """Whole minutes the running job has used (squeue's %M: [days-][hours:]minutes:seconds)."""
+    used = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%M"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    days, _, clock = used.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    hours, minutes = (parts[0], parts[1]) if len(parts) == 3 else (0, parts[0])
+    return (int(days or 0) * 24 + hours) * 60 + minutes
+
+
 def test_a_training_job_at_its_time_limit_requeues_and_finishes(tmp_path, assets, slurm_env, reference):
+    """Independent of the machine's speed: the job starts with a limit far beyond its start-up; once it
+    trains (a checkpoint exists) it is frozen with SIGSTOP, so it cannot finish however fast it is, and
+    its limit is cut to 1-2 minutes ahead. Slurm's time-limit warning (SIGCONT + SIGUSR2, up to its
+    30-s sweep early) then reaches it mid-training."""
     import yaml
 
-    # the local site with a 1-minute limit for training jobs: SIGUSR2 comes about 30 s before it
     site = yaml.safe_load(open(SITE))
-    site["stages"]["target"] = {"time": "1"}
+    site["stages"]["target"] = {"time": "10"}
     site_path = tmp_path / "short.yaml"
     site_path.write_text(yaml.safe_dump(site))
     run_dir = tmp_path / "run"
@@ -121,14 +135,22 @@ def test_a_training_job_at_its_time_limit_requeues_and_finishes(tmp_path, assets
     assert code == 0, out
     store = RunStore(run_dir)
     job_id = store.state(KEY)["job_id"]
-    assert "#SBATCH --time=1\n" in (store.logs_dir / "slurm" / f"{job_id}_submission.sh").read_text()
+    assert "#SBATCH --time=10\n" in (store.logs_dir / "slurm" / f"{job_id}_submission.sh").read_text()
+    wait_for(lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
+             timeout=300, what=f"{KEY} to run and write its first checkpoint", interval=0.02)
+    os.kill(int(store.state(KEY)["pid"]), signal.SIGSTOP)
+    assert not store.is_done(KEY), "training finished before it could be frozen: raise max_steps"
+    limit = _elapsed_minutes(job_id) + 2  # 60-120 s left: the warning (signal_delay_s 30) is due within 90 s
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={limit}"], check=True)
     wait_for(lambda: store.state(KEY).get("requeues", 0) >= 1, timeout=180,
              what="the job to checkpoint and requeue itself at its time limit", interval=0.2)
-    # the requeued job gets an hour (else each attempt would stop after ~30 s of work)
+    # the requeued job gets an hour (else the next attempt would meet the same limit)
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=60"], check=True)
     _finish(store)
     state = store.state(KEY)
     assert state["requeues"] == 1 and state["attempts"] == 2 and state["job_id"] == job_id
+    events = _events(store)
+    assert events.index("preempted") < events.index("resume")  # stopped at a step boundary mid-training
     acct = subprocess.run(["sacct", "-X", "-n", "-P", "-D", "-j", job_id, "-o", "JobID,State"],
                           capture_output=True, text=True, check=True).stdout
     assert "REQUEUED" in acct and "COMPLETED" in acct  # one accounting record per attempt
