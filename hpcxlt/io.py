@@ -1,4 +1,9 @@
-"""Atomic file writes: a reader never sees half a file, a crash never leaves one."""
+"""Atomic file writes: a reader never sees half a file, a crash never leaves one.
+
+Files and folders made here honour the process umask like `open()` and `mkdir()` do (`tempfile` makes
+them private, 0600/0700), so a run directory is readable by the user's group when the umask says so:
+that is how sweeps are shared on a cluster.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,46 @@ from pathlib import Path
 from typing import Any
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux /proc; elsewhere a set-and-restore)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A fresh folder in `parent` (for building something that is renamed into place when complete),
+    with the permissions `mkdir` would give it."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    tmp.chmod(0o777 & ~current_umask())
+    return tmp
+
+
+def follow_umask(folder: str | os.PathLike) -> Path:
+    """Give every file and folder under `folder` the mode `open()`/`mkdir()` would have given it: some
+    writers (safetensors' model files) create theirs private whatever the umask."""
+    folder = Path(folder)
+    mask = current_umask()
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+    return folder
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to a temporary file beside `path`, fsync it, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -120,3 +120,23 @@ def test_a_cell_whose_local_process_died_shows_as_interrupted(tmp_path, capsys):
     store.set_state("target.none.xnli.s1", "running", host=socket.gethostname(), pid=alive)
     status = _status(store.root, capsys)
     assert status["counts"]["running"] == 1 and status["counts"]["pending"] == status["cells"] - 1
+
+
+def test_a_finished_run_is_readable_by_the_group_under_umask_022(tmp_path, assets):
+    """Cluster sweeps are shared through the project's group: every file and folder of a finished run
+    (config, plan, states, done markers, checkpoints, model, records, tables, plots) follows the umask."""
+    config = write_config(tmp_path, experiment(assets, name="shared-run"))
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for argv in (["submit", str(config), "--run-dir", str(run_dir), "--no-progress"],
+                 ["aggregate", str(run_dir), "--partial"]):
+        proc = subprocess.run([sys.executable, "-m", "hpcxlt", *argv], env=env, capture_output=True, text=True,
+                              timeout=600, preexec_fn=lambda: os.umask(0o022))
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    store = RunStore(run_dir)
+    assert all(store.is_done(cell.key) for cell in store.load_plan().cells)
+    assert list((run_dir / "tables").glob("*.png")) and (store.model_dir("inter.en.s1") / "model.safetensors").is_file()
+    private = [str(path.relative_to(run_dir)) for path in [run_dir, *run_dir.rglob("*")]
+               if not path.is_symlink() and path.stat().st_mode & (0o055 if path.is_dir() else 0o044)
+               != (0o055 if path.is_dir() else 0o044)]
+    assert private == [], f"not readable by group/others under umask 022: {private[:10]}"

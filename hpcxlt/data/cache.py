@@ -12,12 +12,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
+
+from hpcxlt.io import make_temp_dir
 
 _TOKENIZER_HASHES: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
@@ -97,7 +98,7 @@ def get_or_build(cache_dir: str | os.PathLike, key: str, label: str, build: Call
 
 def _save(dataset, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = make_temp_dir(path.parent, prefix=f".{path.name}.")
     try:
         dataset.save_to_disk(str(tmp))
         try:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hpcxlt.io import write_json_atomic
+from hpcxlt.io import follow_umask, make_temp_dir, write_json_atomic
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 MARKER = "hpcxlt_tiny.json"
@@ -148,12 +147,12 @@ def build_tiny(out: str | os.PathLike, spec: TinySpec = TinySpec(), *,
     torch.manual_seed(spec.seed)
     model = XLMRobertaForMaskedLM(config)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        follow_umask(tmp)
         write_json_atomic(tmp / MARKER, {**asdict(spec), "languages": list(langs)})
-        tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpcxlt.config import ExperimentConfig, TrainConfig, arm_train_config, target_train_config
+from hpcxlt.io import follow_umask, make_temp_dir
 from hpcxlt.grid.plan import Cell
 from hpcxlt.store import RunStore
 from hpcxlt.tasks.registry import get_task
@@ -284,11 +284,11 @@ def export_model(builder: Callable[[], Any], checkpoint: Path, out: Path, tokeni
     if missing or unexpected:
         raise RuntimeError(f"{checkpoint}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        tmp.chmod(0o755)
+        follow_umask(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
