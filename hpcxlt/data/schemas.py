@@ -11,6 +11,51 @@ from typing import Any, Mapping
 
 from hpcxlt.tasks.spec import TaskSpec
 
+class SchemaError(ValueError):
+    """Rows that do not have the columns or labels of their registry schema."""
+
+
+# Columns a row of each fixed schema must have (classification/tagging: the task's `columns` roles).
+# Optional: SQuAD's title (absent in XQuAD), labels of unlabelled test rows, LAReQA's sentence_breaks.
+REQUIRED_COLUMNS = {
+    "squad": ("id", "context", "question", "answers"),
+    "lareqa": ("id", "context", "question", "answers"),
+    "copa": ("premise", "choice1", "choice2", "question"),
+    "siqa": ("context", "question", "answerA", "answerB", "answerC"),
+    "hellaswag": ("ctx", "endings"),
+    "cosmosqa": ("context", "question", "answer0", "answer1", "answer2", "answer3"),
+    "commonsenseqa": ("question", "choices"),
+    "tatoeba": ("source_sentence", "target_sentence"),
+    "mewslix": ("mention",),
+}
+
+
+def required_columns(spec: TaskSpec) -> tuple[str, ...]:
+    """The columns every row of the task's data must have."""
+    if spec.format in ("classification", "tagging"):
+        return tuple(spec.columns.values())
+    return REQUIRED_COLUMNS.get(spec.schema, ())
+
+
+def label_columns(spec: TaskSpec) -> tuple[str, ...]:
+    """Columns holding label/tag ids into `spec.label_names` (mapped by name when a source orders them otherwise)."""
+    if spec.format == "classification":
+        return (spec.columns["label"],)
+    if spec.format == "tagging":
+        return (spec.columns["tags"],)
+    return ()
+
+
+def check_columns(spec: TaskSpec, columns, *, where: str) -> None:
+    """SchemaError naming `where`, the expected and the found columns when a required one is missing."""
+    missing = [c for c in required_columns(spec) if c not in columns]
+    if spec.schema == "mewslix" and not {"entity", "entity_id"} & set(columns):
+        missing.append("entity or entity_id")
+    if missing:
+        raise SchemaError(f"{where}: missing column(s) {missing} of schema {spec.schema!r}; expected "
+                          f"{list(required_columns(spec))}, found {list(columns)}")
+
+
 IGNORE = -100
 """Label id for 'no gold label' (ignored by the losses, as in Hugging Face models)."""
 
@@ -127,7 +172,7 @@ def retrieval_pairs(spec: TaskSpec, row: Mapping[str, Any]) -> tuple[str, str] |
     if spec.schema == "mewslix":
         return row["mention"], row["entity"]
     if spec.schema == "tatoeba":
-        return row["source_sentence"], row["target_sentence"]
+        return row["source_sentence"].strip(), row["target_sentence"].strip()
     raise ValueError(f"task {spec.name!r}: no retrieval adapter for schema {spec.schema!r}; known: lareqa, squad, mewslix, tatoeba")
 
 
@@ -143,29 +188,44 @@ def retrieval_items(spec: TaskSpec, rows, lang: str) -> tuple[list[dict], list[d
     queries: list[dict] = []
     candidates: list[dict] = []
     if spec.schema == "tatoeba":
+        # Tatoeba rows of google/xtreme's loader keep the file's trailing newline: not part of the sentence.
         for i, row in enumerate(rows):
-            queries.append({"item_id": f"{lang}:q{i}", "text": row["source_sentence"], "keys": [str(i)]})
-            candidates.append({"item_id": f"{lang}:c{i}", "text": row["target_sentence"], "keys": [str(i)]})
+            queries.append({"item_id": f"{lang}:q{i}", "text": row["source_sentence"].strip(), "keys": [str(i)]})
+            candidates.append({"item_id": f"{lang}:c{i}", "text": row["target_sentence"].strip(), "keys": [str(i)]})
     elif spec.schema in ("lareqa", "squad"):
         # One candidate per distinct context sentence; its keys are the ids of the questions it answers.
+        # The sentences are the release's official `sentence_breaks` where the rows carry them (LAReQA's
+        # XQuAD-R JSON: the official candidate set, cut from the context as the official
+        # utils_lareqa.py does), else a punctuation split (approximate). As there, a question whose
+        # answer starts in no sentence is left out (a sentence-breaking error of the release).
         by_sentence: dict[tuple[str, int], dict] = {}
         for row in rows:
-            queries.append({"item_id": f"{lang}:{row['id']}", "text": row["question"], "keys": [row["id"]]})
             starts = row["answers"]["answer_start"]
-            for number, (s, e) in enumerate(split_sentences(row["context"])):
+            breaks = row.get("sentence_breaks")
+            spans = [tuple(pair) for pair in breaks] if breaks else split_sentences(row["context"])
+            if not any(s <= a < e for s, e in spans for a in starts):
+                continue
+            queries.append({"item_id": f"{lang}:{row['id']}", "text": row["question"], "keys": [row["id"]]})
+            for number, (s, e) in enumerate(spans):
                 item = by_sentence.setdefault((row["context"], number), {
                     "item_id": f"{lang}:s{len(by_sentence)}", "text": row["context"][s:e], "keys": []})
                 if any(s <= a < e for a in starts) and row["id"] not in item["keys"]:
                     item["keys"].append(row["id"])
         candidates = list(by_sentence.values())
     elif spec.schema == "mewslix":
+        # Mention rows name their gold `entity_id` in the shared pool. English dev rows of the
+        # 'wikipedia_pairs' config are {mention, entity} pairs (izhx/mewsli-x process.py): the entity
+        # texts are the pool and a pair's own entity is its gold answer.
         seen: set[str] = set()
         for i, row in enumerate(rows):
             item_id = row.get("id") or f"{lang}:m{i}"
-            queries.append({"item_id": item_id, "text": row["mention"], "keys": [row["entity_id"]]})
-            if row.get("entity") and row["entity_id"] not in seen:  # English pairs: their entities are the pool
-                seen.add(row["entity_id"])
-                candidates.append({"item_id": row["entity_id"], "text": row["entity"], "keys": [row["entity_id"]]})
+            gold = row.get("entity_id") or row.get("entity")
+            if not gold:
+                raise SchemaError(f"task {spec.name!r}, {lang} row {i}: neither 'entity_id' nor 'entity' is set")
+            queries.append({"item_id": item_id, "text": row["mention"], "keys": [gold]})
+            if row.get("entity") and gold not in seen:
+                seen.add(gold)
+                candidates.append({"item_id": gold, "text": row["entity"], "keys": [gold]})
     else:
         raise ValueError(f"task {spec.name!r}: no retrieval adapter for schema {spec.schema!r}; known: lareqa, squad, mewslix, tatoeba")
     return queries, candidates

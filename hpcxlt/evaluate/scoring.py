@@ -167,7 +167,10 @@ class XtremeRResult:
     """Things the user should know (ignored folders, unanswered questions)."""
 
     def to_json(self) -> dict[str, Any]:
-        """{'tasks': {task: {'languages', 'averages', 'score'}}, 'categories', 'xtreme_r', 'partial', 'qa_convention'}."""
+        """{'tasks': {task: {'languages', 'averages', 'score'}}, 'categories', 'xtreme_r', 'partial', 'qa_convention',
+        'versions'}; 'versions' names the seqeval release, since UD-POS F1 depends on it (metrics.seqeval_f1)."""
+        from importlib.metadata import version
+
         tasks = {
             name: {"languages": {lang: dict(m) for lang, m in r.languages.items()}, "averages": dict(r.averages), "score": r.score}
             for name, r in self.tasks.items()
@@ -178,6 +181,7 @@ class XtremeRResult:
             "xtreme_r": self.xtreme_r,
             "partial": self.partial,
             "qa_convention": self.qa_convention,
+            "versions": {"seqeval": version("seqeval")},
         }
 
 

@@ -80,14 +80,15 @@ def tokenizer_corpus(languages: tuple[str, ...], *, seed: int, per_language: int
     return lines
 
 
-def train_tokenizer(lines: list[str], vocab_size: int):
+def train_tokenizer(lines: list[str], vocab_size: int, *, split_punctuation: bool = False):
     """A tokenizer trained on `lines`, wrapped as the XLM-R tokenizer class (a Unigram model).
 
     The pieces are learned with BPE and then given equal Unigram scores, so a word is cut into the
     fewest pieces. Why not train Unigram directly: on a corpus this small (a few hundred word types
     per language) both the `tokenizers` and the SentencePiece Unigram trainers keep even the most
     frequent words in pieces ('every' -> 'ever' + 'y'), which makes the tiny model needlessly slow
-    to learn; BPE merges frequent words whole.
+    to learn; BPE merges frequent words whole. `split_punctuation` keeps punctuation out of word
+    pieces while learning (real text: XLM-R's SentencePiece has 'word' and '،' apart, not 'word،').
     """
     from tokenizers import Tokenizer, pre_tokenizers
     from tokenizers.models import BPE
@@ -98,6 +99,7 @@ def train_tokenizer(lines: list[str], vocab_size: int):
     # The same pre-tokenisation XLMRobertaTokenizerFast applies, so training and use agree.
     raw.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.WhitespaceSplit(),
+        *([pre_tokenizers.Punctuation(behavior="isolated")] if split_punctuation else []),
         pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
     ])
     trainer = BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)

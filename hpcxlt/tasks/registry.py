@@ -78,13 +78,17 @@ UPOS_LABELS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM"
                "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X")
 # Davlan/sib200 data/*/labels.txt order.
 SIB200_LABELS = ("science/technology", "travel", "politics", "sports", "health", "entertainment", "geography")
-# AfriSenti ClassLabel order as used by Davlan/afrisenti-twitter-sentiment-afroxlmr-large's id2label;
-# one third-party export assumes (positive, negative, neutral): verify on the hub's parquet copy.
+# AfriSenti's label *names* (the SemEval-2023 release stores words: `label` = positive/neutral/negative).
+# The hub copy's dataset_infos.json orders its ClassLabel [positive, negative, neutral]: hub labels are
+# mapped to these by name (hpcxlt.data.hub), never by position, so this order is only ours.
 AFRISENTI_LABELS = ("positive", "neutral", "negative")
 
 NLI_COLUMNS = MappingProxyType({"text": "premise", "text_pair": "hypothesis", "label": "label"})
 NER_COLUMNS = MappingProxyType({"tokens": "tokens", "tags": "ner_tags"})
 XTREME = "google/xtreme"
+# Repositories that ship only a loading script, which `datasets` >= 4.0 no longer executes: they are read
+# at the hub's automatic parquet conversion (same config and split names).
+PARQUET = "refs/convert/parquet"
 
 
 def _langs(spaced: str) -> tuple[str, ...]:
@@ -95,9 +99,9 @@ def _per_lang(langs: Iterable[str], make) -> dict[str, DataRef]:
     return {lang: make(lang) for lang in langs}
 
 
-def _by_config(hf_id: str, configs: Mapping[str, str], split: str) -> dict[str, DataRef]:
+def _by_config(hf_id: str, configs: Mapping[str, str], split: str, revision: str | None = None) -> dict[str, DataRef]:
     """One DataRef per registry language for a data set whose config names differ from our codes."""
-    return {lang: DataRef(hf_id=hf_id, config=config, split=split) for lang, config in configs.items()}
+    return {lang: DataRef(hf_id=hf_id, config=config, split=split, revision=revision) for lang, config in configs.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,10 +224,14 @@ TARGETS: tuple[TaskSpec, ...] = (
         # English training data is COPA (SuperGLUE). XTREME-R's baseline first fine-tunes on SIQA, then
         # COPA; with intermediate-task training the 'siqa' arm plays that first step.
         "xcopa", format="multiple_choice", metric="accuracy", category="classification", languages=XCOPA_LANGS,
-        train=DataRef(hf_id="aps/super_glue", config="copa", split="train"),
-        dev={"en": DataRef(hf_id="aps/super_glue", config="copa", split="validation"),
-             **_per_lang(XCOPA_LANGS, lambda l: DataRef(hf_id="cambridgeltl/xcopa", config=l, split="validation"))},
-        test=_per_lang(XCOPA_LANGS, lambda l: DataRef(hf_id="cambridgeltl/xcopa", config=l, split="test")),
+        # aps/super_glue and cambridgeltl/xcopa are script repositories (super_glue.py, xcopa.py): read at
+        # the parquet conversion, which the hub keeps for every public data set.
+        train=DataRef(hf_id="aps/super_glue", config="copa", split="train", revision=PARQUET),
+        dev={"en": DataRef(hf_id="aps/super_glue", config="copa", split="validation", revision=PARQUET),
+             **_per_lang(XCOPA_LANGS, lambda l: DataRef(hf_id="cambridgeltl/xcopa", config=l, split="validation",
+                                                        revision=PARQUET))},
+        test=_per_lang(XCOPA_LANGS, lambda l: DataRef(hf_id="cambridgeltl/xcopa", config=l, split="test",
+                                                      revision=PARQUET)),
         label_names=("choice1", "choice2"), schema="copa",
         source="Ponti et al. 2020 (XCOPA); train COPA, Roemmele et al. 2011 via SuperGLUE; XTREME-R"),
     _target(
@@ -322,13 +330,13 @@ ENGLISH_INTERMEDIATES: tuple[TaskSpec, ...] = (
         label_names=("A", "B", "C", "D", "E"), source=f"{PHANG}; Talmor et al. 2019"),
     _intermediate(
         "cosmosqa", format="multiple_choice", metric="accuracy", schema="cosmosqa",
-        train=_en(DataRef(hf_id="allenai/cosmos_qa", split="train")),
-        dev=_en(DataRef(hf_id="allenai/cosmos_qa", split="validation")),
+        train=_en(DataRef(hf_id="allenai/cosmos_qa", split="train", revision=PARQUET)),
+        dev=_en(DataRef(hf_id="allenai/cosmos_qa", split="validation", revision=PARQUET)),
         label_names=("answer0", "answer1", "answer2", "answer3"), source=f"{PHANG}; Huang et al. 2019"),
     _intermediate(
         "hellaswag", format="multiple_choice", metric="accuracy", schema="hellaswag",
-        train=_en(DataRef(hf_id="Rowan/hellaswag", split="train")),
-        dev=_en(DataRef(hf_id="Rowan/hellaswag", split="validation")),
+        train=_en(DataRef(hf_id="Rowan/hellaswag", split="train", revision=PARQUET)),
+        dev=_en(DataRef(hf_id="Rowan/hellaswag", split="validation", revision=PARQUET)),
         label_names=("ending0", "ending1", "ending2", "ending3"), source=f"{PHANG}; Zellers et al. 2019"),
     _intermediate(
         "mnli", format="classification", metric="accuracy", schema="nli",
@@ -353,8 +361,8 @@ ENGLISH_INTERMEDIATES: tuple[TaskSpec, ...] = (
     _intermediate(
         # Not one of Phang's nine: XTREME-R trains XCOPA models on SIQA before COPA.
         "siqa", format="multiple_choice", metric="accuracy", schema="siqa",
-        train=_en(DataRef(hf_id="allenai/social_i_qa", split="train")),
-        dev=_en(DataRef(hf_id="allenai/social_i_qa", split="validation")),
+        train=_en(DataRef(hf_id="allenai/social_i_qa", split="train", revision=PARQUET)),
+        dev=_en(DataRef(hf_id="allenai/social_i_qa", split="validation", revision=PARQUET)),
         label_names=("answerA", "answerB", "answerC"), source="Sap et al. 2019 (Social IQa); XTREME-R XCOPA recipe"),
 )
 
@@ -395,8 +403,8 @@ TYDIQA_LOWRES_LANGS = _langs("sw te bn fi id ko ru ar")
 LOWRES_INTERMEDIATES: tuple[TaskSpec, ...] = (
     _intermediate(
         "masakhaner2", format="tagging", metric="seqeval_f1", schema="tagging",
-        train=_by_config("masakhane/masakhaner2", MASAKHANER2_CONFIGS, "train"),
-        dev=_by_config("masakhane/masakhaner2", MASAKHANER2_CONFIGS, "validation"),
+        train=_by_config("masakhane/masakhaner2", MASAKHANER2_CONFIGS, "train", revision=PARQUET),
+        dev=_by_config("masakhane/masakhaner2", MASAKHANER2_CONFIGS, "validation", revision=PARQUET),
         columns=NER_COLUMNS, label_names=MASAKHANER_LABELS,
         source="Adelani et al. 2022, MasakhaNER 2.0 (masakhane/masakhaner2)"),
     _intermediate(
@@ -408,22 +416,22 @@ LOWRES_INTERMEDIATES: tuple[TaskSpec, ...] = (
         source="WikiANN, Pan et al. 2017, partition of Rahimi et al. 2019 (unimelb-nlp/wikiann)"),
     _intermediate(
         "sib200", format="classification", metric="accuracy", schema="sib200",
-        train=_by_config("Davlan/sib200", SIB200_CONFIGS, "train"),
-        dev=_by_config("Davlan/sib200", SIB200_CONFIGS, "validation"),
+        train=_by_config("Davlan/sib200", SIB200_CONFIGS, "train", revision=PARQUET),
+        dev=_by_config("Davlan/sib200", SIB200_CONFIGS, "validation", revision=PARQUET),
         columns=MappingProxyType({"text": "text", "label": "category"}), label_names=SIB200_LABELS,
         source="Adelani et al. 2024, SIB-200 (Davlan/sib200)"),
     _intermediate(
         "afrisenti", format="classification", metric="accuracy", schema="afrisenti",
-        train=_by_config("shmuhammad/AfriSenti-twitter-sentiment", AFRISENTI_CONFIGS, "train"),
-        dev=_by_config("shmuhammad/AfriSenti-twitter-sentiment", AFRISENTI_CONFIGS, "validation"),
+        train=_by_config("shmuhammad/AfriSenti-twitter-sentiment", AFRISENTI_CONFIGS, "train", revision=PARQUET),
+        dev=_by_config("shmuhammad/AfriSenti-twitter-sentiment", AFRISENTI_CONFIGS, "validation", revision=PARQUET),
         columns=MappingProxyType({"text": "tweet", "label": "label"}), label_names=AFRISENTI_LABELS,
         source="Muhammad et al. 2023, AfriSenti (shmuhammad/AfriSenti-twitter-sentiment)"),
     _intermediate(
         # Training data is MNLI machine-translated into 11 Indic languages; 'hi' overlaps the xnli target
         # languages, which makes that language translate-train rather than zero-shot.
         "indicxnli", format="classification", metric="accuracy", schema="nli",
-        train=_per_lang(INDICXNLI_LANGS, lambda l: DataRef(hf_id="Divyanshu/indicxnli", config=l, split="train")),
-        dev=_per_lang(INDICXNLI_LANGS, lambda l: DataRef(hf_id="Divyanshu/indicxnli", config=l, split="validation")),
+        train=_per_lang(INDICXNLI_LANGS, lambda l: DataRef(hf_id="Divyanshu/indicxnli", config=l, split="train", revision=PARQUET)),
+        dev=_per_lang(INDICXNLI_LANGS, lambda l: DataRef(hf_id="Divyanshu/indicxnli", config=l, split="validation", revision=PARQUET)),
         columns=NLI_COLUMNS, label_names=NLI_LABELS, source="Aggarwal et al. 2022, IndicXNLI (Divyanshu/indicxnli)"),
     _intermediate(
         "tydiqa_lowres", format="qa", metric="squad", schema="squad",

@@ -22,6 +22,9 @@ class DataRef:
     """Hub config name for this language, e.g. 'PAN-X.de' (None when the data set has none)."""
     split: str = "train"
     """Hub split name, e.g. 'validation' ('+' joins splits of the same config, as `datasets` allows: 'train_r1+train_r2')."""
+    revision: str | None = None
+    """Hub revision to read, e.g. 'refs/convert/parquet' for repositories that only ship a loading script
+    (`datasets` >= 4 runs no scripts; the hub's automatic parquet conversion has the same configs/splits)."""
     rename: Mapping[str, str] = field(default_factory=dict)
     """Hub column -> schema column, for copies that name columns differently (e.g. mteb Tatoeba 'sentence1' -> 'source_sentence')."""
     id_prefix: str | None = None
