@@ -64,6 +64,8 @@ class DataConfig:
     """Cap on training examples per task and language (None: all); useful for smoke tests."""
     max_eval_examples: int | None = None
     """Cap on evaluation examples per task and language (None: all)."""
+    hub_mirror: str | None = None
+    """Folder of local copies of hub data set repositories, `<mirror>/<owner>/<name>[@<revision>]`, read instead of the hub (source 'hub')."""
 
     def check(self, path: str) -> None:
         if self.source not in DATA_SOURCES:

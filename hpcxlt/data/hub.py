@@ -10,9 +10,17 @@ What a hub copy can get wrong, and what is done about it here:
   are joined, since their extra columns differ (ANLI's uid/reason, GLUE's idx);
 - repositories that only ship a loading script (which `datasets` >= 4 no longer runs) are read at the
   hub's parquet conversion, `DataRef.revision = "refs/convert/parquet"`.
+
+A hub mirror (`data.hub_mirror`) holds repository snapshots as `<mirror>/<owner>/<name>` (default
+revision) and `<mirror>/<owner>/<name>@<revision>` (e.g. `allenai/social_i_qa@refs/convert/parquet`, as
+`huggingface-cli download --repo-type dataset ID --revision REV --local-dir ...` writes them); the same
+`datasets.load_dataset` call then reads the snapshot instead of the hub.
 """
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 from hpcxlt.data.local import DataNotFoundError
 from hpcxlt.data.schemas import SchemaError, check_columns, label_columns
@@ -32,9 +40,8 @@ def _align_labels(dataset, spec: TaskSpec, column: str, where: str):
     import datasets
 
     feature = dataset.features[column]
-    inner = getattr(feature, "feature", None) if not isinstance(feature, datasets.ClassLabel) else feature
-    if isinstance(feature, datasets.List) or isinstance(feature, datasets.Sequence):
-        inner = feature.feature
+    sequence = isinstance(feature, (datasets.List, datasets.LargeList))
+    inner = feature.feature if sequence else feature
     if not isinstance(inner, datasets.ClassLabel) or not spec.label_names:
         return dataset
     names = tuple(inner.names)
@@ -46,7 +53,6 @@ def _align_labels(dataset, spec: TaskSpec, column: str, where: str):
                           f"{spec.name!r}'s labels {list(spec.label_names)}")
     mapping = {old: spec.label_names.index(name) for old, name in enumerate(names)}
     mapping[-1] = -1
-    sequence = inner is not feature
 
     def remap(values):
         if sequence:
@@ -70,18 +76,45 @@ def _schema_columns(dataset, spec: TaskSpec):
     return dataset.select_columns(keep)
 
 
-def load_ref(ref: DataRef, spec: TaskSpec, lang: str, split: str):
+def repository(ref: DataRef, mirror: str | None) -> dict:
+    """The arguments of `datasets.load_dataset` that read `ref`: the hub id and revision, or the
+    mirror's snapshot folder with a cache folder of its own."""
+    if not mirror:
+        return {"path": ref.hf_id, "revision": ref.revision}
+    folder = Path(mirror).expanduser() / (f"{ref.hf_id}@{ref.revision}" if ref.revision else ref.hf_id)
+    if not folder.is_dir():
+        raise DataNotFoundError(f"the hub mirror {mirror} has no copy of {describe(ref)}: expected the folder {folder}")
+    return {"path": str(folder), "cache_dir": _snapshot_cache(folder)}
+
+
+def _snapshot_cache(folder: Path) -> str:
+    """A `datasets` cache folder for one state of a local snapshot. `datasets` keys the cache of a local
+    folder by its file names only, so two snapshots with equal names (or one updated in place) would
+    share stale Arrow files; here the key is the folder's path and every file's size and mtime."""
+    import datasets
+
+    digest = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=12)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "hpcxlt-mirror" / digest.hexdigest())
+
+
+def load_ref(ref: DataRef, spec: TaskSpec, lang: str, split: str, *, mirror: str | None = None):
     """The rows of `ref` in the task's schema (renames, checks, label alignment, id filter, sources joined)."""
     import datasets
 
     where = f"task {spec.name!r}, language {lang!r}, split {split!r} from {describe(ref)}"
     try:
-        dataset = datasets.load_dataset(ref.hf_id, ref.config, split=ref.split, revision=ref.revision)
+        dataset = datasets.load_dataset(name=ref.config, split=ref.split, **repository(ref, mirror))
     except Exception as err:  # offline mode, missing config, network: all need the same hint
+        script = "script" in str(err).lower() and not ref.revision
         raise DataNotFoundError(
-            f"could not load {where}: {type(err).__name__}: {err}. On a machine without the hub "
-            "(HF_HUB_OFFLINE=1, no network) run `hpcxlt prepare CONFIG --out DIR` where the hub is reachable "
-            "and use data.source: local with data.root: DIR"
+            f"could not load {where}: {type(err).__name__}: {err}. "
+            + ("The repository ships only a loading script, which `datasets` no longer runs: give its DataRef "
+               "revision='refs/convert/parquet' (the hub's parquet conversion). " if script else "")
+            + "On a machine without the hub (HF_HUB_OFFLINE=1, no network) run `hpcxlt prepare CONFIG --out DIR` "
+            "where the hub is reachable and use data.source: local with data.root: DIR"
         ) from err
     if ref.rename:
         dataset = dataset.rename_columns(dict(ref.rename))
@@ -94,7 +127,7 @@ def load_ref(ref: DataRef, spec: TaskSpec, lang: str, split: str):
     if ref.concat:
         parts = [_schema_columns(dataset, spec)]
         for extra in ref.concat:
-            parts.append(_schema_columns(load_ref(extra, spec, lang, split), spec).cast(parts[0].features))
+            parts.append(_schema_columns(load_ref(extra, spec, lang, split, mirror=mirror), spec).cast(parts[0].features))
         dataset = datasets.concatenate_datasets(parts)
     return dataset
 
@@ -110,4 +143,4 @@ def hub_ref(spec: TaskSpec, lang: str, split: str) -> DataRef:
     return refs[lang]
 
 
-__all__ = ["describe", "hub_ref", "load_ref"]
+__all__ = ["describe", "hub_ref", "load_ref", "repository"]

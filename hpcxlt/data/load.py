@@ -48,7 +48,7 @@ def load_uncapped(spec: TaskSpec, lang: str, split: str, data_cfg: DataConfig):
         check_columns(spec, dataset.column_names, where=f"task {spec.name!r}, language {lang!r}, split {split!r} ({path})")
         return dataset
     if data_cfg.source == "hub":
-        return load_ref(hub_ref(spec, lang, split), spec, lang, split)
+        return load_ref(hub_ref(spec, lang, split), spec, lang, split, mirror=data_cfg.hub_mirror)
     raise ValueError(f"data.source must be 'hub' or 'local', got {data_cfg.source!r}")
 
 
@@ -78,7 +78,7 @@ def load_candidates(spec: TaskSpec, data_cfg: DataConfig):
     if data_cfg.source == "local":
         path = local_candidates_file(spec, data_cfg)
         return rows_to_dataset(read_local_rows(path, spec, CANDIDATES_STEM), path)
-    return load_ref(spec.candidates, spec, "*", "candidates")
+    return load_ref(spec.candidates, spec, "*", "candidates", mirror=data_cfg.hub_mirror)
 
 
 def candidates_fingerprint(spec: TaskSpec, data_cfg: DataConfig) -> str:

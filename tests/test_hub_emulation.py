@@ -1,0 +1,137 @@
+"""The hub path without the network: the registry's own DataRefs, read by the same `datasets.load_dataset`
+call, from local folders laid out as the hub repositories (`data.hub_mirror`), filled with rows in the
+exact real schemas (real release files where ../shared/data/real has them)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from hpcxlt.config.schema import DataConfig
+from hpcxlt.data import schemas
+from hpcxlt.data.load import DataNotFoundError, load_split
+from hpcxlt.tasks.registry import NLI_LABELS, PARQUET, SIB200_CONFIGS, get_task
+from tests.hub_mirror import write_repo, write_script_repo
+from tests.real_data import real_dir
+
+
+def _nli_features(*extra):
+    import datasets
+
+    columns = {"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+               "label": datasets.ClassLabel(names=list(NLI_LABELS))}
+    return datasets.Features({**columns, **dict(extra)})
+
+
+def _tsv(path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    import datasets
+
+    root = tmp_path_factory.mktemp("hub")
+    # ANLI (facebook/anli): uid, premise, hypothesis, label, reason; splits train_r1..3, dev_r1..3
+    anli = datasets.Features({"uid": datasets.Value("string"), **_nli_features(), "reason": datasets.Value("string")})
+    rounds = {}
+    for r in (1, 2, 3):
+        for split in ("train", "dev"):
+            rounds[f"{split}_r{r}"] = datasets.Dataset.from_dict(
+                {"uid": [f"{split}{r}a", f"{split}{r}b"], "premise": [f"ANLI {split} {r} premise"] * 2,
+                 "hypothesis": ["It rains.", "It is dry."], "label": [0, 2], "reason": ["", "contradicts"]},
+                features=anli)
+    write_repo(root, "facebook/anli", {"default": rounds})
+    # GLUE MNLI (nyu-mll/glue, config mnli): premise, hypothesis, label, idx
+    mnli = _nli_features(("idx", datasets.Value("int32")))
+    write_repo(root, "nyu-mll/glue", {"mnli": {"train": datasets.Dataset.from_dict(
+        {"premise": ["MNLI premise"] * 3, "hypothesis": ["a", "b", "c"], "label": [0, 1, 2], "idx": [0, 1, 2]},
+        features=mnli)}})
+    # SNLI (stanfordnlp/snli): premise, hypothesis, label; -1 where annotators did not agree
+    write_repo(root, "stanfordnlp/snli", {"plain_text": {"train": datasets.Dataset.from_dict(
+        {"premise": ["SNLI premise"] * 3, "hypothesis": ["x", "y", "z"], "label": [1, -1, 0]},
+        features=_nli_features())}})
+    # SIB-200 (Davlan/sib200): a script repository; its parquet conversion from the real release files
+    write_script_repo(root, "Davlan/sib200")
+    sib = datasets.Features({"index_id": datasets.Value("int64"), "category": datasets.Value("string"),
+                             "text": datasets.Value("string")})
+    converted = {}
+    for code in ("swh_Latn", "yor_Latn"):
+        rows = _tsv(real_dir() / "sib200" / code / "dev.tsv")
+        converted[code] = {"validation": datasets.Dataset.from_dict(
+            {"index_id": [int(r["index_id"]) for r in rows], "category": [r["category"] for r in rows],
+             "text": [r["text"] for r in rows]}, features=sib)}
+    write_repo(root, "Davlan/sib200", converted, revision=PARQUET)
+    # AfriSenti (shmuhammad/AfriSenti-twitter-sentiment): ClassLabel order [positive, negative, neutral]
+    # (its dataset_infos.json), filled from the real SemEval dev file
+    afrisenti = datasets.Features({"tweet": datasets.Value("string"),
+                                   "label": datasets.ClassLabel(names=["positive", "negative", "neutral"])})
+    rows = _tsv(real_dir() / "afrisenti" / "ha_dev.tsv")
+    write_repo(root, "shmuhammad/AfriSenti-twitter-sentiment", {"hau": {"validation": datasets.Dataset.from_dict(
+        {"tweet": [r["tweet"] for r in rows], "label": [afrisenti["label"].str2int(r["label"]) for r in rows]},
+        features=afrisenti)}}, revision=PARQUET)
+    # Mewsli-X (izhx/mewsli-x): English dev pairs {mention, entity} (config wikipedia_pairs)
+    write_repo(root, "izhx/mewsli-x", {"wikipedia_pairs": {"validation": datasets.Dataset.from_dict(
+        {"mention": ["Obama [SEP] Obama visited Berlin.", "Berlin [SEP] He flew to Berlin.", "Paris [SEP] Paris in May."],
+         "entity": ["Barack Obama: 44th president", "Berlin: capital of Germany", "Paris: capital of France"]})}})
+    return DataConfig(source="hub", hub_mirror=str(root))
+
+
+def test_anli_plus_joins_anli_mnli_and_snli_despite_their_different_columns(mirror):
+    rows = load_split(get_task("anli+"), "en", "train", mirror)
+    assert rows.column_names == ["premise", "hypothesis", "label"]
+    assert len(rows) == 6 + 3 + 2  # SNLI's unlabelled row dropped
+    assert rows["premise"][:2] == ["ANLI train 1 premise"] * 2 and rows["premise"][-1] == "SNLI premise"
+    assert rows.features["label"].names == list(NLI_LABELS) and rows["label"][6:9] == [0, 1, 2]
+    assert len(load_split(get_task("anli+"), "en", "dev", mirror)) == 6
+
+
+def test_a_script_only_repository_is_read_at_its_parquet_revision(mirror):
+    spec = get_task("sib200")
+    assert spec.data["dev"]["sw"].revision == PARQUET
+    rows = load_split(spec, "sw", "dev", mirror)
+    release = _tsv(real_dir() / "sib200" / SIB200_CONFIGS["sw"] / "dev.tsv")
+    assert len(rows) == len(release) and rows["category"] == [r["category"] for r in release]
+    assert [spec.label_names[schemas.classification_fields(spec, row)[2]] for row in rows] == rows["category"]
+    # the same repository at its default revision holds only the script, which `datasets` refuses
+    from dataclasses import replace
+
+    script_only = replace(spec, data={"dev": {"sw": replace(spec.data["dev"]["sw"], revision=None)}})
+    with pytest.raises(DataNotFoundError, match="refs/convert/parquet"):
+        load_split(script_only, "sw", "dev", mirror)
+
+
+def test_afrisenti_hub_labels_are_mapped_by_name(mirror):
+    spec = get_task("afrisenti")
+    rows = load_split(spec, "ha", "dev", mirror)
+    release = _tsv(real_dir() / "afrisenti" / "ha_dev.tsv")
+    assert rows.features["label"].names == list(spec.label_names) != ["positive", "negative", "neutral"]
+    assert [spec.label_names[i] for i in rows["label"]] == [r["label"] for r in release]
+
+
+def test_an_unknown_hub_label_is_refused_naming_data_set_and_labels(tmp_path):
+    import datasets
+
+    from hpcxlt.data.schemas import SchemaError
+    from tests.hub_mirror import write_repo as write
+
+    features = datasets.Features({"tweet": datasets.Value("string"), "label": datasets.ClassLabel(names=["pos", "neg"])})
+    write(tmp_path, "shmuhammad/AfriSenti-twitter-sentiment", {"hau": {"validation": datasets.Dataset.from_dict(
+        {"tweet": ["a"], "label": [0]}, features=features)}}, revision=PARQUET)
+    with pytest.raises(SchemaError, match=r"AfriSenti-twitter-sentiment.*\['pos', 'neg'\].*not among"):
+        load_split(get_task("afrisenti"), "ha", "dev", DataConfig(source="hub", hub_mirror=str(tmp_path)))
+
+
+def test_mewslix_english_dev_pairs_evaluate_against_their_own_entities(mirror):
+    spec = get_task("mewslix")
+    rows = load_split(spec, "en", "dev", mirror)
+    queries, candidates = schemas.retrieval_items(spec, rows, "en")
+    assert [q["keys"] for q in queries] == [[c["item_id"]] for c in candidates]  # each pair's entity is its gold
+    assert [c["text"] for c in candidates] == rows["entity"]
+
+
+def test_a_missing_mirror_copy_names_the_folder(tmp_path):
+    with pytest.raises(DataNotFoundError, match=r"no copy of 'nyu-mll/glue'.*expected the folder"):
+        load_split(get_task("mnli"), "en", "train", DataConfig(source="hub", hub_mirror=str(tmp_path)))
