@@ -182,3 +182,28 @@ def test_examples_without_gold_labels_cannot_be_scored(assets, tokenizer, tmp_pa
 
 def test_xlmr_inputs_hold_at_most_512_tokens(assets, tokenizer):
     assert input_limit(model_for(assets, "panx"), tokenizer) == 512
+
+
+def test_ccg_tags_follow_the_release_tag_map_and_unseen_dev_tags_count_as_errors(assets, tokenizer, tmp_path):
+    """jiant scores CCG over its fixed supertag map; a dev tag the model cannot predict is an error, not
+    a word left out of the accuracy."""
+    from hpcxlt.data.features import tag_names
+    from hpcxlt.model.heads import build_model
+
+    spec = get_task("ccg")
+    train = [{"tokens": ["Dogs", "bark"], "tags": ["N", "S\\NP"]}] * 3
+    dev = [{"tokens": ["Cats", "sleep", "now"], "tags": ["N", "S\\NP", "(S\\NP)\\(S\\NP)"]}]
+    write_rows(tmp_path, "ccg", "en", train, split="train")
+    write_rows(tmp_path, "ccg", "en", dev, split="dev")
+    cfg = data_config(assets, root=str(tmp_path), cache_dir=str(tmp_path / "cache"))
+    assert tag_names(spec, cfg) == ("N", "S\\NP")  # from the training data
+    (tmp_path / "ccg" / "tags_to_id.json").write_text(json.dumps({"S\\NP": 0, "N": 1, "NP": 2}))
+    names = tag_names(spec, cfg)
+    assert names == ("S\\NP", "N", "NP")  # the release's fixed map, in its id order
+    import torch
+
+    torch.manual_seed(0)
+    model = build_model("tagging", str(assets / "tiny"), label_names=names).eval()
+    prediction = predict_split(spec, "en", "dev", model, tokenizer, cfg)
+    assert prediction.labels == [["N", "S\\NP", "(S\\NP)\\(S\\NP)"]]  # the unseen tag stays in the gold
+    assert prediction.predictions[0][2] in names  # ... and no prediction can match it

@@ -20,6 +20,7 @@ needs to map predictions back:
 from __future__ import annotations
 
 import collections
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,11 +212,27 @@ def featurize(spec: TaskSpec, rows, tokenizer, *, train: bool, max_length: int, 
                     load_from_cache_file=False, new_fingerprint=cache.random_fingerprint())
 
 
+TAG_SET_FILE = "tags_to_id.json"
+
+
 def tag_names(spec: TaskSpec, data_cfg: DataConfig) -> tuple[str, ...]:
-    """Tag / label names in id order: the registry's, or (CCG, whose tag set is the training data's)
-    the sorted tags of the first training language's training split."""
+    """Tag / label names in id order: the registry's; for a task without a fixed set (CCG) the release's
+    tag map `<root>/<task>/tags_to_id.json` ({tag: id}, as jiant ships CCGbank's 1,363 supertags) when
+    local data has one, else the sorted tags of the first training language's training split.
+
+    Evaluation counts a gold tag outside this set as an error (never dropped), so a dev set's unseen
+    supertags lower the accuracy as in jiant.
+    """
     if spec.label_names or spec.format != "tagging":
         return tuple(spec.label_names)
+    if data_cfg.source == "local" and data_cfg.root:
+        path = Path(data_cfg.root).expanduser() / spec.name / TAG_SET_FILE
+        if path.is_file():
+            mapping = json.loads(path.read_text(encoding="utf-8"))
+            ids = sorted(int(i) for i in mapping.values())
+            if ids != list(range(len(ids))):
+                raise ValueError(f"{path}: tag ids must be 0..{len(ids) - 1}, each once")
+            return tuple(sorted(mapping, key=lambda tag: int(mapping[tag])))
     from hpcxlt.data.load import load_split
 
     if not spec.train_languages:
