@@ -25,11 +25,42 @@ def test_phang2020_counts_match_hand_computation():
     grid = plan(load_experiment(CONFIGS / "phang2020.yaml"))
     arms, trained_arms, seeds = 11, 10, 3  # none + 9 single tasks + all-9 mix
     assert len(grid.stage_cells("intermediate")) == trained_arms * seeds == 30
-    assert len(grid.stage_cells("target")) == arms * 9 * seeds == 297  # tatoeba has no target training
+    # tatoeba has no target training; xcopa trains on SIQA first (XTREME-R's recipe): one more cell each
+    assert len(grid.stage_cells("target")) == arms * 9 * seeds + arms * seeds == 330
     assert len(grid.stage_cells("eval")) == arms * seeds * sum(LANGS.values()) == 6699
     # one eval job per (arm, target, seed) loads the model once for all its languages
     assert len(grid.stage_jobs("eval")) == arms * 10 * seeds == 330
-    assert len(grid.jobs) == 30 + 297 + 330
+    assert len(grid.jobs) == 30 + 330 + 330
+
+
+def test_a_prelude_is_its_own_cell_and_the_target_continues_it():
+    cfg = load_experiment(CONFIGS / "phang2020.yaml")
+    grid = plan(cfg)
+    prelude = grid.cell("target.mnli.xcopa.s2.siqa")
+    assert (prelude.stage, prelude.target, prelude.trains, prelude.deps) == ("target", "xcopa", "siqa", ("inter.mnli.s2",))
+    assert grid.cell("target.mnli.xcopa.s2").deps == ("target.mnli.xcopa.s2.siqa",)
+    assert grid.cell("target.none.xcopa.s1.siqa").deps == ()
+    assert grid.cell("eval.mnli.xcopa.s2.et").deps == ("target.mnli.xcopa.s2",)
+    # the prelude's recipe changes the prelude and everything after it, nothing else
+    other = plan(dataclasses.replace(cfg, targets=dataclasses.replace(cfg.targets, preludes={})))
+    changed = {c.key for c in grid.cells} ^ {c.key for c in other.cells}
+    assert changed == {c.key for c in grid.cells if c.trains}
+    before = {c.key: c.fingerprint for c in other.cells}
+    differs = {c.key for c in grid.cells if c.key in before and before[c.key] != c.fingerprint}
+    assert differs and all(".xcopa." in key for key in differs)
+
+
+def test_a_prelude_of_another_format_is_refused(tmp_path):
+    import yaml
+
+    from hpcxlt.config import ConfigError
+
+    data = yaml.safe_load((CONFIGS / "phang2020.yaml").read_text())
+    data["targets"]["preludes"] = {"xcopa": ["mnli"]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"targets.preludes.xcopa\[0\]: 'mnli' cannot come before 'xcopa'"):
+        load_experiment(path)
 
 
 def test_demo_counts():

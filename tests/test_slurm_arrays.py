@@ -52,6 +52,16 @@ def test_demo_grid_arrays_align_element_wise(demo):
     assert not any(s.after for s in specs)
 
 
+def test_a_target_after_its_prelude_is_aligned_with_the_prelude_array():
+    grid = plan(load_experiment(CONFIGS / "phang2020.yaml"))
+    specs = build_arrays(grid, list(grid.jobs), max_array_size=1001)
+    _check_alignment(grid, specs)
+    preludes = [s for s in specs if s.label == "xcopa(siqa first)"]
+    assert preludes and all(s.stage == "target" for s in preludes)
+    xcopa = [s for s in specs if s.label == "xcopa" and s.stage == "target"]
+    assert {s.corr for s in xcopa} == {s.name for s in preludes}
+
+
 def test_arrays_above_max_array_size_split_and_dependants_split_alike(demo):
     _, grid = demo
     specs = build_arrays(grid, list(grid.jobs), max_array_size=3)

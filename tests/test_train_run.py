@@ -186,3 +186,33 @@ def test_intermediate_then_targets_on_two_processes_zero3(assets: Path, tmp_path
     base_state = start_base.state_dict()
     for key in [k for k in chained_state if k.startswith("classifier.")]:
         assert torch.equal(chained_state[key], base_state[key]), key
+
+
+@pytest.mark.slow
+def test_a_target_continues_its_prelude_whole_model(tmp_path: Path):
+    """XTREME-R's XCOPA recipe: SIQA first, then COPA from the SIQA model, head included."""
+    import yaml
+
+    from hpcxlt.data.synth import SynthSettings, write_benchmark
+    from hpcxlt.model.tiny import TinySpec, build_tiny
+
+    build_tiny(tmp_path / "tiny", TinySpec(vocab_size=300, sentences_per_language=30), languages=("en", "et"))
+    write_benchmark(tmp_path / "synth", SynthSettings(train_size=32, eval_size=16), tasks=("siqa", "xcopa"))
+    data = experiment(tmp_path, stage=0)
+    data.update(arms=[{"name": "none"}],
+                targets={"tasks": ["xcopa"], "languages": {"xcopa": ["et"]}, "preludes": {"xcopa": ["siqa"]}})
+    config = tmp_path / "prelude.yaml"
+    config.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
+    env = {k: v for k, v in env.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    proc = subprocess.run([sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(tmp_path / "run"),
+                           "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    store = RunStore(tmp_path / "run")
+    prelude = json.loads(store.train_log_path("target.none.xcopa.s1.siqa").read_text().splitlines()[0])
+    assert prelude["event"] == "start" and list(prelude["stream_sizes"]) == ["siqa:en"]
+    info = store.done_info("target.none.xcopa.s1")
+    assert info["init_from"]["cell"] == "target.none.xcopa.s1.siqa" and info["init_from"]["whole_model"]
+    start = json.loads(store.train_log_path("target.none.xcopa.s1").read_text().splitlines()[0])
+    assert list(start["stream_sizes"]) == ["xcopa:en"]
+    assert store.is_done("eval.none.xcopa.s1.et")

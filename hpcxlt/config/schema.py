@@ -203,13 +203,15 @@ class TargetsConfig:
     """Task -> evaluation languages (default: all the task's languages)."""
     overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     """Task -> overrides of the `target` hyperparameters (TrainConfig keys), e.g. {panx: {lr: 2e-5}}."""
+    preludes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Task -> English tasks fine-tuned first, in order, the whole model carried on (XTREME-R: {xcopa: [siqa]})."""
 
     def check(self, path: str) -> None:
         if not self.tasks:
             raise ConfigError(f"{path}.tasks: must name at least one target task")
         if len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"{path}.tasks: lists a task twice: {list(self.tasks)}")
-        for section in ("languages", "overrides"):
+        for section in ("languages", "overrides", "preludes"):
             for task in getattr(self, section):
                 if task not in self.tasks:
                     raise ConfigError(f"{path}.{section}.{task}: {task!r} is not one of targets.tasks {list(self.tasks)}")

@@ -47,6 +47,15 @@ def check_experiment(cfg: ExperimentConfig) -> None:
         for lang in langs:
             if lang not in allowed:
                 raise ConfigError(f"targets.languages.{task}: {task} is not evaluated in {lang!r}; allowed: {', '.join(allowed)}")
+    for task, prelude in cfg.targets.preludes.items():
+        for j, name in enumerate(prelude):
+            if name not in TASKS:
+                raise ConfigError(f"targets.preludes.{task}[{j}]: {_unknown('task', name, sorted(TASKS))}")
+            first, then = TASKS[name], TASKS[task]
+            if first.format != then.format or "en" not in first.train_languages or not then.has_training_data():
+                raise ConfigError(
+                    f"targets.preludes.{task}[{j}]: {name!r} cannot come before {task!r}: a prelude needs English "
+                    f"training data in the target's format ({then.format}) and a target with training data")
     for task in cfg.cost.train_examples:
         if task not in TASKS:
             raise ConfigError(f"cost.train_examples.{task}: {_unknown('task', task, sorted(TASKS))}")

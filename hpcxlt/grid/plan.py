@@ -38,6 +38,8 @@ class Cell:
     """Random seed."""
     target: str | None = None
     """Target task (None for intermediate cells)."""
+    trains: str | None = None
+    """Task a target cell fine-tunes on when that is not the target itself: a prelude (siqa before xcopa)."""
     lang: str | None = None
     """Evaluation language (eval cells only)."""
     deps: tuple[str, ...] = ()
@@ -48,7 +50,7 @@ class Cell:
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key, "stage": self.stage, "arm": self.arm, "seed": self.seed, "target": self.target,
-            "lang": self.lang, "deps": list(self.deps), "fingerprint": self.fingerprint,
+            "trains": self.trains, "lang": self.lang, "deps": list(self.deps), "fingerprint": self.fingerprint,
         }
 
     @classmethod
@@ -123,8 +125,9 @@ def intermediate_key(arm: str, seed: int) -> str:
     return f"inter.{arm}.s{seed}"
 
 
-def target_key(arm: str, task: str, seed: int) -> str:
-    return f"target.{arm}.{task}.s{seed}"
+def target_key(arm: str, task: str, seed: int, prelude: str | None = None) -> str:
+    """'target.<arm>.<task>.s<seed>', and '...s<seed>.<prelude>' for a prelude of the target."""
+    return f"target.{arm}.{task}.s{seed}" + (f".{prelude}" if prelude else "")
 
 
 def eval_key(arm: str, task: str, seed: int, lang: str) -> str:
@@ -193,6 +196,17 @@ def plan(cfg: ExperimentConfig) -> Plan:
             train = config_to_dict(target_train_config(cfg, task))
             for seed in cfg.seeds:
                 deps, dep_fp = upstream(arm.name, seed)
+                # XTREME-R's XCOPA recipe: fine-tune on SIQA, then on COPA; each prelude is a cell of its own
+                for prelude in cfg.targets.preludes.get(task, ()):
+                    key = target_key(arm.name, task, seed, prelude)
+                    fp = _hash({
+                        "stage": "target", "from": dep_fp, "task": task, "trains": prelude, "data": train_data,
+                        "train": train, "seed": seed,
+                    })
+                    target_cells.append(Cell(key=key, stage="target", arm=arm.name, seed=seed, target=task,
+                                             trains=prelude, deps=deps, fingerprint=fp))
+                    jobs.append(Job(key=key, stage="target", cells=(key,), deps=deps))
+                    deps, dep_fp = (key,), fp
                 if spec.has_training_data():
                     key = target_key(arm.name, task, seed)
                     fp = _hash({

@@ -174,7 +174,7 @@ class ArraySpec:
 
 def _stage_label(plan: Plan, job: Job) -> str:
     cell = plan.cell(job.cells[0])
-    return cell.target or ""
+    return f"{cell.target}({cell.trains} first)" if cell.trains else cell.target or ""
 
 
 def build_arrays(plan: Plan, jobs: list[Job], *, external: dict[str, str] | None = None,
@@ -200,11 +200,19 @@ def build_arrays(plan: Plan, jobs: list[Job], *, external: dict[str, str] | None
             position[key] = (spec.name, i)
         return spec
 
-    for stage in STAGES:
+    # A job waiting for another job of its own stage (a target after its prelude) goes in a later wave
+    # of that stage, so its upstream array exists when it is aligned.
+    by_key = {job.key: job for job in jobs}
+    wave: dict[str, int] = {}
+    for job in jobs:  # plan order: upstream first
+        same = [wave[d] for d in job.deps if d in by_key and by_key[d].stage == job.stage]
+        wave[job.key] = 1 + max(same) if same else 0
+    for stage, level in ((stage, level) for stage in STAGES
+                         for level in sorted({wave[j.key] for j in jobs if j.stage == stage})):
         roots: dict[str, list[Job]] = defaultdict(list)
         aligned: dict[str, dict[int, list[Job]]] = defaultdict(lambda: defaultdict(list))
         singles: list[Job] = []
-        for job in (j for j in jobs if j.stage == stage):
+        for job in (j for j in jobs if j.stage == stage and wave[j.key] == level):
             inner = [d for d in job.deps if d in submit_keys]
             outer = [d for d in job.deps if d in external]
             if not inner and not outer:

@@ -63,12 +63,18 @@ def cell_setup(cfg: ExperimentConfig, cell: Cell) -> CellSetup:
     if cell.stage == "target":
         if not cell.target:
             raise ValueError(f"cell {cell.key}: a target cell names no target task")
-        spec = get_task(cell.target)
+        spec = get_task(cell.trains or cell.target)  # a prelude cell trains on its prelude task
         if not spec.has_training_data():
-            raise ValueError(f"cell {cell.key}: target task {spec.name!r} has no training data to fine-tune on")
+            raise ValueError(f"cell {cell.key}: task {spec.name!r} has no training data to fine-tune on")
         return CellSetup(train=target_train_config(cfg, cell.target), specs=(spec,),
                          languages={spec.name: tuple(spec.train_languages)}, multi_task=spec.format == "retrieval")
     raise ValueError(f"cell {cell.key}: stage {cell.stage!r} is not a training stage (intermediate or target)")
+
+
+def prelude_of(cell: Cell) -> str | None:
+    """Key of the prelude target cell whose whole model (head included) this target cell continues."""
+    deps = [d for d in cell.deps if d.startswith("target.")]
+    return deps[0] if cell.stage == "target" and deps else None
 
 
 def intermediate_of(cell: Cell, store: RunStore) -> str | None:
@@ -108,6 +114,17 @@ def build_cell_model(cfg: ExperimentConfig, cell: Cell, store: RunStore, setup: 
     """
     from hpcxlt.model import heads
 
+    previous = prelude_of(cell)
+    if previous is not None:  # continue the prelude's model as it is (XTREME-R: COPA after SIQA)
+        info = store.done_info(previous)
+        if info is None:
+            raise RuntimeError(f"cell {cell.key} continues prelude cell {previous}, which is not done")
+        spec, folder = setup.specs[0], store.model_dir(previous)
+        builder = lambda: heads.build_model(spec.format, str(folder), label_names=label_names[spec.name] or None)  # noqa: E731
+        model = builder()
+        log.info("cell %s: whole model from prelude %s", cell.key, folder)
+        return model, builder, {"cell": previous, "model_dir": str(folder), "checkpoint": info.get("checkpoint"),
+                                "step": info.get("step"), "whole_model": True}
     builder = model_builder(cfg, setup, label_names)
     ckpt.seed_everything(cell.seed)  # the new heads' initialization depends only on the seed
     model = builder()
