@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcxlt.evaluate.predict import InferenceSettings, input_limit, length_batches, predict_split, run_batches
+from hpcxlt.data.features import input_limit
+from hpcxlt.evaluate.predict import InferenceSettings, length_batches, predict_split, run_batches
 from hpcxlt.tasks.registry import get_task
 from tests.eval_assets import assets, data_config, eval_threads, tokenizer  # noqa: F401  (fixtures)
 
@@ -181,7 +182,7 @@ def test_examples_without_gold_labels_cannot_be_scored(assets, tokenizer, tmp_pa
 
 
 def test_xlmr_inputs_hold_at_most_512_tokens(assets, tokenizer):
-    assert input_limit(model_for(assets, "panx"), tokenizer) == 512
+    assert input_limit(model_for(assets, "panx").config, tokenizer) == 512
 
 
 def test_ccg_tags_follow_the_release_tag_map_and_unseen_dev_tags_count_as_errors(assets, tokenizer, tmp_path):

@@ -13,7 +13,7 @@ import sys
 
 # subcommand -> module under hpcxlt.cli
 COMMANDS = {
-    "plan": "plan",
+    "plan": "plan", "prepare": "prepare",
     "synth": "synth", "build-tiny": "build_tiny",
     "score": "score",
     "aggregate": "aggregate",

@@ -48,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
 
         site_raw = read_yaml(args.site, "site profile", SiteError)
         site = parse_site(site_raw, args.site)  # validated before anything is written or submitted
+        if site.offline and cfg.data.source == "hub":
+            raise UserError(
+                f"site {site.name!r} ({args.site}) is offline: its compute nodes cannot reach the hub that "
+                f"data.source 'hub' reads. On this login node run `hpcxlt prepare {args.config} --out DIR "
+                "[--features]`, then submit with -o data.source=local -o data.root=DIR")
     store = RunStore(args.run_dir)
     try:
         if args.dry_run:

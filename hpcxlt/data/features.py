@@ -212,6 +212,23 @@ def featurize(spec: TaskSpec, rows, tokenizer, *, train: bool, max_length: int, 
                     load_from_cache_file=False, new_fingerprint=cache.random_fingerprint())
 
 
+MAX_POSITIONS = 512
+"""Most tokens an XLM-R input can hold (514 position embeddings, 2 kept for the padding offset)."""
+
+
+def input_limit(config, tokenizer) -> int:
+    """Most tokens a model with this (transformers) config takes in one input (position embeddings,
+    XLM-R's padding offset kept): the length tagging evaluation reads whole sentences with."""
+    positions = getattr(config, "max_position_embeddings", MAX_POSITIONS + 2)
+    offset = 0
+    if getattr(config, "model_type", "") in ("xlm-roberta", "roberta"):
+        # RoBERTa-style position ids start after the padding id: positions 0..pad_token_id are never used.
+        offset = (getattr(config, "pad_token_id", None) or 0) + 1
+    limit = min(positions - offset, MAX_POSITIONS)
+    model_max = getattr(tokenizer, "model_max_length", None)
+    return min(limit, model_max) if isinstance(model_max, int) and model_max > 0 else limit
+
+
 TAG_SET_FILE = "tags_to_id.json"
 
 

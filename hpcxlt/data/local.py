@@ -188,7 +188,26 @@ def rows_to_dataset(rows, path: Path):
         return datasets.Dataset(rows)  # pyarrow Table
     if not rows:
         raise ValueError(f"{path}: holds no rows")
-    return datasets.Dataset.from_list(rows)
+    try:
+        return datasets.Dataset.from_list(rows)
+    except (TypeError, ValueError, ArithmeticError) as err:  # pyarrow's ArrowInvalid/ArrowTypeError among them
+        raise ValueError(f"{path}: {_first_mixed_value(rows) or err}") from None
+
+
+def _first_mixed_value(rows: list[dict]) -> str | None:
+    """'row N: column C holds V (type), the rows before hold T' for the first value whose type differs
+    from its column's first value (what makes one Arrow column impossible)."""
+    first: dict[str, type] = {}
+    for number, row in enumerate(rows, 1):
+        for column, value in row.items():
+            if value is None:
+                continue
+            kind = float if type(value) is int and first.get(column) is float else type(value)
+            expected = first.setdefault(column, kind)
+            if kind is not expected and not (kind is int and expected is float):
+                return (f"row {number}: column {column!r} holds {value!r} ({kind.__name__}) where the rows "
+                        f"before hold {expected.__name__} values")
+    return None
 
 
 def file_fingerprint(path: Path) -> str:

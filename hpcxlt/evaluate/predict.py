@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 INPUT_COLUMNS = ("input_ids", "attention_mask")
 """The feature columns a forward pass reads; labels stay on the host (no loss is computed)."""
-MAX_POSITIONS = 512
-"""Most tokens an XLM-R input can hold (514 position embeddings, 2 kept for the padding offset)."""
 FALLBACK_TAG = "O"
 """Tag written for a word with no prediction (cut off by the model's length limit), when the tag set has it."""
 
@@ -246,18 +244,6 @@ _BY_FORMAT = {"classification": _classification, "multiple_choice": _multiple_ch
               "qa": _qa}
 
 
-def input_limit(model, tokenizer) -> int:
-    """Most tokens the model takes in one input (position embeddings, XLM-R's padding offset kept)."""
-    positions = getattr(model.config, "max_position_embeddings", MAX_POSITIONS + 2)
-    offset = 0
-    if getattr(model.config, "model_type", "") in ("xlm-roberta", "roberta"):
-        # RoBERTa-style position ids start after the padding id: positions 0..pad_token_id are never used.
-        offset = (getattr(model.config, "pad_token_id", None) or 0) + 1
-    limit = min(positions - offset, MAX_POSITIONS)
-    model_max = getattr(tokenizer, "model_max_length", None)
-    return min(limit, model_max) if isinstance(model_max, int) and model_max > 0 else limit
-
-
 def predict_split(spec: TaskSpec, lang: str, split: str, model, tokenizer, data_cfg: DataConfig,
                   settings: InferenceSettings = InferenceSettings(), *, pools: dict | None = None) -> Prediction:
     """Gold labels and predictions of `model` on one split of one language of `spec`.
@@ -266,7 +252,7 @@ def predict_split(spec: TaskSpec, lang: str, split: str, model, tokenizer, data_
     encoder for retrieval). `pools` is a dict the caller keeps across the languages of one model:
     retrieval reuses candidate embeddings shared between languages (LAReQA, Mewsli-X) from it.
     """
-    from hpcxlt.data.features import load_features
+    from hpcxlt.data.features import input_limit, load_features
 
     settings.check()
     if spec.format == "retrieval":
@@ -277,7 +263,7 @@ def predict_split(spec: TaskSpec, lang: str, split: str, model, tokenizer, data_
     elif spec.format in _BY_FORMAT:
         # A tag is needed for every word (the submission lines up with the gold), so tagging uses the
         # model's whole input length: with length-grouped batches, long inputs cost only their own batch.
-        max_length = input_limit(model, tokenizer) if spec.format == "tagging" else settings.max_length
+        max_length = input_limit(model.config, tokenizer) if spec.format == "tagging" else settings.max_length
         fs = load_features(spec, lang, split, tokenizer, data_cfg, max_length=max_length,
                            doc_stride=settings.doc_stride, train=False)
         if len(fs.examples) == 0:

@@ -213,11 +213,6 @@ def inference_settings(cfg: ExperimentConfig, spec: TaskSpec, loaded: LoadedMode
                              retrieval_layer=layer)
 
 
-def has_split(spec: TaskSpec, lang: str, split: str) -> bool:
-    """True when the task has `split` in `lang` (e.g. udpos has English dev data only, tydiqa no dev at all)."""
-    return lang in spec.data.get(split, {})
-
-
 def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: LoadedModel) -> list[dict[str, Any]]:
     """Evaluate one cell on every configured split that its language has; write records and files."""
     from hpcxlt.evaluate import scoring, submission
@@ -227,7 +222,7 @@ def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: Lo
     settings = inference_settings(cfg, spec, loaded)
     records = []
     for split in cfg.eval.splits:
-        if not has_split(spec, cell.lang, split):
+        if not spec.has_split(cell.lang, split):
             log.info("%s: %s has no %s split in %s; skipped", cell.key, spec.name, split, cell.lang)
             continue
         started = time.perf_counter()

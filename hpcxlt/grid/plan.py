@@ -145,6 +145,12 @@ def arm_languages(cfg: ExperimentConfig, arm_name: str) -> dict[str, tuple[str, 
     return {task: tuple(arm.languages.get(task) or get_task(task).train_languages) for task in arm.tasks}
 
 
+def dev_language(languages: tuple[str, ...]) -> str:
+    """The one language whose dev split a training run evaluates on: English when it trains on English,
+    else its first training language."""
+    return "en" if "en" in languages else languages[0]
+
+
 def _chunks(items: tuple[str, ...], size: int) -> Iterable[tuple[str, ...]]:
     if size <= 0 or size >= len(items):
         yield items

@@ -114,6 +114,8 @@ class SiteProfile:
     """Requeues after preemption or time limit per job before its cells are marked failed."""
     mpi_launcher: str = "mpiexec -n {ntasks}"
     """Command prefix that starts the aggregation's MPI ranks inside its allocation; {ntasks} is filled in."""
+    offline: bool = False
+    """Compute nodes cannot reach the Hugging Face hub: configs must read prepared data (`hpcxlt prepare`)."""
     stages: Mapping[str, StageResources] = field(default_factory=dict)
     """Resources per stage (intermediate, target, eval, aggregate), defaults already applied."""
     source: str | None = None
@@ -130,7 +132,7 @@ class SiteProfile:
 
 
 _TOP_KEYS = ("name", "description", "setup", "signal_delay_s", "max_array_size", "array_throttle",
-             "max_requeues", "mpi_launcher", "defaults", "stages")
+             "max_requeues", "mpi_launcher", "offline", "defaults", "stages")
 
 
 def parse_time_minutes(value: str) -> int:

@@ -67,3 +67,7 @@ class TaskSpec:
     def has_training_data(self) -> bool:
         """True when the task can be fine-tuned on (English) training data."""
         return bool(self.train_languages)
+
+    def has_split(self, lang: str, split: str) -> bool:
+        """True when the task has `split` in `lang` (e.g. udpos has English dev data only, tydiqa no dev at all)."""
+        return lang in self.data.get(split, {})

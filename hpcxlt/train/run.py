@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from hpcxlt.config import ExperimentConfig, TrainConfig, arm_train_config, target_train_config
 from hpcxlt.io import follow_umask, make_temp_dir
-from hpcxlt.grid.plan import Cell
+from hpcxlt.grid.plan import Cell, dev_language
 from hpcxlt.store import RunStore
 from hpcxlt.tasks.registry import get_task
 from hpcxlt.tasks.spec import TaskSpec
@@ -250,8 +250,7 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     forward_kwargs = (lambda task: {"task": task}) if setup.multi_task else None
     evaluate = None
     if train.eval_every:
-        dev_langs = {s.name: ("en",) if "en" in setup.languages[s.name] else setup.languages[s.name][:1]
-                     for s in setup.specs}
+        dev_langs = {s.name: (dev_language(setup.languages[s.name]),) for s in setup.specs}
         dev_streams, _ = build_streams(cfg, setup, tokenizer, seed=cell.seed, split="dev", languages=dev_langs)
         evaluate = dev_loss(dev_streams, forward_kwargs)
     loop_cfg = LoopConfig(
