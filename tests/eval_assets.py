@@ -19,8 +19,8 @@ TASKS = ("xnli", "panx", "xquad", "xcopa", "tatoeba", "mewslix", "lareqa")
 
 def build_assets(tmp_path_factory) -> Path:
     """Folder with tiny/ (model + tokenizer) and synth/ (benchmark); built once per session."""
-    from hpcxlt.data.synth import SynthSettings, write_benchmark
-    from hpcxlt.model.tiny import TinySpec, build_tiny
+    from hpcxlt.demo.synth import SynthSettings, write_benchmark
+    from hpcxlt.demo.tiny import TinySpec, build_tiny
 
     root = tmp_path_factory.getbasetemp() / "eval-assets"
     build_tiny(root / "tiny", TinySpec(vocab_size=400, sentences_per_language=40), languages=LANGS)

@@ -21,8 +21,8 @@ LANGUAGES = ("en", "de", "sw")
 @pytest.fixture(scope="session")
 def assets(tmp_path_factory) -> Path:
     """Folder with tiny/ (model + tokenizer) and synth/ (mnli, xnli, tatoeba); no squad on purpose."""
-    from hpcxlt.data.synth import SynthSettings, write_benchmark
-    from hpcxlt.model.tiny import TinySpec, build_tiny
+    from hpcxlt.demo.synth import SynthSettings, write_benchmark
+    from hpcxlt.demo.tiny import TinySpec, build_tiny
 
     root = tmp_path_factory.getbasetemp() / "launch-assets"
     build_tiny(root / "tiny", TinySpec(vocab_size=400, sentences_per_language=40), languages=LANGUAGES)

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hpcxlt"
 
 # Lower number = lower layer. A module may import its own layer or lower ones, never higher ones.
 LAYERS = {
-    "io": 0, "config": 1, "tasks": 2, "grid": 2, "store": 3, "data": 4, "model": 4,
+    "io": 0, "config": 1, "tasks": 2, "grid": 2, "store": 3, "data": 4, "model": 4, "demo": 4,
     "train": 5, "evaluate": 5, "aggregate": 5, "launch": 6, "cli": 7, "__main__": 8, "__init__": 0,
 }
 # Heavy library -> the only modules allowed to import it.
@@ -55,3 +55,13 @@ def test_imports_point_down(rel, top, tree):
             assert rel in ONLY_IN[root], f"hpcxlt/{rel} imports {root}; only {sorted(ONLY_IN[root])} may"
         if mine <= LAYERS["store"]:
             assert root not in LIGHT_LAYERS_FORBID, f"hpcxlt/{rel} is in a light layer but imports {root}"
+
+
+@pytest.mark.parametrize(("rel", "top", "tree"), MODULES, ids=[m[0] for m in MODULES])
+def test_nothing_a_real_run_uses_imports_the_demo_world(rel, top, tree):
+    """The synthetic benchmark and the tiny model are demo/test material: only `hpcxlt.demo` itself and
+    the commands that build them (`hpcxlt synth`, `hpcxlt build-tiny`) may import them."""
+    if top == "demo" or rel in ("cli/synth.py", "cli/build_tiny.py"):
+        return
+    for name in _imports(tree):
+        assert not name.startswith("hpcxlt.demo"), f"hpcxlt/{rel} imports {name}: real runs must not depend on the demo world"

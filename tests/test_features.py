@@ -5,8 +5,8 @@ from hpcxlt.config.schema import DataConfig
 from hpcxlt.data.features import feature_lengths, featurize, load_candidate_features, load_features, postprocess_qa, tag_names
 from hpcxlt.data.load import load_split
 from hpcxlt.data.schemas import IGNORE, RETRIEVAL_POOLS
-from hpcxlt.data.synth import SynthSettings, split_languages, write_benchmark
-from hpcxlt.model.tiny import TinySpec, build_tiny
+from hpcxlt.demo.synth import SynthSettings, split_languages, write_benchmark
+from hpcxlt.demo.tiny import TinySpec, build_tiny
 from hpcxlt.tasks.registry import TASKS, get_task
 
 LANGS = ("en", "de", "ru", "zh", "sw", "yo", "ar", "hi", "bm", "az", "am", "as", "ja", "et", "th")

@@ -4,11 +4,11 @@ import torch
 from hpcxlt.config.schema import DataConfig
 from hpcxlt.data.collate import PadCollator, model_inputs
 from hpcxlt.data.features import load_features
-from hpcxlt.data.synth import SynthSettings, write_benchmark
+from hpcxlt.demo.synth import SynthSettings, write_benchmark
 from hpcxlt.model.heads import (
     MultiTaskModel, build_model, dual_encoder_loss, embed, init_from_intermediate, make_head,
 )
-from hpcxlt.model.tiny import TinySpec, build_tiny
+from hpcxlt.demo.tiny import TinySpec, build_tiny
 from hpcxlt.tasks.registry import get_task
 
 TASKS = {"xnli": "en", "xcopa": "en", "panx": "en", "squad": "en", "mewslix": "en"}

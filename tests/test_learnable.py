@@ -9,9 +9,9 @@ import torch
 from hpcxlt.config.schema import DataConfig
 from hpcxlt.data.collate import LengthGroupedBatchSampler, PadCollator, model_inputs
 from hpcxlt.data.features import feature_lengths, load_features, postprocess_qa
-from hpcxlt.data.synth import SynthSettings, write_benchmark
+from hpcxlt.demo.synth import SynthSettings, write_benchmark
 from hpcxlt.model.heads import build_model, dual_encoder_loss, embed
-from hpcxlt.model.tiny import TinySpec, build_tiny
+from hpcxlt.demo.tiny import TinySpec, build_tiny
 from hpcxlt.tasks.registry import get_task
 
 pytestmark = pytest.mark.slow

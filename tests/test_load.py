@@ -6,7 +6,7 @@ from hpcxlt.config.schema import DataConfig
 from hpcxlt.data.load import (
     DataNotFoundError, available, load_candidates, load_split, local_file, source_fingerprint,
 )
-from hpcxlt.data.synth import SynthSettings, write_benchmark
+from hpcxlt.demo.synth import SynthSettings, write_benchmark
 from hpcxlt.tasks.registry import get_task
 
 

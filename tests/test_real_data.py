@@ -163,7 +163,7 @@ def xquad_tokenizer(data_cfg):
     """A Unigram tokenizer of the XLM-R kind trained on the real XQuAD contexts of every language (no hub:
     the real XLM-R vocabulary is not reachable here): word-sized pieces with punctuation apart, like
     XLM-R's SentencePiece on these texts."""
-    from hpcxlt.model.tiny import train_tokenizer
+    from hpcxlt.demo.tiny import train_tokenizer
 
     lines = []
     for lang in XQUAD_LANGS:

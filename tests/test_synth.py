@@ -3,8 +3,8 @@ import json
 import pytest
 
 from hpcxlt.cli import main
-from hpcxlt.data.lexicon import CONCEPTS, language_lexicon
-from hpcxlt.data.synth import MANIFEST, SynthSettings, generate_rows, read_manifest, split_languages, write_benchmark
+from hpcxlt.demo.lexicon import CONCEPTS, language_lexicon
+from hpcxlt.demo.synth import MANIFEST, SynthSettings, generate_rows, read_manifest, split_languages, write_benchmark
 from hpcxlt.tasks.registry import SCHEMA_COLUMNS, TASKS, get_task
 
 SMALL = SynthSettings(train_size=30, eval_size=12)

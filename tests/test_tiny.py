@@ -3,9 +3,9 @@ import json
 import pytest
 
 from hpcxlt.cli import main
-from hpcxlt.data import grammar
-from hpcxlt.data.lexicon import language_lexicon, seeded_rng
-from hpcxlt.model.tiny import MARKER, TinySpec, build_tiny, is_built
+from hpcxlt.demo import grammar
+from hpcxlt.demo.lexicon import language_lexicon, seeded_rng
+from hpcxlt.demo.tiny import MARKER, TinySpec, build_tiny, is_built
 
 LANGS = ("en", "de", "ru", "zh", "sw", "yo", "ar", "hi")
 SPEC = TinySpec(vocab_size=600, sentences_per_language=30)

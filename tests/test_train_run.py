@@ -42,8 +42,8 @@ def experiment(root: Path, *, stage: int = 3) -> dict:
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> Path:
     """A tiny model and a small synthetic benchmark for the three tasks."""
-    from hpcxlt.data.synth import SynthSettings, write_benchmark
-    from hpcxlt.model.tiny import TinySpec, build_tiny
+    from hpcxlt.demo.synth import SynthSettings, write_benchmark
+    from hpcxlt.demo.tiny import TinySpec, build_tiny
 
     root = tmp_path_factory.mktemp("assets")
     build_tiny(root / "tiny", TinySpec(vocab_size=400, sentences_per_language=40), languages=("en", "sw", "yo", "de"))
@@ -193,8 +193,8 @@ def test_a_target_continues_its_prelude_whole_model(tmp_path: Path):
     """XTREME-R's XCOPA recipe: SIQA first, then COPA from the SIQA model, head included."""
     import yaml
 
-    from hpcxlt.data.synth import SynthSettings, write_benchmark
-    from hpcxlt.model.tiny import TinySpec, build_tiny
+    from hpcxlt.demo.synth import SynthSettings, write_benchmark
+    from hpcxlt.demo.tiny import TinySpec, build_tiny
 
     build_tiny(tmp_path / "tiny", TinySpec(vocab_size=300, sentences_per_language=30), languages=("en", "et"))
     write_benchmark(tmp_path / "synth", SynthSettings(train_size=32, eval_size=16), tasks=("siqa", "xcopa"))

@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpcxlt.cli import UserError
-    from hpcxlt.model.tiny import MARKER, TinySpec, build_tiny, is_built
+    from hpcxlt.demo.tiny import MARKER, TinySpec, build_tiny, is_built
     from hpcxlt.tasks.languages import UnknownLanguageError, language
 
     spec = TinySpec(vocab_size=args.vocab_size, hidden=args.hidden, layers=args.layers, heads=args.heads,

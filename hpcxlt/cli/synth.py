@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpcxlt.cli import UserError
-    from hpcxlt.data.synth import SynthSettings, write_benchmark
+    from hpcxlt.demo.synth import SynthSettings, write_benchmark
     from hpcxlt.tasks.registry import UnknownTaskError
 
     settings = SynthSettings(seed=args.seed, train_size=args.train_size, eval_size=args.eval_size)

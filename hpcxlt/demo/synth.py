@@ -30,9 +30,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from hpcxlt.data import grammar
-from hpcxlt.data.grammar import ENTITY_TYPES, Sentence, entity_keys, render, upos_of, word
-from hpcxlt.data.lexicon import (
+from hpcxlt.demo import grammar
+from hpcxlt.demo.grammar import ENTITY_TYPES, Sentence, entity_keys, render, upos_of, word
+from hpcxlt.demo.lexicon import (
     CLASS_WORDS, CUES, FIRST_NAMES, LAST_NAMES, LOCATIONS, ORG_HEADS, ORG_TAILS, PLAUSIBLE_CUES, QUESTION_WORDS, TOPICS,
     Lexicon, concept, language_lexicon, seeded_rng, stable_hash,
 )
@@ -490,7 +490,7 @@ def write_benchmark(out: str | os.PathLike, settings: SynthSettings = SynthSetti
     names = tuple(tasks) if tasks is not None else tuple(TASKS)
     specs = [get_task(name) for name in names]
     out = Path(out)
-    wanted = {"generator": "hpcxlt.data.synth", "version": SYNTH_VERSION, **asdict(settings), "task_names": sorted(names)}
+    wanted = {"generator": "hpcxlt.demo.synth", "version": SYNTH_VERSION, **asdict(settings), "task_names": sorted(names)}
     existing = read_manifest(out)
     if existing is not None:
         if {k: existing.get(k) for k in wanted} == wanted:

@@ -59,8 +59,8 @@ def tokenizer_corpus(languages: tuple[str, ...], *, seed: int, per_language: int
     sentences carry one of the words the tasks hinge on (label cues, question words), which the
     plain grammar never produces, so they are common enough to become pieces of their own.
     """
-    from hpcxlt.data import grammar
-    from hpcxlt.data.lexicon import (
+    from hpcxlt.demo import grammar
+    from hpcxlt.demo.lexicon import (
         CONCEPTS, CUES, PLAUSIBLE_CUES, QUESTION_WORDS, concept, language_lexicon, seeded_rng,
     )
 

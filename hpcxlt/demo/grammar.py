@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from hpcxlt.data.lexicon import (
+from hpcxlt.demo.lexicon import (
     CLASS_WORDS, CONCEPTS, FIRST_NAMES, LAST_NAMES, LOCATIONS, MONTHS, ORG_HEADS, ORG_TAILS, TOPICS,
     Lexicon, concept,
 )
