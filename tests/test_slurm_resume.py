@@ -118,3 +118,45 @@ def test_resume_releases_jobs_that_an_interrupted_submission_left_held(tmp_path,
     assert code == 0 and "released 2 job(s) left held by an interrupted submission" in out
     assert "nothing to resume" in out and not (queued(store.root) & queue.held_jobs())
     run_cli("cancel", str(store.root))
+
+
+def test_two_concurrent_resumes_submit_each_missing_cell_once(tmp_path, assets, slurm_env):
+    """The run directory's lock: the second `hpcxlt resume` waits for the first, then finds the work queued."""
+    import os
+    import subprocess
+    import sys
+
+    data = experiment(assets, name="slurm-two-resumes", arms=[{"name": "none"}], seeds=[1, 2],
+                      targets={"tasks": ["xnli", "tatoeba"], "languages": {"xnli": ["en", "de"], "tatoeba": ["de", "sw"]}})
+    run_dir = tmp_path / "run"
+    code, out = run_cli("submit", str(write_config(tmp_path, data)), "--run-dir", str(run_dir), "--site", SITE,
+                        "--no-aggregate")
+    assert code == 0, out
+    run_cli("cancel", str(run_dir))  # every cell is missing now
+    wait_for(lambda: not queued(run_dir), timeout=60, what="the cancelled jobs to leave the queue")
+    names = "hpcxlt-slurm-two-resumes-target,hpcxlt-slurm-two-resumes-eval"
+
+    def listed() -> list[str]:
+        return subprocess.run(["squeue", "-h", "-r", "-o", "%i", "--name", names], capture_output=True, text=True,
+                              check=True).stdout.split()
+
+    before = set(listed())  # e.g. left by an earlier run of this test
+    # a busy controller: sbatch answers after a second, so both resumes read the queue before either
+    # has submitted anything (without the lock, both would submit everything)
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "sbatch").write_text(f"#!/bin/sh\nsleep 1\nexec {shutil.which('sbatch')} \"$@\"\n")
+    (shim / "sbatch").chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{shim}:{os.environ['PATH']}"}
+    procs = [subprocess.Popen([sys.executable, "-m", "hpcxlt", "resume", str(run_dir), "--json"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [proc.communicate(timeout=300) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), results
+    jobs = sorted(json.loads(out.strip().splitlines()[-1])["jobs"] for out, _ in results)
+    store = RunStore(run_dir)
+    plan_jobs = len(store.load_plan().jobs)
+    assert jobs == [0, plan_jobs]  # one resubmitted everything, the other found it queued
+    # the queue holds each job of the plan exactly once (whatever the run directory recorded)
+    new = [jid for jid in listed() if jid not in before]
+    assert len(new) == len(set(new)) == plan_jobs
+    run_cli("cancel", str(run_dir))

@@ -1,5 +1,8 @@
 """Run directory: initialization, refusal of a different experiment, state, done markers, records."""
 
+import os
+import time
+
 import pytest
 
 from hpcxlt.grid import plan
@@ -65,3 +68,79 @@ def test_result_records_are_not_silently_replaced_by_another_config(tmp_path):
 def test_missing_run_dir_is_a_clear_error(tmp_path):
     with pytest.raises(RunDirError, match="is not a run directory"):
         RunStore(tmp_path / "nope").load_plan()
+
+
+# -- the run directory lock ------------------------------------------------------------------------
+def _hold(root: str, log: str, rounds: int) -> None:
+    from hpcxlt.store import RunStore
+
+    store = RunStore(root)
+    for _ in range(rounds):
+        with store.lock("test"):
+            with open(log, "a") as handle:
+                handle.write(f"in {os.getpid()}\n")
+            time.sleep(0.05)
+            with open(log, "a") as handle:
+                handle.write(f"out {os.getpid()}\n")
+
+
+def test_the_lock_admits_one_process_at_a_time(tmp_path):
+    import multiprocessing
+
+    log = tmp_path / "log"
+    procs = [multiprocessing.get_context("spawn").Process(target=_hold, args=(str(tmp_path), str(log), 5))
+             for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    lines = log.read_text().splitlines()
+    assert len(lines) == 30
+    for enter, leave in zip(lines[::2], lines[1::2]):  # never two holders: every 'in' is followed by its 'out'
+        assert enter.startswith("in ") and leave == "out " + enter.split()[1]
+    assert not (tmp_path / ".hpcxlt.lock").exists()
+
+
+def test_a_held_lock_names_its_holder_and_a_stale_one_is_taken_over(tmp_path, capsys):
+    import json
+    import socket
+    import subprocess
+
+    from hpcxlt.store import LOCK_FILE, RunDirError, RunLock, RunStore
+
+    store = RunStore(tmp_path)
+    with store.lock("resume"):
+        with pytest.raises(RunDirError, match=rf"locked by `hpcxlt resume` \(host {socket.gethostname()}, pid {os.getpid()}, since"):
+            with store.lock("submit", wait_s=1):
+                pass
+    assert "waiting for the run directory lock held by `hpcxlt resume`" in capsys.readouterr().err
+    # a holder on this host whose process is gone (kill -9, a crashed login session): taken over at once
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    path = tmp_path / LOCK_FILE
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "command": "resume", "since": 0}))
+    with store.lock("submit", wait_s=1):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert not path.exists()
+    # another host: alive while its heartbeat is fresh, stale once it stopped
+    path.write_text(json.dumps({"host": "login2", "pid": 1, "command": "resume", "since": time.time()}))
+    with pytest.raises(RunDirError, match="host login2"):
+        with store.lock("submit", wait_s=0.5):
+            pass
+    old = time.time() - RunLock.stale_s - 5
+    os.utime(path, (old, old))
+    with store.lock("submit", wait_s=1):
+        assert json.loads(path.read_text())["host"] == socket.gethostname()
+
+
+def test_a_held_lock_keeps_its_heartbeat(tmp_path, monkeypatch):
+    from hpcxlt.store import LOCK_FILE, RunLock, RunStore
+
+    monkeypatch.setattr(RunLock, "heartbeat_s", 0.1)
+    with RunStore(tmp_path).lock("submit"):
+        path = tmp_path / LOCK_FILE
+        old = time.time() - 1000
+        os.utime(path, (old, old))
+        time.sleep(0.5)
+        assert time.time() - path.stat().st_mtime < 5

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             site, raw = site_from_record(record), record["data"]
         try:
             result = launch_slurm(store, grid, cfg.name, site, raw, dry_run=args.dry_run,
-                                  aggregate=(launch or {}).get("aggregate", True))
+                                  aggregate=(launch or {}).get("aggregate", True), command="resume")
         except (SubmitError, QueueError) as err:
             raise UserError(str(err)) from None
         if not args.dry_run:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from hpcxlt.launch.submit import launch_local
 
-        result = launch_local(store, grid, dry_run=args.dry_run, progress=not args.no_progress)
+        result = launch_local(store, grid, dry_run=args.dry_run, progress=not args.no_progress, command="resume")
         if not args.dry_run:
             if result.jobs:
                 print(f"ran {result.jobs} jobs ({result.cells} cells) locally")

@@ -20,15 +20,19 @@ def cancel_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     if executor == "slurm":
         from hpcxlt.launch import queue
 
-        alive = queue.alive_jobs()
-        ids = {s["job_id"] for s in states.values() if s.get("job_id") in alive}
-        agg = aggregate_state(store).get("job_id")
-        if agg in alive:
-            ids.add(agg)
-        cells = sum(1 for s in states.values() if s.get("job_id") in ids)
-        if ids:
-            queue.cancel(ids)
+        # under the run directory's lock: a resume that is submitting finishes (and records its job ids) first
+        with store.lock("cancel"):
+            states = {c.key: store.state(c.key) for c in plan.cells if not store.is_done(c.key)}
+            alive = queue.alive_jobs()
+            ids = {s["job_id"] for s in states.values() if s.get("job_id") in alive}
+            agg = aggregate_state(store).get("job_id")
+            if agg in alive:
+                ids.add(agg)
+            cells = sum(1 for s in states.values() if s.get("job_id") in ids)
+            if ids:
+                queue.cancel(ids)
         return {"executor": executor, "jobs": sorted(ids), "cells": cells}
+    # a local run holds the lock while it runs: stopping it is a signal, never a wait for that lock
     host, pids, cells = socket.gethostname(), set(), 0
     for s in states.values():
         if s.get("state") == "running" and s.get("host") == host and s.get("pid") and s["pid"] != os.getpid():

@@ -45,11 +45,21 @@ def site_from_record(record: dict[str, Any]) -> SiteProfile:
 
 
 def launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile, site_raw: dict[str, Any], *,
-                 dry_run: bool, aggregate: bool = True, out: TextIO | None = None) -> LaunchResult:
+                 dry_run: bool, aggregate: bool = True, out: TextIO | None = None, command: str = "submit") -> LaunchResult:
     """Submit (or, with dry_run, print) every job that is neither done nor alive in the queue.
 
-    aggregate=False leaves out the final `hpcxlt aggregate` job (run it by hand later).
+    aggregate=False leaves out the final `hpcxlt aggregate` job (run it by hand later). A real
+    submission holds the run directory's lock from reading the queue to recording the job ids, so two
+    concurrent submits or resumes never submit the same work twice.
     """
+    if dry_run:
+        return _launch_slurm(store, plan, experiment, site, site_raw, dry_run=True, aggregate=aggregate, out=out)
+    with store.lock(command):
+        return _launch_slurm(store, plan, experiment, site, site_raw, dry_run=False, aggregate=aggregate, out=out)
+
+
+def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile, site_raw: dict[str, Any], *,
+                  dry_run: bool, aggregate: bool, out: TextIO | None) -> LaunchResult:
     from hpcxlt.launch import queue, slurm
 
     out = sys.stdout if out is None else out
@@ -79,8 +89,16 @@ def launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile
 
 
 def launch_local(store: RunStore, plan: Plan, *, dry_run: bool, progress: bool = True,
-                 out: TextIO | None = None) -> LaunchResult:
-    """Run (or, with dry_run, list) every unfinished job in this process, in dependency order."""
+                 out: TextIO | None = None, command: str = "submit") -> LaunchResult:
+    """Run (or, with dry_run, list) every unfinished job in this process, in dependency order; a real run
+    holds the run directory's lock throughout (a second local run waits instead of training the same cells)."""
+    if dry_run:
+        return _launch_local(store, plan, dry_run=True, progress=progress, out=out)
+    with store.lock(command):
+        return _launch_local(store, plan, dry_run=False, progress=progress, out=out)
+
+
+def _launch_local(store: RunStore, plan: Plan, *, dry_run: bool, progress: bool, out: TextIO | None) -> LaunchResult:
     out = sys.stdout if out is None else out
     todo = unfinished_jobs(store, plan)
     cells = sum(1 for job in todo for key in job.cells if not store.is_done(key))
