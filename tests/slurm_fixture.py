@@ -83,3 +83,29 @@ def slurm_cluster() -> dict[str, str]:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return env
+
+
+def stop_controller() -> None:
+    """Stop the local cluster's slurmctld (as a restart or fail-over would); jobs keep running."""
+    import signal
+    import time
+
+    pid_file = state_dir() / "run" / "slurmctld.pid"
+    pid = int(pid_file.read_text().split()[0])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + 30
+    while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+        time.sleep(0.2)
+
+
+def start_controller(env: dict[str, str]) -> None:
+    """Start slurmctld again (it recovers its jobs from its state folder) and wait until it answers."""
+    import time
+
+    subprocess.run(["slurmctld", "-f", env["SLURM_CONF"]], env=env, check=True, stdin=subprocess.DEVNULL,
+                   capture_output=True)
+    deadline = time.time() + 60
+    while subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True).returncode != 0:
+        if time.time() > deadline:
+            raise RuntimeError("slurmctld did not come back within 60 s")
+        time.sleep(0.5)

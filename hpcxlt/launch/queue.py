@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from typing import Iterable
 
 # Job states in which a job still holds or waits for resources (squeue(1), JOB STATE CODES).
@@ -29,16 +31,62 @@ def available() -> bool:
     return shutil.which("squeue") is not None and shutil.which("sbatch") is not None
 
 
-def _run(cmd: list[str], *, timeout: float = 60) -> str:
+# What Slurm clients print while the controller or the accounting daemon cannot be reached (a restart,
+# a fail-over, an overloaded controller): worth waiting for, unlike a refused request.
+TRANSIENT = re.compile(
+    r"unable to contact slurm controller|connect(ion)? (failure|refused)|socket timed out|"
+    r"zero bytes were transmitted|slurm backup controller in standby|problem talking to the database|"
+    r"resource temporarily unavailable|communication connection failure|unable to connect to slurmdbd",
+    re.IGNORECASE)
+RETRY_S_ENV = "HPCXLT_SLURM_RETRY_S"
+DEFAULT_RETRY_S = 180.0
+"""How long Slurm client calls keep retrying transient errors (override: env HPCXLT_SLURM_RETRY_S)."""
+
+
+# For sbatch only what proves nothing was submitted: a timeout after the request went out may have
+# queued the job, and a second sbatch would queue it twice.
+NOT_SUBMITTED = re.compile(r"unable to contact slurm controller|connect(ion)? (failure|refused)|"
+                           r"resource temporarily unavailable", re.IGNORECASE)
+
+
+def is_transient(message: str) -> bool:
+    """True for errors that mean "the controller or slurmdbd is unreachable right now"."""
+    return bool(TRANSIENT.search(message or ""))
+
+
+def retrying(call, what: str, *, budget_s: float | None = None, sleep=time.sleep, transient=is_transient):
+    """Run `call()`; while it raises an error whose text is transient (`is_transient`), wait 1, 2, 4 ...
+    (at most 30) seconds and try again, saying what it waits for, for up to `budget_s` seconds in all."""
+    budget = float(os.environ.get(RETRY_S_ENV, DEFAULT_RETRY_S)) if budget_s is None else budget_s
+    waited, delay = 0.0, 1.0
+    while True:
+        try:
+            return call()
+        except Exception as err:
+            if not transient(str(err)) or waited + delay > budget:
+                raise
+            print(f"hpcxlt: {what}: Slurm is unreachable ({str(err).strip().splitlines()[-1][:200]}); "
+                  f"retrying in {delay:.0f} s ({waited:.0f} of {budget:.0f} s waited)", file=sys.stderr, flush=True)
+            sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 30.0)
+
+
+def _run_once(cmd: list[str], timeout: float) -> str:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         raise QueueError(f"`{cmd[0]}` is not installed: is this a Slurm login node?") from None
     except subprocess.TimeoutExpired:
-        raise QueueError(f"`{' '.join(cmd[:3])} ...` timed out after {timeout:.0f} s") from None
+        raise QueueError(f"`{' '.join(cmd[:3])} ...` timed out after {timeout:.0f} s (socket timed out)") from None
     if proc.returncode != 0:
         raise QueueError(f"`{' '.join(cmd[:4])} ...` failed ({proc.returncode}): {proc.stderr.strip()[:500]}")
     return proc.stdout
+
+
+def _run(cmd: list[str], *, timeout: float = 60) -> str:
+    """Run a Slurm client command; transient failures are retried (`retrying`)."""
+    return retrying(lambda: _run_once(cmd, timeout), cmd[0])
 
 
 def expand_ids(text: str) -> list[str]:

@@ -458,7 +458,11 @@ def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, exp
     try:
         for spec in specs:
             params = stage_parameters(site, spec.stage, experiment)
-            ids[spec.name] = _submit_one(spec, params, folder, str(store.root), site, dependency(spec, ids))
+            dep = dependency(spec, ids)
+            # retried only while sbatch could not reach the controller at all (nothing was submitted)
+            ids[spec.name] = queue.retrying(lambda: _submit_one(spec, params, folder, str(store.root), site, dep),
+                                            f"sbatch {spec.name}",
+                                            transient=lambda text: bool(queue.NOT_SUBMITTED.search(text)))
     except Exception as err:
         submitted = [jid for names in ids.values() for jid in names]
         if submitted:
