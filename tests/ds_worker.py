@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grad-accum", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--eval-every", type=int, default=0, help="a dev evaluation (the full-data loss) every N steps")
+    parser.add_argument("--signal-at", type=int, default=0,
+                        help="this process sends itself SIGUSR2 while it computes step N (a deterministic preemption)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[rank %(process)d] %(name)s %(levelname)s: %(message)s")
     logging.getLogger("hpcxlt").setLevel(logging.INFO)
@@ -112,10 +117,23 @@ def main(argv: list[str] | None = None) -> int:
         mixture = Mixture([stream], {"cls:en": 1.0}, seed=args.seed, rank=dist.get_rank(), world_size=world)
         loop_cfg = LoopConfig(
             total_steps=args.steps, checkpoint_dir=run / "checkpoints", log_path=run / "train_log.jsonl",
-            save_every=args.save_every, keep_last=args.keep_last, log_every=1,
+            save_every=args.save_every, keep_last=args.keep_last, log_every=1, eval_every=args.eval_every,
+            greater_is_better=False,
         )
+
+        def signal_hook(task: str, engine=engine) -> dict:
+            if args.signal_at and engine.global_step == args.signal_at - 1:
+                os.kill(os.getpid(), signal.SIGUSR2)
+            return {}
+
+        def evaluate(engine) -> float:
+            loss = full_data_loss(engine.module, data)
+            engine.module.train()
+            return loss
+
         try:
-            result = train_loop(engine, mixture, loop_cfg)
+            result = train_loop(engine, mixture, loop_cfg, forward_kwargs=signal_hook if args.signal_at else None,
+                                evaluate=evaluate if args.eval_every else None)
         except Preempted as stop:
             print(f"rank {dist.get_rank()}: {stop}", flush=True)
             return EXIT_PREEMPTED

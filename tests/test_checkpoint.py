@@ -119,3 +119,36 @@ def test_real_run_skips_a_truncated_latest_checkpoint_and_ends_identically(tmp_p
     # the rewritten step-6 is whole again
     assert ckpt.problem(run / "checkpoints" / "step-6") is None
     shutil.rmtree(run / "checkpoints")
+
+
+def test_a_step_saved_again_is_never_without_a_complete_checkpoint(tmp_path: Path):
+    """Saving an existing step moves the old copy aside, renames the new one in, then deletes the old;
+    a job killed between the two renames leaves `.old-step-N`, which the lookup puts back."""
+    fake_checkpoint(tmp_path, 4)
+    (tmp_path / "step-4").rename(tmp_path / f"{ckpt.OLD_PREFIX}step-4")
+    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "step-4"
+    assert not (tmp_path / f"{ckpt.OLD_PREFIX}step-4").exists()
+    # the new copy made it: the old one is ignored (and removed by the next save of that step)
+    (tmp_path / "step-4").rename(tmp_path / f"{ckpt.OLD_PREFIX}step-4")
+    fake_checkpoint(tmp_path, 4, payload=b"y" * 50)
+    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "step-4"
+    assert (tmp_path / "step-4" / "mp_rank_00_model_states.pt").read_bytes() == b"y" * 50
+
+
+def test_a_stop_signal_skips_the_dev_evaluation_of_its_step(tmp_path: Path):
+    """SIGUSR2 during step 4, an evaluation step: the checkpoint is saved at once, no dev evaluation runs
+    inside the signal's grace time."""
+    from hpcxlt.train.loop import EXIT_PREEMPTED
+
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    cmd = [sys.executable, str(REPO / "tests" / "ds_worker.py"), "--out", str(tmp_path), "--stage", "0",
+           "--steps", "8", "--save-every", "100", "--eval-every", "2", "--signal-at", "4"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
+    events = [json.loads(line) for line in (tmp_path / "run-0" / "train_log.jsonl").read_text().splitlines()]
+    evals = [e["step"] for e in events if e.get("event") == "eval"]
+    stops = [e["step"] for e in events if e.get("event") == "preempted"]
+    assert evals == [2] and stops == [4]
+    assert ckpt.problem(tmp_path / "run-0" / "checkpoints" / "step-4") is None

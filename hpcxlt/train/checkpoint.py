@@ -38,6 +38,8 @@ MANIFEST = "complete.json"
 STATE_FILE = "trainer_state.json"
 RNG_DIR = "rng"
 TMP_PREFIX = ".tmp-"
+OLD_PREFIX = ".old-"
+"""A complete checkpoint moved aside while the same step is saved again (see save_checkpoint)."""
 
 
 def step_name(step: int) -> str:
@@ -108,10 +110,15 @@ def problem(folder: str | os.PathLike) -> str | None:
 
 
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """The `step-<N>` folders under root, oldest first (valid or not)."""
+    """The `step-<N>` folders under root, oldest first (valid or not). A step whose re-save was cut off
+    between its two renames is put back from its `.old-step-<N>` copy first."""
     root = Path(root)
     if not root.is_dir():
         return []
+    for old in root.glob(f"{OLD_PREFIX}step-*"):
+        final = root / old.name[len(OLD_PREFIX):]
+        if not final.exists() and STEP_DIR.match(final.name) and dist.is_main():
+            os.replace(old, final)
     found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.match(p.name)]
     return sorted(found, key=step_of)
 
@@ -133,11 +140,29 @@ def read_state(folder: str | os.PathLike) -> dict[str, Any]:
 
 # -- save / load -------------------------------------------------------------------------------------
 
+def _own_files(tmp: Path) -> dict[str, int]:
+    """The files this rank sees under `tmp`, made durable, with their sizes. Every rank sees at least the
+    files it wrote itself, so the union over ranks covers the checkpoint even where a shared file
+    system shows one node's new files to another node only later (NFS attribute caching)."""
+    files = {}
+    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        try:
+            with open(path, "rb") as handle:  # make the data durable before the rename publishes it
+                os.fsync(handle.fileno())
+            files[str(path.relative_to(tmp))] = path.stat().st_size
+        except FileNotFoundError:  # another rank's temporary file, renamed meanwhile
+            continue
+    return files
+
+
 def save_checkpoint(engine: "Engine", root: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write a complete checkpoint of `engine` + `state` as root/step-<state['step']> (collective).
 
-    Rank 0 writes the shared files and does the rename; every rank writes its DeepSpeed shard and
-    its own RNG states. Returns the final folder (the same path in every rank).
+    Every rank writes its DeepSpeed shard and its own RNG states and reports the files it sees; rank 0
+    writes the shared files, the manifest (the union of the reports) and does the rename. Saving a step
+    that exists already (the end of a run right after a periodic save) swaps the new folder in with
+    renames only, and the lookup also finds the previous copy (`.old-step-<N>`) if a job dies between
+    them: at no moment is the step without a complete checkpoint. Returns the final folder.
     """
     root = Path(root)
     step = int(state["step"])
@@ -154,17 +179,22 @@ def save_checkpoint(engine: "Engine", root: str | os.PathLike, state: dict[str, 
     (tmp / RNG_DIR).mkdir(parents=True, exist_ok=True)
     torch.save(capture_rng(), tmp / RNG_DIR / f"rank-{rank}.pt")
     dist.barrier()
+    reports = dist.all_gather_object(_own_files(tmp))
     if dist.is_main():
         write_json_atomic(tmp / STATE_FILE, {**state, "world_size": dist.get_world_size(), "saved": time.time()})
-        files = {}
-        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-            with open(path, "rb") as handle:  # make the data durable before the rename publishes it
-                os.fsync(handle.fileno())
-            files[str(path.relative_to(tmp))] = path.stat().st_size
+        files: dict[str, int] = {}
+        for report in reports:
+            files.update(report)
+        files.update(_own_files(tmp))  # the state file, and anything rank 0 sees by now
         write_json_atomic(tmp / MANIFEST, {"step": step, "files": files})
-        if final.exists():  # the same step saved again (e.g. the end of a run right after a periodic save)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        if final.exists():
+            old = root / f"{OLD_PREFIX}{step_name(step)}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)  # the complete previous copy stays findable (latest_checkpoint)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
         _fsync_dir(root)
     dist.barrier()
     return final

@@ -291,5 +291,5 @@ def all_gather_object(obj: Any) -> list[Any]:
     import torch.distributed as tdist
 
     out: list[Any] = [None] * tdist.get_world_size()
-    tdist.all_gather_object(out, obj)
+    tdist.all_gather_object(out, obj, group=_control())  # host-side: no GPU tensors for a few file names
     return out

@@ -210,7 +210,9 @@ def train_loop(
             signum = dist.max_over_ranks(flag.signum or 0)
             stop = signum > 0
             save = stop or bool(cfg.save_every and step % cfg.save_every == 0)
-            if evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.total_steps:
+            # no dev evaluation once a stop signal is seen: the signal's grace time is for the checkpoint
+            if (evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.total_steps
+                    and not stop):
                 metric = float(evaluate(engine))
                 improved = _better(metric, best["metric"], cfg.greater_is_better)
                 train_log.write({"event": "eval", "step": step, "metric": metric, "best": improved})
