@@ -39,6 +39,7 @@ def main() -> int:
     from hpcxlt.grid.experiment import load_experiment
     from hpcxlt.grid.plan import plan
     from hpcxlt.launch import queue
+    from hpcxlt.launch.pending import pending_work
     from hpcxlt.launch.site import load_site
     from hpcxlt.launch.submit import launch_slurm
     from hpcxlt.store import RunStore
@@ -76,7 +77,7 @@ def main() -> int:
             store = RunStore(Path(tmp) / "real")
             t0 = time.perf_counter()
             store.initialize(cfg, grid)
-            pending = slurm.pending_work(store, grid, {}, with_aggregate=slurm.aggregate_available())
+            pending = pending_work(store, grid, {}, with_aggregate=slurm.aggregate_available())
             rows = slurm.submit(store, grid, site, pending, cfg.name, release=False)
             seconds = time.perf_counter() - t0
             ids = {queue.array_root(j) for row in rows for j in row["job_ids"]}

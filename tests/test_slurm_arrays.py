@@ -7,7 +7,8 @@ import pytest
 
 from hpcxlt.grid import plan
 from hpcxlt.grid.experiment import load_experiment
-from hpcxlt.launch.slurm import build_arrays, dependency, pending_work, placeholder_ids
+from hpcxlt.launch.arrays import build_arrays, dependency, placeholder_ids
+from hpcxlt.launch.pending import pending_work
 from hpcxlt.store import RunStore
 from tests.paths import CONFIGS
 

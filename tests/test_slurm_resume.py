@@ -98,6 +98,7 @@ def test_resume_releases_jobs_that_an_interrupted_submission_left_held(tmp_path,
     from hpcxlt.config import parse_config
     from hpcxlt.grid.plan import plan
     from hpcxlt.launch import slurm
+    from hpcxlt.launch.pending import pending_work
     from hpcxlt.launch.site import load_site
     from hpcxlt.launch.submit import site_record
 
@@ -111,7 +112,7 @@ def test_resume_releases_jobs_that_an_interrupted_submission_left_held(tmp_path,
 
     write_launch(store, "slurm", site_record(site, yaml.safe_load(open(SITE))), aggregate=False)
     # a submission that died after sbatch and before `scontrol release`
-    slurm.submit(store, grid, site, slurm.pending_work(store, grid, {}, with_aggregate=False), cfg.name, release=False)
+    slurm.submit(store, grid, site, pending_work(store, grid, {}, with_aggregate=False), cfg.name, release=False)
     ids = queued(store.root)
     assert len(ids) == 2 and ids <= queue.held_jobs()
     code, out = run_cli("resume", str(store.root))

@@ -61,6 +61,7 @@ def launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile
 def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile, site_raw: dict[str, Any], *,
                   dry_run: bool, aggregate: bool, out: TextIO | None) -> LaunchResult:
     from hpcxlt.launch import queue, slurm
+    from hpcxlt.launch.pending import pending_work
 
     out = sys.stdout if out is None else out
     if not dry_run and not queue.available():
@@ -75,7 +76,7 @@ def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfil
             queue.release({queue.array_root(j) for j in stuck})
             print(f"released {len(stuck)} job(s) left held by an interrupted submission", file=out)
     with_aggregate = aggregate and slurm.aggregate_available()
-    pending = slurm.pending_work(store, plan, alive, with_aggregate=with_aggregate)
+    pending = pending_work(store, plan, alive, with_aggregate=with_aggregate)
     result = LaunchResult(executor="slurm", jobs=len(pending.jobs), cells=pending.cells,
                           cancelled=list(pending.cancel), aggregate=pending.aggregate)
     if dry_run:

@@ -1,0 +1,68 @@
+"""What a submission or resume has to submit: the jobs neither done nor alive in the queue (pure given squeue)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hpcxlt.grid.plan import Job, Plan
+from hpcxlt.launch.base import aggregate_state, unfinished_jobs
+from hpcxlt.store import RunStore
+
+WAITING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "SPECIAL_EXIT"})
+
+
+@dataclass(kw_only=True)
+class Pending:
+    """What a submission (or resume) has to do."""
+
+    jobs: list[Job] = field(default_factory=list)
+    """Jobs to submit, in plan order."""
+    external: dict[str, str] = field(default_factory=dict)
+    """Upstream job key -> Slurm id, for still-queued jobs the new ones must wait for."""
+    cancel: list[str] = field(default_factory=list)
+    """Slurm ids of queued jobs that wait for a dead upstream id and are resubmitted instead."""
+    aggregate: bool = False
+    """Whether the aggregation job is submitted."""
+    aggregate_external: list[str] = field(default_factory=list)
+    """Queued evaluation jobs the aggregation must wait for."""
+
+    cells: int = 0
+    """Cells of those jobs that are not done (done cells of a resubmitted eval job are skipped again)."""
+
+
+def recorded_job_id(store: RunStore, job: Job) -> str | None:
+    for key in job.cells:
+        if not store.is_done(key):
+            return store.state(key).get("job_id")
+    return None
+
+
+def pending_work(store: RunStore, plan: Plan, alive: dict[str, str], *, with_aggregate: bool) -> Pending:
+    """Jobs that are neither done nor queued, plus what they must wait for. Pure given `alive`."""
+    unfinished = unfinished_jobs(store, plan)
+    ids = {job.key: recorded_job_id(store, job) for job in unfinished}
+    queued = {key for key, jid in ids.items() if jid and jid in alive}
+    out = Pending()
+    submit: set[str] = set()
+    for job in unfinished:  # plan order is topological: upstream decisions are made first
+        if job.key not in queued:
+            out.jobs.append(job)
+            submit.add(job.key)
+        elif alive[ids[job.key]] in WAITING_STATES and any(d in submit for d in job.deps):
+            out.cancel.append(ids[job.key])  # it waits for an id that will never succeed
+            out.jobs.append(job)
+            submit.add(job.key)
+    out.external = {d: ids[d] for job in out.jobs for d in job.deps if d in queued and d not in submit}
+    out.cells = sum(1 for job in out.jobs for key in job.cells if not store.is_done(key))
+    if with_aggregate:
+        agg = aggregate_state(store)
+        agg_id = agg.get("job_id")
+        agg_queued = agg.get("state") != "done" and agg_id in alive
+        evals_resubmitted = any(job.stage == "eval" for job in out.jobs)
+        if agg_queued and evals_resubmitted and alive[agg_id] in WAITING_STATES:
+            out.cancel.append(agg_id)
+            agg_queued = False
+        if agg.get("state") != "done" and not agg_queued:
+            out.aggregate = True
+            out.aggregate_external = sorted(ids[j.key] for j in unfinished if j.stage == "eval" and j.key in queued and j.key not in submit)
+    return out
