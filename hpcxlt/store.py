@@ -86,25 +86,58 @@ class RunStore:
     def initialize(self, cfg: ExperimentConfig, plan: Plan) -> bool:
         """Write config.yaml and plan.json; return False when the same experiment is already here.
 
-        A different experiment in the same folder is refused before anything is overwritten.
+        An experiment that only adds cells to the one here (more seeds, arms, targets, languages: every
+        planned cell kept with its fingerprint) grows the run: the new config and plan replace the old
+        ones and every cell keeps its state, so done cells stay done and only new cells run. Anything
+        else is refused before anything is overwritten (`growth`).
         """
         if self.config_path.exists():
-            existing = self.load_config()
-            if config_to_dict(existing) != config_to_dict(cfg):
-                differing = _diff_keys(config_to_dict(existing), config_to_dict(cfg))
-                raise RunDirError(
-                    f"{self.root} already holds a different experiment (differs at: {', '.join(differing[:5])}); "
-                    "use a new --run-dir, or `hpcxlt resume` to continue the one that is there"
-                )
-            if not self.plan_path.exists():
-                write_json_atomic(self.plan_path, plan.to_dict())
-            return False
+            added = self.growth(cfg, plan)
+            if added is None:
+                if not self.plan_path.exists():
+                    write_json_atomic(self.plan_path, plan.to_dict())
+                return False
+            write_json_atomic(self.plan_path, plan.to_dict())
+            write_text_atomic(self.config_path, dump_yaml(cfg))
+            return True
         for folder in (self.logs_dir, self.results_dir, self.root / "cells"):
             folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.plan_path, plan.to_dict())
         # config.yaml last: its presence marks an initialized run directory
         write_text_atomic(self.config_path, dump_yaml(cfg))
         return True
+
+    def growth(self, cfg: ExperimentConfig, plan: Plan) -> list[str] | None:
+        """None when `cfg` is the experiment here; else the keys of the cells `plan` adds to it.
+
+        RunDirError (writing nothing) when the change would alter or drop a planned cell, listing them:
+        a changed hyperparameter, model or data changes the fingerprints of the cells it affects.
+        """
+        existing = self.load_config()
+        if config_to_dict(existing) == config_to_dict(cfg):
+            return None
+        differing = _diff_keys(config_to_dict(existing), config_to_dict(cfg))
+        old = self.load_plan() if self.plan_path.exists() else None
+        if old is None:
+            raise RunDirError(f"{self.root} holds a config but no plan.json; use a new --run-dir")
+        new = {cell.key: cell.fingerprint for cell in plan.cells}
+        changed = [c.key for c in old.cells if c.key in new and new[c.key] != c.fingerprint]
+        dropped = [c.key for c in old.cells if c.key not in new]
+        if changed or dropped:
+            problems = []
+            if changed:
+                problems.append(f"{len(changed)} planned cell(s) would change: {', '.join(changed[:8])}"
+                                + (" ..." if len(changed) > 8 else ""))
+            if dropped:
+                problems.append(f"{len(dropped)} planned cell(s) would disappear: {', '.join(dropped[:8])}"
+                                + (" ..." if len(dropped) > 8 else ""))
+            raise RunDirError(
+                f"{self.root} holds a different experiment (config differs at: {', '.join(differing[:5])}); "
+                f"{'; '.join(problems)}. A run can only grow (more seeds, arms, targets, languages): use a new "
+                "--run-dir (with --reuse-from this one to keep its equal cells), or `hpcxlt resume` to continue it"
+            )
+        known = {c.key for c in old.cells}
+        return [c.key for c in plan.cells if c.key not in known]
 
     def load_config(self) -> ExperimentConfig:
         import yaml

@@ -117,3 +117,16 @@ def queued(run_dir) -> set[str]:
     from hpcxlt.launch import queue
 
     return run_ids(run_dir) & set(queue.alive_jobs())
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This process's environment for an `hpcxlt` child process: the repository importable, and without the
+    rendezvous variables an in-process training test left behind (the child would collide on its port)."""
+    import os
+
+    from hpcxlt.launch.slurm import RENDEZVOUS_VARS
+
+    env = {k: v for k, v in os.environ.items() if k not in RENDEZVOUS_VARS}
+    from tests.paths import ROOT
+
+    return {**env, "PYTHONPATH": str(ROOT), **extra}

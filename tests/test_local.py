@@ -16,7 +16,7 @@ from hpcxlt.config import parse_config
 from hpcxlt.grid.plan import plan
 from hpcxlt.launch.local import job_log_path, run_local
 from hpcxlt.store import RunStore
-from tests.launch_assets import assets, experiment, write_config  # noqa: F401  (fixture)
+from tests.launch_assets import assets, experiment, subprocess_env, write_config  # noqa: F401  (fixture)
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.slow
@@ -127,7 +127,7 @@ def test_a_finished_run_is_readable_by_the_group_under_umask_022(tmp_path, asset
     (config, plan, states, done markers, checkpoints, model, records, tables, plots) follows the umask."""
     config = write_config(tmp_path, experiment(assets, name="shared-run"))
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env()
     for argv in (["submit", str(config), "--run-dir", str(run_dir), "--no-progress"],
                  ["aggregate", str(run_dir), "--partial"]):
         proc = subprocess.run([sys.executable, "-m", "hpcxlt", *argv], env=env, capture_output=True, text=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from hpcxlt.cli import main
 from hpcxlt.config import parse_config
 from hpcxlt.data.prepare import Need, plan_needs, prepare, prepared_config
 from hpcxlt.grid.experiment import load_experiment
-from tests.launch_assets import assets, experiment, write_config  # noqa: F401  (fixture)
+from tests.launch_assets import assets, experiment, subprocess_env, write_config  # noqa: F401  (fixture)
 from tests.paths import CONFIGS, ROOT
 
 
@@ -39,9 +38,7 @@ def test_the_research_plans_need_dev_data_candidates_preludes_and_every_lareqa_l
 
 
 def _run(config: Path, run_dir: Path, *overrides: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
+    env = subprocess_env()
     argv = [sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(run_dir), "--no-progress"]
     for override in overrides:
         argv += ["-o", override]

@@ -33,9 +33,25 @@ def test_different_experiment_is_refused_before_anything_is_overwritten(tmp_path
     store.initialize(cfg, grid)
     before = store.config_path.read_bytes()
     other = load_experiment(CONFIGS / "demo.yaml", ["target.lr=5e-4"])
-    with pytest.raises(RunDirError, match=r"already holds a different experiment \(differs at: target.lr\)"):
+    with pytest.raises(RunDirError, match=r"holds a different experiment \(config differs at: target.lr\); 84 planned "
+                                          r"cell\(s\) would change: target.none.xnli.s1"):
         store.initialize(other, plan(other))
     assert store.config_path.read_bytes() == before
+
+
+def test_an_additive_change_grows_the_run_keeping_every_state(tmp_path, demo):
+    cfg, grid = demo
+    store = RunStore(tmp_path / "run")
+    store.initialize(cfg, grid)
+    store.mark_done("inter.en.s1", {"step": 5})
+    bigger = load_experiment(CONFIGS / "demo.yaml", ["seeds=[1,2,3]"])
+    added = store.growth(bigger, plan(bigger))
+    assert added and all(key.endswith(".s3") or ".s3." in key for key in added)
+    assert store.initialize(bigger, plan(bigger)) is True
+    assert store.load_plan() == plan(bigger) and store.done_info("inter.en.s1")["step"] == 5
+    smaller = load_experiment(CONFIGS / "demo.yaml", ["seeds=[1]"])  # dropping cells is not growing
+    with pytest.raises(RunDirError, match=r"planned cell\(s\) would disappear: inter.en.s2"):
+        store.initialize(smaller, plan(smaller))
 
 
 def test_state_and_done_marker(tmp_path):

@@ -203,8 +203,9 @@ def test_a_target_continues_its_prelude_whole_model(tmp_path: Path):
                 targets={"tasks": ["xcopa"], "languages": {"xcopa": ["et"]}, "preludes": {"xcopa": ["siqa"]}})
     config = tmp_path / "prelude.yaml"
     config.write_text(yaml.safe_dump(data))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
-    env = {k: v for k, v in env.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    from tests.launch_assets import subprocess_env
+
+    env = subprocess_env(DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(tmp_path / "run"),
                            "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]

@@ -27,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_override_argument(parser)
     parser.add_argument("--no-aggregate", action="store_true",
                         help="Slurm: no final aggregation job (run `hpcxlt aggregate RUN_DIR` yourself)")
+    parser.add_argument("--reuse-from", metavar="OTHER_RUN",
+                        help="link the done cells of another run directory whose fingerprints equal this plan's "
+                        "(models, records, predictions) instead of training and evaluating them again")
     parser.add_argument("--no-progress", action="store_true", help="local: no progress bar")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     parser.set_defaults(func=run)
@@ -34,7 +37,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpcxlt.cli import UserError
-    from hpcxlt.config import config_to_dict
     from hpcxlt.grid.experiment import load_experiment
     from hpcxlt.grid.plan import plan
     from hpcxlt.store import RunDirError, RunStore
@@ -55,13 +57,24 @@ def run(args: argparse.Namespace) -> int:
                 "[--features]`, then submit with -o data.source=local -o data.root=DIR")
     store = RunStore(args.run_dir)
     try:
-        if args.dry_run:
-            if store.config_path.exists() and config_to_dict(store.load_config()) != config_to_dict(cfg):
-                store.initialize(cfg, grid)  # raises the refusal with the differing keys; writes nothing
-        else:
+        added = store.growth(cfg, grid) if store.config_path.exists() else None  # refuses a non-additive change
+        if not args.dry_run:
             store.initialize(cfg, grid)
     except RunDirError as err:
         raise UserError(str(err)) from None
+    if added:
+        print(f"{'would grow' if args.dry_run else 'grew'} {store.root} by {len(added)} cell(s); its done cells are kept")
+    if args.reuse_from:
+        from hpcxlt.launch.reuse import link_done_cells
+
+        if args.dry_run:
+            print(f"would reuse the done cells of {args.reuse_from} whose fingerprints equal this plan's")
+        else:
+            try:
+                linked = link_done_cells(store, grid, RunStore(args.reuse_from))
+            except RunDirError as err:
+                raise UserError(str(err)) from None
+            print(f"reused {len(linked)} done cell(s) from {args.reuse_from} (equal fingerprints)")
     if site is not None:
         from hpcxlt.launch.slurm import SubmitError
         from hpcxlt.launch.queue import QueueError

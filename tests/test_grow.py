@@ -1,0 +1,99 @@
+"""Growing grids: an additive change to a finished run trains and evaluates only the new cells; a change
+to planned cells is refused; `--reuse-from` takes another run's equal cells instead of redoing them."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpcxlt.store import RunStore
+from tests.launch_assets import assets, experiment, subprocess_env, write_config  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def _submit(config: Path, run_dir: Path, *extra: str) -> tuple[int, str]:
+    env = subprocess_env()
+    proc = subprocess.run([sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(run_dir),
+                           "--no-progress", *extra], env=env, capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _ran_jobs(output: str) -> int:
+    match = re.search(r"ran (\d+) jobs", output)
+    return int(match.group(1)) if match else 0
+
+
+def _seed_jobs(store: RunStore, seed: int) -> int:
+    return sum(1 for job in store.load_plan().jobs if job.key.split(".")[-1] == f"s{seed}"
+               or f".s{seed}." in job.key)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, assets):
+    """A finished one-seed run."""
+    tmp = tmp_path_factory.mktemp("grow")
+    config = write_config(tmp, experiment(assets, name="grow"))
+    code, out = _submit(config, tmp / "run")
+    assert code == 0, out[-3000:]
+    return tmp, RunStore(tmp / "run")
+
+
+def test_adding_a_seed_runs_only_the_new_seeds_cells(tmp_path, assets, finished):
+    _, first = finished
+    run_dir = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(first.root, run_dir, symlinks=True)
+    store = RunStore(run_dir)
+    before = {cell.key: store.done_info(cell.key) for cell in store.load_plan().cells}
+    config = write_config(tmp_path, experiment(assets, name="grow", seeds=[1, 2]))
+    code, out = _submit(config, run_dir)
+    assert code == 0, out[-3000:]
+    added = len(store.load_plan().cells) - len(before)
+    assert f"grew {store.root} by {added} cell(s)" in out
+    assert _ran_jobs(out) == _seed_jobs(store, 2) > 0  # the new seed's jobs, nothing of seed 1
+    assert {key: store.done_info(key) for key in before} == before  # done markers untouched
+    assert all(store.is_done(cell.key) for cell in store.load_plan().cells)
+    starts = [key for key in before if store.train_log_path(key).exists()
+              and store.train_log_path(key).read_text().count('"event": "start"') != 1]
+    assert starts == []  # no seed-1 cell trained a second time
+
+
+def test_a_change_to_planned_cells_is_refused_listing_them(tmp_path, assets, finished):
+    _, store = finished
+    data = experiment(assets, name="grow")
+    data["target"]["lr"] = 5e-4
+    config = write_config(tmp_path, data)
+    text_before = store.config_path.read_text()
+    code, out = _submit(config, store.root)
+    assert code == 2
+    assert "planned cell(s) would change: " in out and "target.none.xnli.s1" in out and "eval.none.xnli.s1.de" in out
+    assert "target.lr" in out and "--reuse-from" in out
+    assert store.config_path.read_text() == text_before
+
+
+def test_reuse_from_runs_none_of_the_shared_cells_again(tmp_path, assets, finished):
+    _, first = finished
+    config = write_config(tmp_path, experiment(assets, name="grow", seeds=[1, 2]))
+    run_dir = tmp_path / "run"
+    code, out = _submit(config, run_dir, "--reuse-from", str(first.root))
+    assert code == 0, out[-3000:]
+    store = RunStore(run_dir)
+    shared = [cell.key for cell in first.load_plan().cells]
+    fingerprints = {cell.fingerprint for cell in first.load_plan().cells}
+    equal = [cell.key for cell in store.load_plan().cells if cell.fingerprint in fingerprints]
+    # every seed-1 cell, and the untrained baseline's seed-2 retrieval cells (the same work: no seed in it)
+    assert set(shared) < set(equal) and f"reused {len(equal)} done cell(s)" in out
+    assert _ran_jobs(out) < _seed_jobs(store, 2)
+    for key in shared:
+        assert store.done_info(key)["reused_from"] == str(first.cell_dir(key))
+    for path in first.results_dir.glob("*.json"):
+        mine, theirs = json.loads((store.results_dir / path.name).read_text()), json.loads(path.read_text())
+        assert mine["metrics"] == theirs["metrics"] and mine["key"] == theirs["key"]
+    assert (store.model_dir("target.en.xnli.s1") / "model.safetensors").is_file()  # linked, not retrained
