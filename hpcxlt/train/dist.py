@@ -18,8 +18,10 @@ from typing import Any, Mapping
 
 LOOPBACK = "127.0.0.1"
 PORT_BASE = 20000
-PORT_SPAN = 20000
-"""Deterministic ports fall in [20000, 40000): above the well-known ports, below Linux's ephemeral range."""
+PORT_SPAN = 12000
+"""Deterministic ports fall in [20000, 32000): above the registered ports most services use, and below
+Linux's ephemeral range (32768-60999 by default), where any outgoing connection may hold a port at the
+moment a job's rendezvous wants to listen on it (EADDRINUSE, seen on the local cluster)."""
 
 
 class DistError(RuntimeError):
