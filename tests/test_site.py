@@ -68,6 +68,8 @@ def test_time_formats_sbatch_accepts(text, minutes):
     ({**BASE, "array_throttle": 2000, "max_array_size": 1001}, r"array_throttle: 2000 is larger than max_array_size 1001"),
     ({**BASE, "array_throttle": 0}, r"array_throttle: must be >= 1"),
     ({**BASE, "max_requeues": -1}, r"max_requeues: must be >= 0"),
+    ({**BASE, "max_queued_jobs": 1}, r"max_queued_jobs: must be >= 2 \(a wave needs a job and its feeder\)"),
+    ({**BASE, "max_running": 0}, r"max_running: must be >= 1"),
     ({**BASE, "max_array_size": 0}, r"max_array_size: must be in \[1, 4000001\]"),
     ({**BASE, "signal_delay_s": 7200}, r"signal_delay_s: 7200 s is not shorter than the intermediate time limit"),
     ({**BASE, "mpi_launcher": "mpirun"}, r"mpi_launcher: 'mpirun' must contain \{ntasks\}"),

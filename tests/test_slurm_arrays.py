@@ -148,3 +148,19 @@ def test_running_jobs_are_never_cancelled_and_aggregate_follows_resubmitted_eval
     assert pending.cancel == ["8"] and pending.aggregate
     assert f"7_{ev}" not in pending.aggregate_external and len(pending.aggregate_external) == sum(
         1 for j in grid.jobs if j.stage == "eval") - 1
+
+
+def test_a_wave_takes_jobs_in_plan_order_whose_upstream_is_done_queued_or_in_the_wave(tmp_path, demo):
+    from hpcxlt.launch.waves import split_wave
+
+    cfg, grid = demo
+    store = RunStore(tmp_path / "run")
+    store.initialize(cfg, grid)
+    pending = pending_work(store, grid, {}, with_aggregate=True)
+    wave, deferred = split_wave(store, pending, 7)
+    assert len(wave.jobs) == 7 and deferred == len(pending.jobs) - 7 + 1  # + the aggregation, kept for the last wave
+    taken = {job.key for job in wave.jobs}
+    assert all(dep in taken for job in wave.jobs for dep in job.deps)  # nothing here is done or queued yet
+    assert not wave.aggregate
+    everything, rest = split_wave(store, pending, len(pending.jobs) + 1)
+    assert rest == 0 and everything.aggregate and len(everything.jobs) == len(pending.jobs)

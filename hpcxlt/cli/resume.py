@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--site", metavar="SITE.yaml", help="resubmit with this site profile instead of the recorded one")
     where.add_argument("--local", action="store_true", help="finish the run in this process instead")
     parser.add_argument("--dry-run", action="store_true", help="print what would be resubmitted; submit nothing")
+    parser.add_argument("--next-wave", action="store_true",
+                        help="submit only jobs never submitted before (what a wave's feeder job runs; see max_queued_jobs)")
     parser.add_argument("--no-progress", action="store_true", help="local: no progress bar")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     parser.set_defaults(func=run)
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
             site, raw = site_from_record(record), record["data"]
         try:
             result = launch_slurm(store, grid, cfg.name, site, raw, dry_run=args.dry_run,
-                                  aggregate=(launch or {}).get("aggregate", True), command="resume")
+                                  aggregate=(launch or {}).get("aggregate", True), command="resume",
+                                  next_wave=args.next_wave)
         except (SubmitError, QueueError) as err:
             raise UserError(str(err)) from None
         if not args.dry_run:
@@ -59,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
                 agg = " + the aggregation job" if result.aggregate else ""
                 print(f"resubmitted {result.cells} cells in {result.jobs} jobs{agg} "
                       f"({len(result.submissions)} sbatch submissions)")
+                if result.deferred:
+                    print(f"{result.deferred} job(s) wait for the next wave; feeder job {result.feeder} submits it")
                 if result.cancelled:
                     print(f"cancelled {len(result.cancelled)} queued job(s) that waited for resubmitted work first")
             else:

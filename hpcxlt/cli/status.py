@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{stage:<14}{info['cells']:>7}" + "".join(f"{info['counts'][s]:>11}" for s in shown))
     print("-" * len(header))
     print(f"{'total':<14}{status['cells']:>7}" + "".join(f"{status['counts'][s]:>11}" for s in shown))
+    waves = status.get("waves")
+    if waves:
+        feeder = f"; feeder job {waves['feeder']} ({waves['feeder_state']}) submits the next" if waves["feeder"] else ""
+        print(f"waves: {waves['submitted']} submitted (site max_queued_jobs); {waves['waiting_jobs']} job(s) were "
+              f"left for later waves{feeder}")
     agg = status["aggregate"]
     if agg.get("job_id") or agg.get("state") != "pending":
         print(f"aggregation: {agg.get('state')}" + (f" (job {agg['job_id']}, log {agg.get('log')})" if agg.get("job_id") else ""))

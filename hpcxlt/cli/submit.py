@@ -109,6 +109,9 @@ def _print_slurm(result, root) -> None:
     arrays = sum(1 for s in result.submissions if s["tasks"] > 1)
     print(f"submitted {result.jobs} jobs ({result.cells} cells) in {len(result.submissions)} sbatch submissions "
           f"({arrays} arrays)" + (" + the aggregation job" if result.aggregate else ""))
+    if result.deferred:
+        print(f"{result.deferred} more job(s) go in later waves (the site's max_queued_jobs); feeder job "
+              f"{result.feeder} submits the next one when this one has ended")
     for row in result.submissions:
         ids = row["job_ids"] or []
         shown = ids[0].split("_")[0] if len(ids) > 1 else (ids[0] if ids else "-")

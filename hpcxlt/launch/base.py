@@ -39,7 +39,15 @@ def write_launch(store: RunStore, executor: str, site: dict[str, Any] | None = N
     record = read_launch(store) or {}
     history = list(record.get("history", []))
     history.append({"executor": executor, "time": time.time(), "host": socket.gethostname(), "user": _user()})
-    record = {"executor": executor, "site": site, "aggregate": aggregate, "history": history[-50:]}
+    record = {"executor": executor, "site": site, "aggregate": aggregate, "history": history[-50:],
+              **({"waves": record["waves"]} if record.get("waves") else {})}
+    write_json_atomic(launch_path(store), record)
+    return record
+
+
+def update_launch(store: RunStore, change) -> dict[str, Any]:
+    """Replace the launch record by `change(record)` (callers hold the run directory's lock)."""
+    record = change(read_launch(store) or {})
     write_json_atomic(launch_path(store), record)
     return record
 

@@ -115,3 +115,25 @@ class AggregateTask:
 def aggregate_launcher(site: SiteProfile) -> list[str]:
     res = site.stage("aggregate")
     return shlex.split(site.mpi_launcher.format(ntasks=res.nodes * res.ntasks_per_node("aggregate")))
+
+
+class FeederTask:
+    """The one-task job at the end of a wave (hpcxlt.launch.waves): submits the next wave and its feeder."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir = str(run_dir)
+
+    def __call__(self) -> int:
+        """`hpcxlt resume RUN_DIR --next-wave`, with the site the run was submitted with."""
+        from hpcxlt.launch.base import read_launch
+        from hpcxlt.launch.submit import launch_slurm, site_from_record
+
+        store = RunStore(self.run_dir)
+        launch = read_launch(store) or {}
+        record = launch["site"]
+        result = launch_slurm(store, store.load_plan(), store.load_config().name, site_from_record(record),
+                              record["data"], dry_run=False, aggregate=launch.get("aggregate", True),
+                              command="resume --next-wave", next_wave=True)
+        print(f"next wave: {result.jobs} job(s) submitted, {result.deferred} left"
+              + (f" for feeder job {result.feeder}" if result.feeder else ""), flush=True)
+        return result.jobs

@@ -37,14 +37,22 @@ def recorded_job_id(store: RunStore, job: Job) -> str | None:
     return None
 
 
-def pending_work(store: RunStore, plan: Plan, alive: dict[str, str], *, with_aggregate: bool) -> Pending:
-    """Jobs that are neither done nor queued, plus what they must wait for. Pure given `alive`."""
+def pending_work(store: RunStore, plan: Plan, alive: dict[str, str], *, with_aggregate: bool,
+                 new_only: bool = False) -> Pending:
+    """Jobs that are neither done nor queued, plus what they must wait for. Pure given `alive`.
+
+    new_only: only jobs never submitted (the next wave of a wave-wise submission, hpcxlt.launch.waves).
+    """
     unfinished = unfinished_jobs(store, plan)
     ids = {job.key: recorded_job_id(store, job) for job in unfinished}
     queued = {key for key, jid in ids.items() if jid and jid in alive}
     out = Pending()
     submit: set[str] = set()
+    unfinished_keys = {job.key for job in unfinished}
     for job in unfinished:  # plan order is topological: upstream decisions are made first
+        if new_only and (ids[job.key] or any(d in unfinished_keys and d not in queued and d not in submit
+                                             for d in job.deps)):
+            continue  # submitted before (or downstream of such a job): left to `hpcxlt resume`
         if job.key not in queued:
             out.jobs.append(job)
             submit.add(job.key)

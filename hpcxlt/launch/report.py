@@ -108,5 +108,19 @@ def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[st
         "failed": failed,
         "aggregate": agg,
         "queue": queue_info,
+        "waves": _waves(launch, alive, queue_info["checked"]),
         "cell_states": {key: info["state"] for key, info in cells.items()},
     }
+
+
+def _waves(launch: dict[str, Any], alive: dict[str, str], checked: bool) -> dict[str, Any] | None:
+    """The wave-wise submission (site max_queued_jobs): waves so far and the feeder of the latest one."""
+    waves = launch.get("waves")
+    if not waves:
+        return None
+    last = waves[-1]
+    feeder = last.get("feeder")
+    waiting = last.get("deferred", 0)
+    return {"submitted": len(waves), "waiting_jobs": waiting, "feeder": feeder,
+            "feeder_state": (alive.get(feeder, "ended") if checked else "unknown") if feeder else None,
+            "waves": waves}

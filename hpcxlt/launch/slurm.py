@@ -26,7 +26,7 @@ from hpcxlt.launch import queue
 from hpcxlt.launch.arrays import ArraySpec, aggregate_spec, build_arrays, dependency, placeholder_ids
 from hpcxlt.launch.base import set_aggregate_state
 # jobs submitted before the split pickled these two under this module's name
-from hpcxlt.launch.node import AggregateTask, SlurmTask, aggregate_launcher  # noqa: F401
+from hpcxlt.launch.node import AggregateTask, FeederTask, SlurmTask, aggregate_launcher  # noqa: F401
 from hpcxlt.launch.pending import Pending
 from hpcxlt.launch.site import SiteProfile
 from hpcxlt.store import RunStore
@@ -56,7 +56,7 @@ def stage_parameters(site: SiteProfile, stage: str, experiment: str) -> dict[str
         "signal_delay_s": site.signal_delay_s,
         "stderr_to_stdout": True,
         "wckey": None,
-        "array_parallelism": site.array_throttle or site.max_array_size,
+        "array_parallelism": min(site.array_throttle or site.max_array_size, site.max_running or site.max_array_size),
         "additional_parameters": extra,
     }
     for key in ("partition", "account", "qos", "constraint", "gres"):
@@ -210,3 +210,26 @@ def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, exp
     if release:
         queue.release({queue.array_root(j) for names in ids.values() for j in names})
     return describe(specs, ids)
+
+
+FEEDER_MINUTES = 15
+
+
+def submit_feeder(store: RunStore, site: SiteProfile, experiment: str, after: list[str]) -> str:
+    """Submit the feeder of a wave: it runs `hpcxlt resume RUN_DIR --next-wave` once every job in `after`
+    (Slurm ids) has ended, whatever its outcome. Returns its job id."""
+    params = stage_parameters(site, "aggregate", experiment)
+    extra = {k: v for k, v in params["additional_parameters"].items() if k != "hold"}
+    params.update(job_name=f"hpcxlt-{experiment}-feeder", ntasks_per_node=1, nodes=1, use_srun=False,
+                  time=max(FEEDER_MINUTES, site.signal_delay_s // 60 + 5), additional_parameters=extra)
+    roots = sorted({queue.array_root(j) for j in after})
+    if roots:
+        params["dependency"] = "afterany:" + ":".join(roots)
+    folder = slurm_folder(store)
+
+    def once() -> str:
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=site.max_requeues)
+        executor.update_parameters(**params)
+        return executor.submit(FeederTask(str(store.root))).job_id
+
+    return queue.retrying(once, "sbatch feeder", transient=lambda text: bool(queue.NOT_SUBMITTED.search(text)))

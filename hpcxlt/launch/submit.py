@@ -32,6 +32,10 @@ class LaunchResult:
     """Slurm: queued job ids cancelled because they waited for resubmitted work."""
     aggregate: bool = False
     """Slurm: whether the aggregation job was submitted."""
+    deferred: int = 0
+    """Slurm with max_queued_jobs: jobs left for later waves."""
+    feeder: str | None = None
+    """Slurm with max_queued_jobs: the job that submits the next wave."""
     exit_code: int = 0
     """0 when everything submitted (or, locally, ran) fine."""
 
@@ -45,7 +49,8 @@ def site_from_record(record: dict[str, Any]) -> SiteProfile:
 
 
 def launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile, site_raw: dict[str, Any], *,
-                 dry_run: bool, aggregate: bool = True, out: TextIO | None = None, command: str = "submit") -> LaunchResult:
+                 dry_run: bool, aggregate: bool = True, out: TextIO | None = None, command: str = "submit",
+                 next_wave: bool = False) -> LaunchResult:
     """Submit (or, with dry_run, print) every job that is neither done nor alive in the queue.
 
     aggregate=False leaves out the final `hpcxlt aggregate` job (run it by hand later). A real
@@ -53,13 +58,15 @@ def launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile
     concurrent submits or resumes never submit the same work twice.
     """
     if dry_run:
-        return _launch_slurm(store, plan, experiment, site, site_raw, dry_run=True, aggregate=aggregate, out=out)
+        return _launch_slurm(store, plan, experiment, site, site_raw, dry_run=True, aggregate=aggregate, out=out,
+                             next_wave=next_wave)
     with store.lock(command):
-        return _launch_slurm(store, plan, experiment, site, site_raw, dry_run=False, aggregate=aggregate, out=out)
+        return _launch_slurm(store, plan, experiment, site, site_raw, dry_run=False, aggregate=aggregate, out=out,
+                             next_wave=next_wave)
 
 
 def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile, site_raw: dict[str, Any], *,
-                  dry_run: bool, aggregate: bool, out: TextIO | None) -> LaunchResult:
+                  dry_run: bool, aggregate: bool, out: TextIO | None, next_wave: bool) -> LaunchResult:
     from hpcxlt.launch import queue, slurm
     from hpcxlt.launch.pending import pending_work
 
@@ -76,16 +83,40 @@ def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfil
             queue.release({queue.array_root(j) for j in stuck})
             print(f"released {len(stuck)} job(s) left held by an interrupted submission", file=out)
     with_aggregate = aggregate and slurm.aggregate_available()
-    pending = pending_work(store, plan, alive, with_aggregate=with_aggregate)
+    pending = pending_work(store, plan, alive, with_aggregate=with_aggregate, new_only=next_wave)
+    deferred = 0
+    if site.max_queued_jobs and (pending.jobs or pending.aggregate):
+        from hpcxlt.launch.waves import split_wave
+
+        # every queued task of this user counts, a running feeder too (it ends only after submitting)
+        everything = alive if has_ids else queue.alive_jobs() if not dry_run or queue.available() else {}
+        room = site.max_queued_jobs - len(everything) - 1
+        if room < 1 and not next_wave:
+            raise slurm.SubmitError(
+                f"the queue already holds {len(everything)} of this user's jobs and the site allows "
+                f"max_queued_jobs={site.max_queued_jobs}: nothing submitted; try again when some have ended")
+        pending, deferred = split_wave(store, pending, max(room, 0))
     result = LaunchResult(executor="slurm", jobs=len(pending.jobs), cells=pending.cells,
-                          cancelled=list(pending.cancel), aggregate=pending.aggregate)
+                          cancelled=list(pending.cancel), aggregate=pending.aggregate, deferred=deferred)
     if dry_run:
         result.submissions = slurm.dry_run(store, plan, site, pending, experiment, out)
+        if deferred:
+            print(f"\n{deferred} more job(s) go in later waves (site max_queued_jobs={site.max_queued_jobs}): "
+                  "a feeder job submits each next wave when the previous one has ended", file=out)
         return result
     write_launch(store, "slurm", site_record(site, site_raw), aggregate=aggregate)
-    if not pending.jobs and not pending.aggregate:
-        return result
-    result.submissions = slurm.submit(store, plan, site, pending, experiment)
+    if pending.jobs or pending.aggregate:
+        result.submissions = slurm.submit(store, plan, site, pending, experiment)
+    if deferred or (next_wave and site.max_queued_jobs):
+        from hpcxlt.launch.base import update_launch
+        from hpcxlt.launch.waves import record_wave
+
+        if deferred:
+            wave_ids = [jid for row in result.submissions for jid in row["job_ids"] or []]
+            run_ids = [jid for jid in alive if jid in {store.state(c.key).get("job_id") for c in plan.cells}]
+            result.feeder = slurm.submit_feeder(store, site, experiment, wave_ids or run_ids)
+        update_launch(store, lambda data: record_wave(data, jobs=len(pending.jobs), deferred=deferred,
+                                                      feeder=result.feeder))
     return result
 
 
