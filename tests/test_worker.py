@@ -68,3 +68,18 @@ def test_requeues_are_capped_by_the_site_profile(tmp_path):
     state = store.state(key)
     assert state["state"] == "failed" and state["log"] == "/logs/12_0_log.out"
     assert "requeued 2 times already (max_requeues=2" in state["error"]
+
+
+def test_requeues_after_progress_do_not_count(tmp_path):
+    """A preemptible job whose every attempt saves a newer checkpoint is never failed for being preempted."""
+    from tests.test_checkpoint import fake_checkpoint
+
+    store = _run_dir(tmp_path, experiment(tmp_path))
+    key = "inter.en.s1"
+    store.set_state(key, "running", job_id="12")
+    for step in range(1, 6):  # five preemptions, each after one more checkpoint
+        fake_checkpoint(store.checkpoints_dir(key), step * 10)
+        assert note_requeue(store.root, key, max_requeues=2, reason="preempted")
+        assert store.state(key)["requeues"] == 1 and store.state(key)["progress"] == step * 10
+    assert note_requeue(store.root, key, max_requeues=2, reason="preempted")  # no progress: counts
+    assert not note_requeue(store.root, key, max_requeues=2, reason="preempted")

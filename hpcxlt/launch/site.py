@@ -112,6 +112,10 @@ class SiteProfile:
     """At most this many tasks of one array run at once (sbatch --array=...%N); None: no limit."""
     max_requeues: int = 3
     """Requeues after preemption or time limit per job before its cells are marked failed."""
+    max_retries: int = 2
+    """Automatic retries of a job whose process was killed (OOM, segfault) before its cells are marked failed."""
+    retry_backoff_s: int = 60
+    """Seconds before the first automatic retry may start; doubles with each further retry."""
     max_queued_jobs: int | None = None
     """The site's cap on this user's queued jobs, array tasks counted (MaxSubmitJobs); larger grids go in waves."""
     max_running: int | None = None
@@ -136,7 +140,7 @@ class SiteProfile:
 
 
 _TOP_KEYS = ("name", "description", "setup", "signal_delay_s", "max_array_size", "array_throttle",
-             "max_requeues", "max_queued_jobs", "max_running", "mpi_launcher", "offline", "defaults", "stages")
+             "max_requeues", "max_retries", "retry_backoff_s", "max_queued_jobs", "max_running", "mpi_launcher", "offline", "defaults", "stages")
 
 
 def parse_time_minutes(value: str) -> int:
@@ -292,6 +296,8 @@ def _check_site(site: SiteProfile, source: str) -> None:
                 f"{source}: array_throttle: {site.array_throttle} is larger than max_array_size "
                 f"{site.max_array_size}; an array can never run more tasks than it has"
             )
+    if site.max_retries < 0 or site.retry_backoff_s < 0:
+        raise SiteError(f"{source}: max_retries and retry_backoff_s must be >= 0")
     if site.max_queued_jobs is not None and site.max_queued_jobs < 2:
         raise SiteError(f"{source}: max_queued_jobs: must be >= 2 (a wave needs a job and its feeder), got {site.max_queued_jobs}")
     if site.max_running is not None and site.max_running < 1:

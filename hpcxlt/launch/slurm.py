@@ -25,6 +25,7 @@ from hpcxlt.grid.plan import Plan
 from hpcxlt.launch import queue
 from hpcxlt.launch.arrays import ArraySpec, aggregate_spec, build_arrays, dependency, placeholder_ids
 from hpcxlt.launch.base import set_aggregate_state
+from hpcxlt.launch.heal import trap_line
 # jobs submitted before the split pickled these two under this module's name
 from hpcxlt.launch.node import AggregateTask, FeederTask, SlurmTask, aggregate_launcher  # noqa: F401
 from hpcxlt.launch.pending import Pending
@@ -40,10 +41,11 @@ class SubmitError(RuntimeError):
 
 
 # -- sbatch parameters -----------------------------------------------------------------------------
-def stage_parameters(site: SiteProfile, stage: str, experiment: str) -> dict[str, Any]:
+def stage_parameters(site: SiteProfile, stage: str, experiment: str, run_dir: str) -> dict[str, Any]:
     """submitit SlurmExecutor parameters (sbatch names) for one stage of the site profile."""
     res = site.stage(stage)
-    extra: dict[str, Any] = {"requeue": True, "kill-on-invalid-dep": "yes", "hold": True}
+    # a requeued job appends to its log instead of truncating what its earlier attempts wrote
+    extra: dict[str, Any] = {"requeue": True, "kill-on-invalid-dep": "yes", "hold": True, "open-mode": "append"}
     if res.mem is not None:
         extra["mem"] = res.mem  # passed verbatim: submitit's own `mem` would reinterpret the value as GB
     extra.update(res.sbatch_extra)
@@ -69,7 +71,8 @@ def stage_parameters(site: SiteProfile, stage: str, experiment: str) -> dict[str
     # sbatch exports the submitting environment; rendezvous variables left there by an earlier
     # in-process run (torch.distributed reads RANK, MASTER_PORT, ...) would make every task of every
     # job claim rank 0 of one world and the same port
-    params["setup"] = [f"unset {' '.join(RENDEZVOUS_VARS)}", *site.setup]
+    params["setup"] = [f"unset {' '.join(RENDEZVOUS_VARS)}", *site.setup,
+                       trap_line(run_dir, site.max_retries, site.retry_backoff_s)]  # self-healing (launch.heal)
     if stage == "aggregate":
         # one process in the batch step; it starts the MPI ranks itself with the site's launcher
         params["use_srun"] = False
@@ -141,7 +144,7 @@ def dry_run(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, ex
               f"{row['dependency'] or '-'}", file=out)
     for spec, row in zip(specs, rows):
         jobs = ", ".join(spec.jobs[:4]) + (f", ... ({len(spec.jobs)} tasks)" if len(spec.jobs) > 4 else "")
-        row["sbatch"] = sbatch_text(stage_parameters(site, spec.stage, experiment), len(spec.jobs), folder,
+        row["sbatch"] = sbatch_text(stage_parameters(site, spec.stage, experiment, str(store.root)), len(spec.jobs), folder,
                                     row["dependency"])
         print(f"\n==> {spec.name}: {jobs}", file=out)
         print(row["sbatch"], file=out, end="")
@@ -174,7 +177,7 @@ def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, exp
     ids: dict[str, list[str]] = {}
     try:
         for spec in specs:
-            params = stage_parameters(site, spec.stage, experiment)
+            params = stage_parameters(site, spec.stage, experiment, str(store.root))
             dep = dependency(spec, ids)
             # retried only while sbatch could not reach the controller at all (nothing was submitted)
             ids[spec.name] = queue.retrying(lambda: _submit_one(spec, params, folder, str(store.root), site, dep),
@@ -218,7 +221,7 @@ FEEDER_MINUTES = 15
 def submit_feeder(store: RunStore, site: SiteProfile, experiment: str, after: list[str]) -> str:
     """Submit the feeder of a wave: it runs `hpcxlt resume RUN_DIR --next-wave` once every job in `after`
     (Slurm ids) has ended, whatever its outcome. Returns its job id."""
-    params = stage_parameters(site, "aggregate", experiment)
+    params = stage_parameters(site, "aggregate", experiment, str(store.root))
     extra = {k: v for k, v in params["additional_parameters"].items() if k != "hold"}
     params.update(job_name=f"hpcxlt-{experiment}-feeder", ntasks_per_node=1, nodes=1, use_srun=False,
                   time=max(FEEDER_MINUTES, site.signal_delay_s // 60 + 5), additional_parameters=extra)

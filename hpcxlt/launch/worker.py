@@ -152,6 +152,11 @@ def note_requeue(run_dir: str | os.PathLike, job_key: str, *, max_requeues: int,
     if not todo:
         return True
     count = max(int(store.state(key).get("requeues", 0)) for key in todo)
+    # a requeue after progress (a newer checkpoint, more cells done) does not count: a preemptible job
+    # that keeps advancing is never failed for being preempted often, one that never does is
+    mark = _progress(store, job)
+    if mark > max(int(store.state(key).get("progress", -1)) for key in todo):
+        count = 0
     if count >= max_requeues:
         err = JobError(
             f"{reason}; the job was requeued {count} times already (max_requeues={max_requeues} in the site "
@@ -160,5 +165,15 @@ def note_requeue(run_dir: str | os.PathLike, job_key: str, *, max_requeues: int,
         mark_failed(store, todo, err, store.state(todo[0]).get("log"))
         return False
     for key in todo:
-        store.set_state(key, "submitted", requeues=count + 1, requeued=time.time(), reason=reason)
+        store.set_state(key, "submitted", requeues=count + 1, requeued=time.time(), reason=reason, progress=mark)
     return True
+
+
+def _progress(store: RunStore, job: Job) -> int:
+    """How far a job has come: its training cell's newest complete checkpoint step, or its done cells."""
+    if job.stage in ("intermediate", "target"):
+        from hpcxlt.train.checkpoint import latest_checkpoint, step_of
+
+        newest = latest_checkpoint(store.checkpoints_dir(job.cells[0]))
+        return step_of(newest) if newest is not None else 0
+    return sum(1 for key in job.cells if store.is_done(key))
