@@ -89,7 +89,7 @@ def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfil
         from hpcxlt.launch.waves import split_wave
 
         # every queued task of this user counts, a running feeder too (it ends only after submitting)
-        everything = alive if has_ids else queue.alive_jobs() if not dry_run or queue.available() else {}
+        everything = alive if has_ids else _queued_now(dry_run)
         room = site.max_queued_jobs - len(everything) - 1
         if room < 1 and not next_wave:
             raise slurm.SubmitError(
@@ -118,6 +118,18 @@ def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfil
         update_launch(store, lambda data: record_wave(data, jobs=len(pending.jobs), deferred=deferred,
                                                       feeder=result.feeder))
     return result
+
+
+def _queued_now(dry_run: bool) -> dict[str, str]:
+    """This user's queued jobs; a dry run away from a cluster plans as if the queue were empty."""
+    from hpcxlt.launch import queue
+
+    if dry_run:
+        try:
+            return queue.alive_jobs() if queue.available() else {}
+        except queue.QueueError:
+            return {}
+    return queue.alive_jobs()
 
 
 def launch_local(store: RunStore, plan: Plan, *, dry_run: bool, progress: bool = True,
