@@ -39,8 +39,9 @@ def _env() -> dict[str, str]:
     return {**env, "PYTHONPATH": str(REPO), "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def hpcxlt(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "hpcxlt", *argv], env=_env(), capture_output=True, text=True, cwd=REPO)
+def hpcxlt(*argv: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "hpcxlt", *argv], env={**_env(), **env}, capture_output=True,
+                          text=True, cwd=REPO)
     if check and proc.returncode != 0:
         raise SystemExit(f"hpcxlt {' '.join(argv)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
     return proc
@@ -70,7 +71,7 @@ def soak_local(config: Path, work: Path, kills: int, rng: random.Random) -> dict
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         if killed < kills:
             try:
-                proc.wait(timeout=rng.uniform(2.0, 12.0))
+                proc.wait(timeout=rng.uniform(2.0, 20.0))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -123,7 +124,8 @@ def soak_slurm(work: Path, preemptions: int) -> dict:
               "seeds": [1], "intermediate": train, "target": train}
     path = work / "soak-slurm.yaml"
     path.write_text(yaml.safe_dump(config))
-    hpcxlt("submit", str(path), "--run-dir", str(work / "slurm-reference"), "--no-progress")
+    # the reference computes exactly as the cluster's jobs do (slurm/sites/local.yaml's setup: one thread)
+    hpcxlt("submit", str(path), "--run-dir", str(work / "slurm-reference"), "--no-progress", OMP_NUM_THREADS="1")
     key = "target.none.xnli.s1"
     site = REPO / "slurm" / "sites" / "local.yaml"
     hpcxlt("submit", str(path), "--run-dir", str(work / "slurm-run"), "--site", str(site), "--no-aggregate")
