@@ -76,6 +76,14 @@ def slurm_cluster() -> dict[str, str]:
     if conf:
         env["SLURM_CONF"] = conf
     problem = cluster_problem(env)
+    if problem is not None and "no usable node" in problem:  # e.g. re-registering after a restart
+        import time
+
+        try:
+            wait_for_usable_node(env, time.time() + 60)
+            problem = cluster_problem(env)
+        except RuntimeError:
+            pass
     if problem is not None:
         message = (f"local Slurm cluster unreachable: {problem}. Start it with `make slurm-up` (as root); "
                    f"tests read SLURM_CONF from the environment or from {state_dir(env) / 'env.sh'}")
@@ -104,8 +112,23 @@ def start_controller(env: dict[str, str]) -> None:
 
     subprocess.run(["slurmctld", "-f", env["SLURM_CONF"]], env=env, check=True, stdin=subprocess.DEVNULL,
                    capture_output=True)
-    deadline = time.time() + 60
+    deadline = time.time() + 90
     while subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True).returncode != 0:
         if time.time() > deadline:
-            raise RuntimeError("slurmctld did not come back within 60 s")
+            raise RuntimeError("slurmctld did not come back within 90 s")
         time.sleep(0.5)
+    wait_for_usable_node(env, deadline)
+
+
+def wait_for_usable_node(env: dict[str, str], deadline: float) -> None:
+    """Until a node can run jobs: after a controller restart the node shows 'unknown' until its slurmd
+    registers again."""
+    import time
+
+    while True:
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=env, capture_output=True, text=True)
+        if set(out.stdout.split()) & {"idle", "mixed", "allocated", "completing"}:
+            return
+        if time.time() > deadline:
+            raise RuntimeError(f"no usable node after the controller restart (sinfo: {out.stdout.split()})")
+        time.sleep(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,7 +109,9 @@ def test_export_env_sets_the_rendezvous_variables():
 def _ranks(cmd: list[str], env: dict[str, str]) -> list[dict]:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    return sorted((json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")), key=lambda r: r["rank"])
+    # the ranks print concurrently: mpiexec may forward two lines as one ('{...}{...}'), so take every object
+    objects = re.findall(r"\{[^{}]*\}", out.stdout)
+    return sorted((json.loads(text) for text in objects), key=lambda r: r["rank"])
 
 
 def _clean_env() -> dict[str, str]:
