@@ -135,3 +135,61 @@ def test_mewslix_english_dev_pairs_evaluate_against_their_own_entities(mirror):
 def test_a_missing_mirror_copy_names_the_folder(tmp_path):
     with pytest.raises(DataNotFoundError, match=r"no copy of 'nyu-mll/glue'.*expected the folder"):
         load_split(get_task("mnli"), "en", "train", DataConfig(source="hub", hub_mirror=str(tmp_path)))
+
+
+# -- official release files outside the hub (LAReQA) ------------------------------------------------
+def test_the_pinned_lareqa_hashes_are_those_of_the_real_release_files():
+    import hashlib
+
+    from tests.real_data import LAREQA_LANGS
+
+    spec = get_task("lareqa")
+    for lang in LAREQA_LANGS:
+        data = (real_dir() / "lareqa" / "xquad-r" / f"{lang}.json").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == spec.data["test"][lang].sha256, lang
+
+
+@pytest.fixture
+def release_cache(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    return tmp_path
+
+
+def _from_file(lang: str, **changes):
+    """The registry's LAReQA reference with its URL pointing at the real file here (no network)."""
+    from dataclasses import replace
+
+    spec = get_task("lareqa")
+    url = (real_dir() / "lareqa" / "xquad-r" / f"{lang}.json").as_uri()
+    ref = replace(spec.data["test"][lang], url=url, **changes)
+    return replace(spec, data={**spec.data, "test": {lang: ref}})
+
+
+def test_a_release_file_is_fetched_only_by_prepare_and_checked_against_its_hash(release_cache):
+    from dataclasses import replace
+
+    from hpcxlt.data.release import downloads_allowed
+
+    spec = _from_file("de")
+    hub = DataConfig(source="hub")
+    with pytest.raises(DataNotFoundError, match=r"has not fetched: run `hpcxlt prepare"):
+        load_split(spec, "de", "test", hub)  # a job never downloads
+    with downloads_allowed():
+        rows = load_split(spec, "de", "test", hub)
+    assert len(rows) == 1190 and "sentence_breaks" in rows.column_names
+    assert len(load_split(spec, "de", "test", hub)) == 1190  # the checked copy is kept for later reads
+    wrong = replace(spec, data={"test": {"de": replace(spec.data["test"]["de"], sha256="0" * 64)}})
+    with downloads_allowed(), pytest.raises(DataNotFoundError, match=r"has SHA-256 16fb0f4b.*pins 0000"):
+        load_split(wrong, "de", "test", hub)
+
+
+def test_tatoeba_rows_of_the_old_loader_lose_their_trailing_newline():
+    spec = get_task("tatoeba")
+    rows = [{"source_sentence": "Ich bin müde.\n", "target_sentence": "I am tired.\n"},
+            {"source_sentence": "Danke!\n", "target_sentence": "Thanks!\n"}]  # google/xtreme tatoeba.deu rows
+    queries, candidates = schemas.retrieval_items(spec, rows, "de")
+    assert [q["text"] for q in queries] == ["Ich bin müde.", "Danke!"]
+    assert [c["text"] for c in candidates] == ["I am tired.", "Thanks!"]
+    assert schemas.retrieval_pairs(spec, rows[0]) == ("Ich bin müde.", "I am tired.")

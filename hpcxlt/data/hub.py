@@ -28,7 +28,9 @@ from hpcxlt.tasks.spec import DataRef, TaskSpec
 
 
 def describe(ref: DataRef) -> str:
-    """'id' (config 'c', split 's', revision 'r') for messages."""
+    """'id' (config 'c', split 's', revision 'r') for messages; the URL and hash of a release file."""
+    if ref.url:
+        return f"{ref.url} (sha256 {ref.sha256 or 'not pinned'})"
     parts = [f"config {ref.config!r}", f"split {ref.split!r}"]
     if ref.revision:
         parts.append(f"revision {ref.revision!r}")
@@ -105,6 +107,14 @@ def load_ref(ref: DataRef, spec: TaskSpec, lang: str, split: str, *, mirror: str
     import datasets
 
     where = f"task {spec.name!r}, language {lang!r}, split {split!r} from {describe(ref)}"
+    if ref.url:  # an official release file outside the hub, read with the local source's readers
+        from hpcxlt.data.local import read_local_rows, rows_to_dataset
+        from hpcxlt.data.release import release_file
+
+        path = release_file(ref, where)
+        dataset = rows_to_dataset(read_local_rows(path, spec, lang), path)
+        check_columns(spec, dataset.column_names, where=where)
+        return dataset
     try:
         dataset = datasets.load_dataset(name=ref.config, split=ref.split, **repository(ref, mirror))
     except Exception as err:  # offline mode, missing config, network: all need the same hint

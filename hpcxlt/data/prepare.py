@@ -33,6 +33,7 @@ from hpcxlt.data import schemas
 from hpcxlt.data.cache import quiet_datasets
 from hpcxlt.data.features import TAG_SET_FILE
 from hpcxlt.data.hub import describe, hub_ref
+from hpcxlt.data.release import downloads_allowed
 from hpcxlt.data.local import CANDIDATES_STEM, data_root, file_fingerprint, local_candidates_file, local_file
 from hpcxlt.grid.plan import arm_languages, dev_language, eval_languages
 from hpcxlt.io import make_temp_dir, read_json, write_json_atomic
@@ -233,7 +234,8 @@ def prepare(cfg: ExperimentConfig, out: str | os.PathLike, *, features: bool = F
                     report.unchanged.append(need.name)
                     report.rows[need.name] = manifest["entries"][need.name]["rows"]
                     continue
-                dataset = _load(spec, need, cfg.data)
+                with downloads_allowed():  # official release files are fetched here, never by a job
+                    dataset = _load(spec, need, cfg.data)
                 problems = validate(spec, dataset, need)
             except Exception as err:  # a missing source is reported with the rest, not raised alone
                 problems = [f"{type(err).__name__}: {err}"]

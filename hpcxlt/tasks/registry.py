@@ -190,6 +190,31 @@ def _xquad(lang: str) -> DataRef:
     return DataRef(hf_id=XTREME, config=f"XQuAD.{lang}", split="validation")
 
 
+# LAReQA's official XQuAD-R files (google-research-datasets/lareqa, xquad-r/<lang>.json at the commit that
+# last changed them), with the `sentence_breaks` that define the official candidates; the hub copy
+# google-research-datasets/xquad_r drops them. SHA-256 of each file at that commit.
+LAREQA_RELEASE = ("https://raw.githubusercontent.com/google-research-datasets/lareqa/"
+                  "5405d2a77e83d5ccb47623a3f9e5604c3f103193/xquad-r/{lang}.json")
+LAREQA_SHA256 = {
+    "ar": "c52922d3b8ac1ae03ed5ac38647ad59870dca3dda2beefe18ecdc30729acb69d",
+    "de": "16fb0f4bf4916154b585a20c24c66074591c9718a1affe764ff4697572328949",
+    "el": "163fd43ee785a30eb534ae2061e9eaa766a7ee4e8ffce5e4b422480c150f64b6",
+    "en": "7b0954f39297c27a31fef610f0883337dd2907fa8699151dc922afdd0fa12ffe",
+    "es": "f8e836b2d91009c4363e04315f7ede363eedbbb49c67dda60de6c4aa782f58de",
+    "hi": "ea45ba8ae4513d1533b222bebdc02a90bc319c055d3aeea68584a053d2e92872",
+    "ru": "7f4dff853538b9a5fcc28c070b8bb983a5c5d190ac747b8e005a1ada9cab18f1",
+    "th": "c3a041864c3a9fb0b4dd91cfdf99cf36b411b3e704c58a303c97bc6dc786cfe4",
+    "tr": "f3e8c13002bbce154a4578f535f7533cb70f3da08840e6b62735935baec7bd94",
+    "vi": "e35926bf5cc6fc6ecbdfca49467aabeb454f08d152d7818143a906bd31dde995",
+    "zh": "80c2cde7b9c2fb134c303cbb52f2ba396ead9eb0014aec43993543d2ba9e93ed",
+}
+
+
+def _lareqa_release(lang: str) -> DataRef:
+    return DataRef(hf_id="google-research-datasets/lareqa", url=LAREQA_RELEASE.format(lang=lang),
+                   sha256=LAREQA_SHA256[lang])
+
+
 def _tydiqa(lang: str, split: str) -> DataRef:
     return DataRef(hf_id=XTREME, config="tydiqa", split=split, id_prefix=f"{TYDIQA_ID_PREFIX[lang]}-")
 
@@ -282,8 +307,7 @@ TARGETS: tuple[TaskSpec, ...] = (
     _target(
         "lareqa", format="retrieval", metric="map_at_20", category="retrieval", languages=LAREQA_LANGS,
         train=SQUAD_TRAIN, dev={"en": SQUAD_DEV},
-        test=_per_lang(LAREQA_LANGS, lambda l: DataRef(hf_id="google-research-datasets/xquad_r", config=l,
-                                                       split="validation")),
+        test=_per_lang(LAREQA_LANGS, _lareqa_release),
         schema="lareqa", source="Roy et al. 2020 (LAReQA, XQuAD-R); train SQuAD v1.1; XTREME-R"),
 )
 

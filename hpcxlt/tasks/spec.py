@@ -29,6 +29,10 @@ class DataRef:
     """Hub column -> schema column, for copies that name columns differently (e.g. mteb Tatoeba 'sentence1' -> 'source_sentence')."""
     id_prefix: str | None = None
     """Keep only rows whose 'id' starts with this (TyDiQA-GoldP mixes all languages in one config; ids start e.g. 'swahili-')."""
+    url: str | None = None
+    """An official release file outside the hub (LAReQA's XQuAD-R JSON): fetched only by `hpcxlt prepare`, never by a job."""
+    sha256: str | None = None
+    """The SHA-256 the file at `url` must have (its content pinned; a changed or corrupted download is refused)."""
     concat: tuple[DataRef, ...] = ()
     """More hub sources whose rows are appended after this one's, in the same schema (ANLI+ = ANLI r1-r3 + MNLI + SNLI)."""
 
