@@ -56,7 +56,7 @@ def done_markers(run_dir: Path) -> dict[str, str]:
     return {p.parent.name: p.read_text() for p in (run_dir / "cells").glob("*/done.json")}
 
 
-def soak_local(config: Path, work: Path, kills: int, rng: random.Random) -> dict:
+def soak_local(config: Path, work: Path, kills: int, rng: random.Random, delays: tuple[float, float]) -> dict:
     reference, run_dir = work / "reference", work / "soaked"
     started = time.perf_counter()
     hpcxlt("submit", str(config), "--run-dir", str(reference), "--no-progress")
@@ -71,7 +71,7 @@ def soak_local(config: Path, work: Path, kills: int, rng: random.Random) -> dict
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         if killed < kills:
             try:
-                proc.wait(timeout=rng.uniform(2.0, 20.0))
+                proc.wait(timeout=rng.uniform(*delays))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -98,7 +98,7 @@ def soak_local(config: Path, work: Path, kills: int, rng: random.Random) -> dict
     exports = {c.key: (store.logs_dir / "local" / f"{c.key}.log").read_text().count(" exported ")
                for c in cells if c.stage != "eval" and (store.logs_dir / "local" / f"{c.key}.log").exists()}
     same = tables(run_dir) == tables(reference)
-    return {"kills": killed, "cells": len(cells), "lost": lost, "redone": sorted(changed),
+    return {"kills": killed, "kills_asked": kills, "cells": len(cells), "lost": lost, "redone": sorted(changed),
             "exported_twice": sorted(k for k, n in exports.items() if n > 1), "tables_equal": same,
             "uninterrupted_s": round(uninterrupted_s, 1), "soaked_s": round(time.perf_counter() - started, 1),
             "ok": same and not lost and not changed}
@@ -161,11 +161,16 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=100, help="SIGKILLs of the local grid")
     parser.add_argument("--preemptions", type=int, default=20, help="SIGUSR2 preemptions on the local cluster (0: skip)")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the kill moments")
+    parser.add_argument("--delay", type=float, nargs=2, default=(1.0, 10.0), metavar=("MIN", "MAX"),
+                        help="seconds after each (re)start at which the kill lands, uniform in [MIN, MAX]; short "
+                        "delays land in start-up as often as in training, so the grid survives many kills "
+                        "before it finishes (it stops being killed once it finishes)")
     args = parser.parse_args()
     result: dict = {"command": " ".join(["bench/soak.py", *sys.argv[1:]])}
     with tempfile.TemporaryDirectory(prefix="hpcxlt-soak-") as tmp:
         work = Path(tmp)
-        result["local"] = soak_local(Path(args.config).resolve(), work, args.kills, random.Random(args.seed))
+        result["local"] = soak_local(Path(args.config).resolve(), work, args.kills, random.Random(args.seed),
+                                     tuple(args.delay))
         if args.preemptions:
             result["slurm"] = soak_slurm(work, args.preemptions)
     result["ok"] = result["local"]["ok"] and result.get("slurm", {"ok": True})["ok"]

@@ -39,8 +39,8 @@ def job_id(environ=os.environ) -> str:
     return environ.get("SLURM_JOB_ID", "")
 
 
-def heal(run_dir: str, status: int, max_retries: int, backoff_s: int, *, environ=os.environ) -> str:
-    """Decide and act for the ending job; returns what was done (for the job's log)."""
+def heal(run_dir: str, status: int, max_retries: int, backoff_s: int, *, environ=os.environ) -> str | None:
+    """Decide and act for the ending job; returns what was done for the job's log (None: said already)."""
     store = RunStore(run_dir)
     jid = job_id(environ)
     if not jid or not store.plan_path.exists():
@@ -69,12 +69,14 @@ def heal(run_dir: str, status: int, max_retries: int, backoff_s: int, *, environ
     subprocess.run(["scontrol", "requeue", slurm_id], check=True, capture_output=True, text=True)
     # the requeued job may not start before the backoff has passed (best effort: it may be pending already)
     subprocess.run(["scontrol", "update", f"JobId={slurm_id}", f"StartTime=now+{delay}"], capture_output=True)
-    return message
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     run_dir, status, max_retries, backoff_s = (argv or sys.argv[1:])[:4]
-    print(f"hpcxlt heal: {heal(run_dir, int(status), int(max_retries), int(backoff_s))}", flush=True)
+    said = heal(run_dir, int(status), int(max_retries), int(backoff_s))
+    if said:
+        print(f"hpcxlt heal: {said}", flush=True)
     return 0
 
 

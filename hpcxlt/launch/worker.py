@@ -170,10 +170,14 @@ def note_requeue(run_dir: str | os.PathLike, job_key: str, *, max_requeues: int,
 
 
 def _progress(store: RunStore, job: Job) -> int:
-    """How far a job has come: its training cell's newest complete checkpoint step, or its done cells."""
-    if job.stage in ("intermediate", "target"):
-        from hpcxlt.train.checkpoint import latest_checkpoint, step_of
+    """How far a job has come: its training cell's newest finished checkpoint step, or its done cells.
 
-        newest = latest_checkpoint(store.checkpoints_dir(job.cells[0]))
-        return step_of(newest) if newest is not None else 0
+    This runs inside submitit's SIGUSR2 handler, possibly while the main thread is still importing torch:
+    it reads folder names only and imports nothing (a torch import from a signal handler in the middle
+    of another torch import crashed the process with SIGSEGV in the soak)."""
+    if job.stage in ("intermediate", "target"):
+        root = store.checkpoints_dir(job.cells[0])
+        steps = [int(p.name[len("step-"):]) for p in root.glob("step-*")
+                 if p.name[len("step-"):].isdigit() and (p / "complete.json").is_file()] if root.is_dir() else []
+        return max(steps, default=0)
     return sum(1 for key in job.cells if store.is_done(key))
