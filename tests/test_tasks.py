@@ -13,7 +13,7 @@ from hpcxlt.tasks.languages import resource_group
 from hpcxlt.tasks.registry import SAFE_NAME, SCHEMA_COLUMNS, UnknownTaskError, check_spec
 from hpcxlt.tasks.spec import SPLITS
 
-# Languages exactly as listed in /work/shared/notes/research.md (XTREME-R table), in its order.
+# Languages exactly as listed in ../shared/notes/research.md (XTREME-R table), in its order.
 XTREME_R = {
     "xnli": "ar bg de el en es fr hi ru sw th tr ur vi zh",
     "xcopa": "et ht id it qu sw ta th tr vi zh",

@@ -13,7 +13,7 @@ Predictions and labels use the same layout. File formats, learned from google-re
 | lareqa | tsv | one query per line: id, then tab-separated candidate ids (ranked, or the relevant ones) |
 
 The official scorer has no file format for lareqa; ours mirrors mewslix in tsv (source:
-/work/shared/notes/research.md, "tsv otherwise"). Reading is as lenient as the official readers
+../shared/notes/research.md, "tsv otherwise"). Reading is as lenient as the official readers
 (stripped lines, SQuAD files with or without the "data" wrapper) and strict about structure: a file
 that does not parse raises `SubmissionError` naming the file and line.
 """

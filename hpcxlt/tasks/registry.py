@@ -1,6 +1,6 @@
 """Every task hpcxlt knows: the ten XTREME-R targets and the intermediate tasks, with their real data.
 
-Facts (languages, metrics, hub ids) follow /work/shared/notes/research.md, Ruder et al. 2021 (XTREME-R),
+Facts (languages, metrics, hub ids) follow ../shared/notes/research.md, Ruder et al. 2021 (XTREME-R),
 Phang et al. 2020 and the data set cards named in each spec's `source`.
 
 Row schemas
