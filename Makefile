@@ -7,6 +7,8 @@ STAMP := $(VENV)/.hpcxlt-installed
 ARTIFACTS ?= artifacts
 RUN_DIR ?= runs/demo
 SLURM_DIR ?= /tmp/hpcxlt-slurm
+# compute nodes n1..nN in network namespaces beside the host's node (slurm/up.sh --nodes)
+NODES ?= 2
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
@@ -19,7 +21,7 @@ help:
 	@echo "make demo       set up, build the tiny model + synthetic XTREME-R, run the demo grid, print the tables"
 	@echo "make test       set up (venv, local Slurm cluster) and run the whole test suite"
 	@echo "make test-fast  unit tests only (no Slurm/MPI/DeepSpeed integration)"
-	@echo "make slurm-up / slurm-down   start / stop the local one-node Slurm cluster"
+	@echo "make slurm-up / slurm-down   start / stop the local Slurm cluster (host node + NODES=2 namespaced nodes)"
 	@echo "make bench      run the CPU benchmark scripts under bench/ (make bench-gpu on a GPU node)"
 
 # Idempotent: reinstalls only when requirements.txt or pyproject.toml changed.
@@ -54,7 +56,7 @@ test-fast: setup
 
 slurm-up:
 	bash slurm/install.sh
-	bash slurm/up.sh $(SLURM_DIR)
+	bash slurm/up.sh --nodes $(NODES) $(SLURM_DIR)
 
 slurm-down:
 	bash slurm/down.sh $(SLURM_DIR)

@@ -26,7 +26,8 @@ MUNGED_PID=$MUNGE_DIR/munged.pid
 MARIADBD_PID=$DB_DIR/mariadbd.pid
 SLURMDBD_PID=$RUN_DIR/slurmdbd.pid
 SLURMCTLD_PID=$RUN_DIR/slurmctld.pid
-SLURMD_PID=$RUN_DIR/slurmd.pid
+# one slurmd per node: SlurmdPidFile=.../run/slurmd-%n.pid
+slurmd_pid() { echo "$RUN_DIR/slurmd-$1.pid"; }
 
 log() { echo "slurm/$(basename "$0"): $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -55,6 +56,14 @@ our_pid() {
 }
 
 is_running() { our_pid "$1" "$2" >/dev/null; }
+
+any_slurmd_running() {
+    local pidfile
+    for pidfile in "$RUN_DIR"/slurmd-*.pid; do
+        is_running "$pidfile" slurmd && return 0
+    done
+    return 1
+}
 
 # Serialise up/down on one state folder (two `make slurm-up` at once).
 take_lock() {

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Stop the private cluster that slurm/up.sh started from STATE_DIR.
 #   slurm/down.sh [STATE_DIR]     (default: $HPCXLT_SLURM_DIR or /tmp/hpcxlt-slurm)
-# Cancels the cluster's jobs, then stops slurmd, slurmctld, slurmdbd, mariadbd and
-# munged by the pids in their pid files. A pid is signalled only if /proc/PID/comm
+# Cancels the cluster's jobs, then stops every slurmd, slurmctld, slurmdbd, mariadbd and
+# munged by the pids in their pid files, and removes the network namespaces, links and
+# /etc/hosts lines that `up.sh --nodes N` created. A pid is signalled only if /proc/PID/comm
 # names the expected daemon and the process belongs to STATE_DIR, so a stale pid
 # file never kills a foreign process. State (job ids, accounting) is kept; remove
 # STATE_DIR after `down` for a fresh cluster.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$SLURM_SCRIPTS_DIR/netns.sh"
 
 TERM_WAIT_S=${HPCXLT_SLURM_STOP_WAIT_S:-30}
 
@@ -54,9 +56,13 @@ if is_running "$SLURMCTLD_PID" slurmctld; then
     fi
 fi
 
-stop_daemon "$SLURMD_PID" slurmd
+for pidfile in "$RUN_DIR"/slurmd-*.pid; do
+    [[ -e $pidfile ]] && stop_daemon "$pidfile" slurmd
+done
 stop_daemon "$SLURMCTLD_PID" slurmctld
 stop_daemon "$SLURMDBD_PID" slurmdbd
 stop_daemon "$MARIADBD_PID" mariadbd
 stop_daemon "$MUNGED_PID" munged
+# namespaces, links and hosts lines of `up.sh --nodes N`; nothing else
+netns_down
 log "stopped the cluster in $STATE_DIR (state kept)"

@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
-# Bring up a private one-node Slurm cluster with accounting on localhost.
-#   slurm/up.sh [STATE_DIR]     (default: $HPCXLT_SLURM_DIR or /tmp/hpcxlt-slurm)
+# Bring up a private Slurm cluster with accounting on this machine.
+#   slurm/up.sh [--nodes N] [STATE_DIR]     (default: $HPCXLT_SLURM_DIR or /tmp/hpcxlt-slurm)
 # Starts munged, mariadbd, slurmdbd, slurmctld and slurmd (as root, no systemd),
-# waits until the node is idle and sacct answers, writes STATE_DIR/env.sh and
+# waits until the nodes are idle and sacct answers, writes STATE_DIR/env.sh and
 # prints `export SLURM_CONF=...`. Idempotent: daemons already running from this
 # STATE_DIR are kept, so running it twice leaves one cluster.
+# The host's own node serves partitions `low` (default) and `high`. --nodes N (or
+# HPCXLT_SLURM_NODES) adds compute nodes n1..nN, each a slurmd in its own network
+# namespace with its own address and host name, in partitions `multi` and
+# `multi-high`: a real multi-node cluster on one machine (slurm/netns.sh).
 # Ports (override with env): HPCXLT_SLURM_DB_PORT (3307), HPCXLT_SLURM_PORT_BASE
-# (6817 -> slurmctld 6817, slurmd 6818, slurmdbd 6819).
+# (6817 -> slurmctld 6817, slurmd 6818, slurmdbd 6819); node subnet
+# HPCXLT_SLURM_SUBNET (10.77.0, a /24: bridge .1, node k at .10+k).
 set -euo pipefail
+EXTRA_NODES=${HPCXLT_SLURM_NODES:-}
+args=()
+while (($#)); do
+    case $1 in
+        --nodes) EXTRA_NODES=${2:?--nodes needs a number}; shift 2 ;;
+        --nodes=*) EXTRA_NODES=${1#--nodes=}; shift ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+set -- "${args[@]}"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$SLURM_SCRIPTS_DIR/netns.sh"
+[[ -z $EXTRA_NODES || $EXTRA_NODES =~ ^[0-9]$ ]] || die "--nodes must be a number from 0 to 9, got '$EXTRA_NODES'"
 
 CLUSTER=hpcxlt
 ACCOUNT=hpcxlt
@@ -31,10 +48,24 @@ HOST=$(hostname -s)
 # Decided now, before this call starts anything itself.
 was_running=0
 if is_running "$MARIADBD_PID" mariadbd || is_running "$SLURMDBD_PID" slurmdbd \
-    || is_running "$SLURMCTLD_PID" slurmctld || is_running "$SLURMD_PID" slurmd; then
+    || is_running "$SLURMCTLD_PID" slurmctld || any_slurmd_running; then
     was_running=1
 fi
+if [[ -z $EXTRA_NODES ]]; then
+    # not given: a running cluster keeps the nodes it has, a stopped one starts with the host's node only
+    EXTRA_NODES=0
+    if ((was_running)) && [[ -f $SLURM_CONF_PATH ]]; then
+        EXTRA_NODES=$(grep -c -E '^NodeName=n[0-9]+ ' "$SLURM_CONF_PATH" || true)
+    fi
+fi
 mkdir -p "$ETC_DIR" "$RUN_DIR" "$LOG_DIR" "$STATE_DIR/spool/ctld" "$STATE_DIR/spool/d" "$MUNGE_DIR" "$DB_DIR"
+# Nodes in namespaces reach the daemons on the host through the bridge address, so the controller
+# (and slurmdbd, which jobs reach through sacct) is addressed there; one node alone keeps loopback.
+CTLD_ADDR=127.0.0.1
+if ((EXTRA_NODES > 0)); then
+    netns_up "$EXTRA_NODES"
+    CTLD_ADDR=$BRIDGE_ADDR
+fi
 # munge and mysql users must traverse the folder to reach their own sub-folders.
 chmod 0755 "$STATE_DIR"
 export SLURM_CONF=$SLURM_CONF_PATH
@@ -125,7 +156,25 @@ render() {
         -e "s|@CTLD_PORT@|$CTLD_PORT|g" -e "s|@SLURMD_PORT@|$SLURMD_PORT|g" -e "s|@DBD_PORT@|$DBD_PORT|g" \
         -e "s|@DB_PORT@|$DB_PORT|g" -e "s|@DB_PASS@|$DB_PASS|g" -e "s|@MUNGE_SOCKET@|$MUNGE_SOCKET|g" \
         -e "s|@MAX_ARRAY_SIZE@|10001|g" -e "s|@MAX_JOB_COUNT@|50000|g" \
-        -e "s|@NODE_LINE@|$NODE_LINE|g" -e "s|@NODE@|$NODE|g" "$SLURM_SCRIPTS_DIR/templates/$1"
+        -e "s|@NODE_LINE@|$NODE_LINE|g" -e "s|@NODE@|$NODE|g" -e "s|@CTLD_ADDR@|$CTLD_ADDR|g" \
+        "$SLURM_SCRIPTS_DIR/templates/$1"
+    [[ $1 == slurm.conf.in ]] && ((EXTRA_NODES > 0)) && extra_nodes_conf
+    return 0
+}
+# Nodes n1..nN: the same hardware line as the host's node (they share its CPUs and memory), their own
+# address; partitions of their own so one-node jobs never land there by default.
+extra_nodes_conf() {
+    local k names=()
+    echo
+    echo "# Compute nodes in network namespaces (slurm/up.sh --nodes $EXTRA_NODES, slurm/netns.sh)"
+    for ((k = 1; k <= EXTRA_NODES; k++)); do
+        echo "${NODE_LINE/NodeName=$NODE /NodeName=$(node_name "$k") } NodeAddr=$(node_addr "$k") State=UNKNOWN"
+        names+=("$(node_name "$k")")
+    done
+    local list
+    list=$(IFS=,; echo "${names[*]}")
+    echo "PartitionName=multi Nodes=$list PriorityTier=1 GraceTime=60 MaxTime=INFINITE State=UP"
+    echo "PartitionName=multi-high Nodes=$list PriorityTier=10 PreemptMode=OFF MaxTime=INFINITE State=UP"
 }
 # Write atomically (tmp + rename) with the mode set before the file appears.
 install_conf() {
@@ -175,40 +224,55 @@ if ! is_running "$SLURMCTLD_PID" slurmctld; then
         || { tail -n 20 "$LOG_DIR/slurmctld.log" >&2; die "slurmctld failed to start"; }
     wait_for slurmctld "$LOG_DIR/slurmctld.log" scontrol ping
 fi
-if ! is_running "$SLURMD_PID" slurmd; then
+if ! is_running "$(slurmd_pid "$NODE")" slurmd; then
     require_port "$SLURMD_PORT" slurmd HPCXLT_SLURM_PORT_BASE
     log "starting slurmd for node $NODE"
+    mkdir -p "$STATE_DIR/spool/d/$NODE"
     slurmd -f "$SLURM_CONF_PATH" -N "$NODE" </dev/null >>"$LOG_DIR/slurmd.out" 2>&1 9>&- \
-        || { tail -n 20 "$LOG_DIR/slurmd.log" >&2; die "slurmd failed to start"; }
+        || { tail -n 20 "$LOG_DIR/slurmd-$NODE.log" >&2; die "slurmd failed to start"; }
 fi
+NODES=("$NODE")
+for ((k = 1; k <= EXTRA_NODES; k++)); do
+    name=$(node_name "$k")
+    grep -q "^NodeName=$name " "$SLURM_CONF_PATH" \
+        || die "the running cluster's slurm.conf has no node $name; run slurm/down.sh, then slurm/up.sh --nodes $EXTRA_NODES"
+    NODES+=("$name")
+    if ! is_running "$(slurmd_pid "$name")" slurmd; then
+        log "starting slurmd for node $name ($(node_addr "$k"), network namespace $(node_netns "$k"))"
+        mkdir -p "$STATE_DIR/spool/d/$name"
+        start_node_slurmd "$k" || { tail -n 20 "$LOG_DIR/slurmd-$name.log" >&2; die "slurmd for $name failed to start"; }
+    fi
+done
 
 # ---------------------------------------------------------------- ready?
 # Usable = idle, or busy with jobs kept from before a restart; never down/drained
 # and never "not responding" (sinfo appends '*').
 node_usable() {
     local state
-    state=$(sinfo -h -N -n "$NODE" -o '%T' 2>/dev/null | head -n 1)
+    state=$(sinfo -h -N -n "$1" -o '%T' 2>/dev/null | head -n 1)
     [[ $state =~ ^(idle|mixed|allocated|completing)$ ]]
 }
 deadline=$((SECONDS + WAIT_S))
-until node_usable; do
-    state=$(sinfo -h -N -n "$NODE" -o '%T' 2>/dev/null | head -n 1 || true)
-    # A node left down/drained by an unclean stop: resume it once slurmd answers.
-    if [[ $state =~ ^(down|drained|draining)$ ]]; then
-        scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true
-    fi
-    if ((SECONDS >= deadline)); then
-        log "node $NODE not usable after ${WAIT_S}s (state: ${state:-none}); last lines of slurmd.log:"
-        tail -n 25 "$LOG_DIR/slurmd.log" >&2 || true
-        scontrol show node "$NODE" >&2 || true
-        exit 1
-    fi
-    sleep 0.5
+for node in "${NODES[@]}"; do
+    until node_usable "$node"; do
+        state=$(sinfo -h -N -n "$node" -o '%T' 2>/dev/null | head -n 1 || true)
+        # A node left down/drained by an unclean stop: resume it once slurmd answers.
+        if [[ $state =~ ^(down|drained|draining)$ ]]; then
+            scontrol update nodename="$node" state=resume >/dev/null 2>&1 || true
+        fi
+        if ((SECONDS >= deadline)); then
+            log "node $node not usable after ${WAIT_S}s (state: ${state:-none}); last lines of slurmd-$node.log:"
+            tail -n 25 "$LOG_DIR/slurmd-$node.log" >&2 || true
+            scontrol show node "$node" >&2 || true
+            exit 1
+        fi
+        sleep 0.5
+    done
 done
 wait_for sacct "$LOG_DIR/slurmdbd.log" sacct -n -X -a
 
 printf "export SLURM_CONF=%q\n" "$SLURM_CONF_PATH" >"$STATE_DIR/env.sh.tmp"
 mv "$STATE_DIR/env.sh.tmp" "$STATE_DIR/env.sh"
-log "cluster '$CLUSTER' is up: node $NODE $(sinfo -h -N -n "$NODE" -o '%T, %c CPUs' | head -n 1); partitions: $(sinfo -h -o '%P' | tr '\n' ' ')"
+log "cluster '$CLUSTER' is up: nodes ${NODES[*]}; partitions: $(sinfo -h -o '%P' | tr '\n' ' ')"
 log "clients need SLURM_CONF; run: source $STATE_DIR/env.sh"
 echo "export SLURM_CONF=$SLURM_CONF_PATH"

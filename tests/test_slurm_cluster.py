@@ -127,7 +127,8 @@ def test_high_partition_job_preempts_low_job_which_gets_usr2_requeues_and_comple
 def test_up_again_keeps_the_running_cluster(slurm_cluster):
     conf = Path(slurm_cluster["SLURM_CONF"])
     state = conf.parent.parent  # slurm/up.sh writes STATE_DIR/etc/slurm.conf
-    pidfiles = [state / "run" / f"{d}.pid" for d in ("slurmctld", "slurmd", "slurmdbd")]
+    pidfiles = [state / "run" / f"{d}.pid" for d in ("slurmctld", "slurmdbd")]
+    pidfiles += sorted((state / "run").glob("slurmd-*.pid"))  # one slurmd per node
     pidfiles += [state / "mysql" / "mariadbd.pid", state / "munge" / "munged.pid"]
     if not all(p.is_file() for p in pidfiles):
         pytest.skip(f"cluster at {conf} was not started by slurm/up.sh")
