@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hpcxlt"
 
 # Lower number = lower layer. A module may import its own layer or lower ones, never higher ones.
 LAYERS = {
-    "io": 0, "config": 1, "tasks": 2, "grid": 2, "store": 3, "data": 4, "model": 4, "demo": 4,
+    "io": 0, "launcher_env": 0, "config": 1, "tasks": 2, "grid": 2, "store": 3, "data": 4, "model": 4, "demo": 4,
     "train": 5, "evaluate": 5, "aggregate": 5, "launch": 6, "cli": 7, "__main__": 8, "__init__": 0,
 }
 # Heavy library -> the only modules allowed to import it.

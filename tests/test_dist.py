@@ -53,6 +53,40 @@ def test_srun_across_nodes_takes_the_first_host_of_the_step():
     assert (env.rank, env.world_size, env.master_addr) == (5, 8, "gpu003")
 
 
+def test_the_site_suffix_names_the_fast_network_of_rank_0():
+    base = {"SLURM_PROCID": "1", "SLURM_LOCALID": "0", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2",
+            "SLURM_JOB_ID": "7", "SLURM_STEP_NUM_NODES": "2", "SLURM_STEP_NODELIST": "gpu[01-02]"}
+    assert detect({**base, "HPCXLT_MASTER_ADDR_SUFFIX": "i"}).master_addr == "gpu01i"
+    # an explicit MASTER_ADDR, or one node on loopback, is used as given
+    assert detect({**base, "HPCXLT_MASTER_ADDR_SUFFIX": "i", "MASTER_ADDR": "10.0.0.5"}).master_addr == "10.0.0.5"
+    one = {**base, "SLURM_STEP_NUM_NODES": "1", "HPCXLT_MASTER_ADDR_SUFFIX": "i"}
+    assert detect(one).master_addr == "127.0.0.1"
+
+
+def test_one_reader_serves_training_and_the_gather():
+    from hpcxlt.launcher_env import launched_world, launcher_of
+
+    mpich_in_slurm = {"PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2",
+                      "SLURM_PROCID": "0", "SLURM_STEP_ID": "0", "SLURM_LOCALID": "0"}
+    srun_pmi2 = {"PMI_RANK": "3", "PMI_SIZE": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_STEP_ID": "0",
+                 "SLURM_STEP_NUM_TASKS": "4", "SLURM_STEP_NUM_NODES": "2", "SLURM_STEP_NODELIST": "n[1-2]", "SLURM_JOB_ID": "5"}
+    for env, launcher, world in [({}, "single", None), ({"RANK": "1", "WORLD_SIZE": "2"}, "torchrun", (1, 2)),
+                                 (mpich_in_slurm, "mpi", (1, 2)), (srun_pmi2, "slurm", (3, 4))]:
+        assert launcher_of(env) == launcher
+        assert launched_world(env) == world
+        if launcher != "single":
+            assert (detect(env).rank, detect(env).world_size) == world
+
+
+def test_dist_timeout_comes_from_the_site_or_torchs_default():
+    from hpcxlt.launcher_env import dist_timeout_s
+
+    assert dist_timeout_s({}) == 1800
+    assert dist_timeout_s({"HPCXLT_DIST_TIMEOUT_S": "90"}) == 90
+    with pytest.raises(DistError, match="HPCXLT_DIST_TIMEOUT_S='soon' is not an integer"):
+        dist_timeout_s({"HPCXLT_DIST_TIMEOUT_S": "soon"})
+
+
 def test_slurm_batch_step_without_srun_is_one_process():
     # sbatch --ntasks 2 runs the script once: SLURM_NTASKS=2 there, but no step id and no second process
     env = detect({"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NTASKS": "2", "SLURM_JOB_ID": "9"})

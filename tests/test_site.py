@@ -75,6 +75,9 @@ def test_time_formats_sbatch_accepts(text, minutes):
     ({**BASE, "mpi_launcher": "mpirun"}, r"mpi_launcher: 'mpirun' must contain \{ntasks\}"),
     ({**BASE, "stages": {"training": {}}}, r"stages.training: unknown stage; allowed: intermediate, target, eval, aggregate"),
     ({"defaults": {}}, r"name: required key is missing"),
+    ({**BASE, "dist_timeout_s": 0}, r"dist_timeout_s: must be >= 1 second"),
+    ({**BASE, "master_addr_suffix": "i; rm"}, r"master_addr_suffix: 'i; rm' may hold only letters"),
+    ({**BASE, "network_interface": "eth0 ib0"}, r"network_interface: 'eth0 ib0' is not an interface name"),
 ])
 def test_values_sbatch_would_reject_fail_with_file_and_key(tmp_path, data, match):
     path = _site(tmp_path, data)
@@ -110,3 +113,12 @@ def test_tasks_default_to_one_per_gpu_and_gres_counts_gpus():
 def test_multi_line_values_cannot_inject_script_lines():
     with pytest.raises(SiteError, match=r"must be one line"):
         parse_site({"name": "x", "defaults": {"time": "60", "constraint": "a100\nrm -rf /"}})
+
+
+def test_rendezvous_settings_become_exports_in_every_job(tmp_path):
+    site = load_site(_site(tmp_path, {**BASE, "dist_timeout_s": 120, "master_addr_suffix": "i", "network_interface": "ib0"}))
+    assert site.network_exports() == ["export HPCXLT_DIST_TIMEOUT_S=120", "export HPCXLT_MASTER_ADDR_SUFFIX=i",
+                                      "export NCCL_SOCKET_IFNAME=ib0", "export GLOO_SOCKET_IFNAME=ib0"]
+    # NCCL's exclusion syntax has no gloo equivalent: gloo is left to choose
+    site = load_site(_site(tmp_path, {**BASE, "network_interface": "^docker,lo"}))
+    assert site.network_exports() == ["export HPCXLT_DIST_TIMEOUT_S=1800", "export NCCL_SOCKET_IFNAME='^docker,lo'"]

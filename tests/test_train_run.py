@@ -112,7 +112,8 @@ def test_missing_data_fails_every_rank_instead_of_hanging(assets: Path, tmp_path
     out = run_cells(store, "target.none.xnli.s1", timeout=180)
     assert out.returncode != 0
     log = out.stdout + out.stderr
-    assert "DataNotFoundError" in log and "rank 0 could not build the train data" in log, log[-4000:]
+    # every rank reads its data before the process group exists, so each fails on its own, at once
+    assert log.count("hpcxlt.data.local.DataNotFoundError") >= 2 or log.count("DataNotFoundError:") >= 2, log[-4000:]
     assert not store.is_done("target.none.xnli.s1")
 
 

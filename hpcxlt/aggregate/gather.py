@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple
 
 from hpcxlt.aggregate.records import RECORD_SUFFIXES, Problem, read_records
+from hpcxlt.launcher_env import launched_world
 
 GroupKey = tuple[str, str, str]
 """(split, arm, target)."""
@@ -36,18 +37,10 @@ class GatherError(RuntimeError):
 def launcher_world(env: Mapping[str, str] | None = None) -> tuple[int, int] | None:
     """(rank, size) as the process launcher announced it, or None when no launcher started us.
 
-    MPI variables win over Slurm's: `mpiexec` inside an allocation inherits SLURM_PROCID=0 in every
-    rank. The Slurm batch step itself (no srun, so no SLURM_STEP_ID) is one process whatever
-    SLURM_NTASKS says.
+    Read by `hpcxlt.launcher_env`, the same reader training uses (MPI variables win over Slurm's, the
+    Slurm batch step without srun is one process).
     """
-    env = os.environ if env is None else env
-    for rank_var, size_var in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE")):
-        if rank_var in env and size_var in env:
-            return int(env[rank_var]), int(env[size_var])
-    if "SLURM_PROCID" in env and "SLURM_STEP_ID" in env:
-        size = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1"
-        return int(env["SLURM_PROCID"]), int(size)
-    return None
+    return launched_world(env)
 
 
 @dataclass(frozen=True, kw_only=True)

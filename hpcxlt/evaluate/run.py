@@ -186,12 +186,13 @@ def check_upstream_model(cell: Cell, source: ModelSource, store: RunStore) -> No
 
 def _is_main_rank() -> bool:
     # Evaluation is single-process: under a multi-process launcher only rank 0 works.
-    from hpcxlt.train import dist
+    from hpcxlt.launcher_env import DistError, launched_world
 
     try:
-        return dist.detect().rank == 0
-    except dist.DistError:
+        launched = launched_world()
+    except DistError:
         return True
+    return launched is None or launched[0] == 0
 
 
 def _check_job(cells: list[Cell]) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -35,6 +36,10 @@ _TIME_FORMS = (
 _MEM = re.compile(r"^(\d+)([KMGTkmgt]?)$")
 # --gres: name[:type][:count], comma separated (e.g. gpu:a100:4).
 _GRES_ITEM = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)(?::([A-Za-z0-9_.-]+))?(?::(\d+))?$")
+# host-name suffix (letters, digits, '-', '.') and NCCL_SOCKET_IFNAME syntax: an optional '^' (exclude) or
+# '=' (exact) prefix, then comma-separated interface names or prefixes (NCCL env docs, NCCL_SOCKET_IFNAME).
+_HOST_SUFFIX = re.compile(r"^[A-Za-z0-9.-]*$")
+_IFNAME = re.compile(r"^[\^=]?[A-Za-z0-9_.:-]+(,[A-Za-z0-9_.:-]+)*$")
 # partition/account/qos/wckey names; partitions may be a comma-separated list.
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$")
 
@@ -124,6 +129,12 @@ class SiteProfile:
     """Command prefix that starts the aggregation's MPI ranks inside its allocation; {ntasks} is filled in."""
     offline: bool = False
     """Compute nodes cannot reach the Hugging Face hub: configs must read prepared data (`hpcxlt prepare`)."""
+    dist_timeout_s: int = 1800
+    """Seconds a rank waits at the rendezvous or in one collective before the job fails (torch's default: 30 min)."""
+    master_addr_suffix: str = ""
+    """Appended to rank 0's host name for the rendezvous, e.g. 'i' where the InfiniBand names are gpu01i."""
+    network_interface: str | None = None
+    """Interface for NCCL and gloo traffic (NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME), e.g. 'ib0'; None: auto."""
     stages: Mapping[str, StageResources] = field(default_factory=dict)
     """Resources per stage (intermediate, target, eval, aggregate), defaults already applied."""
     source: str | None = None
@@ -131,6 +142,18 @@ class SiteProfile:
 
     def stage(self, name: str) -> StageResources:
         return self.stages[name]
+
+    def network_exports(self) -> list[str]:
+        """Shell lines giving every job the site's rendezvous settings (read by `hpcxlt.launcher_env`)."""
+        lines = [f"export HPCXLT_DIST_TIMEOUT_S={self.dist_timeout_s}"]
+        if self.master_addr_suffix:
+            lines.append(f"export HPCXLT_MASTER_ADDR_SUFFIX={self.master_addr_suffix}")
+        if self.network_interface:
+            lines.append(f"export NCCL_SOCKET_IFNAME={shlex.quote(self.network_interface)}")
+            # gloo takes plain names only (no NCCL '^' exclusion or '=' exact-match prefix)
+            if not self.network_interface.startswith("^"):
+                lines.append(f"export GLOO_SOCKET_IFNAME={shlex.quote(self.network_interface.lstrip('='))}")
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -140,7 +163,8 @@ class SiteProfile:
 
 
 _TOP_KEYS = ("name", "description", "setup", "signal_delay_s", "max_array_size", "array_throttle",
-             "max_requeues", "max_retries", "retry_backoff_s", "max_queued_jobs", "max_running", "mpi_launcher", "offline", "defaults", "stages")
+             "max_requeues", "max_retries", "retry_backoff_s", "max_queued_jobs", "max_running", "mpi_launcher", "offline",
+             "dist_timeout_s", "master_addr_suffix", "network_interface", "defaults", "stages")
 
 
 def parse_time_minutes(value: str) -> int:
@@ -304,6 +328,13 @@ def _check_site(site: SiteProfile, source: str) -> None:
         raise SiteError(f"{source}: max_running: must be >= 1, got {site.max_running}")
     if site.max_requeues < 0:
         raise SiteError(f"{source}: max_requeues: must be >= 0, got {site.max_requeues}")
+    if site.dist_timeout_s < 1:
+        raise SiteError(f"{source}: dist_timeout_s: must be >= 1 second, got {site.dist_timeout_s}")
+    if not _HOST_SUFFIX.match(site.master_addr_suffix):
+        raise SiteError(f"{source}: master_addr_suffix: {site.master_addr_suffix!r} may hold only letters, digits, '-' and '.'")
+    if site.network_interface is not None and not _IFNAME.match(site.network_interface):
+        raise SiteError(f"{source}: network_interface: {site.network_interface!r} is not an interface name or "
+                        "comma-separated list (e.g. 'ib0', 'eth0', '^docker,lo')")
     if "{ntasks}" not in site.mpi_launcher and not site.mpi_launcher.strip().startswith("srun"):
         raise SiteError(f"{source}: mpi_launcher: {site.mpi_launcher!r} must contain {{ntasks}} (or be an srun command)")
     for stage, res in site.stages.items():

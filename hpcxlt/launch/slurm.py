@@ -71,7 +71,7 @@ def stage_parameters(site: SiteProfile, stage: str, experiment: str, run_dir: st
     # sbatch exports the submitting environment; rendezvous variables left there by an earlier
     # in-process run (torch.distributed reads RANK, MASTER_PORT, ...) would make every task of every
     # job claim rank 0 of one world and the same port
-    params["setup"] = [f"unset {' '.join(RENDEZVOUS_VARS)}", *site.setup,
+    params["setup"] = [f"unset {' '.join(RENDEZVOUS_VARS)}", *site.setup, *site.network_exports(),
                        trap_line(run_dir, site.max_retries, site.retry_backoff_s)]  # self-healing (launch.heal)
     if stage == "aggregate":
         # one process in the batch step; it starts the MPI ranks itself with the site's launcher

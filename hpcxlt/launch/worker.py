@@ -41,12 +41,13 @@ def is_preemption(err: BaseException) -> bool:
 
 
 def _rank() -> int:
-    from hpcxlt.train import dist
+    from hpcxlt.launcher_env import DistError, launched_world
 
     try:
-        return dist.detect().rank
-    except dist.DistError:
+        launched = launched_world()
+    except DistError:
         return 0
+    return 0 if launched is None else launched[0]
 
 
 def _train(cfg, cell, store) -> None:

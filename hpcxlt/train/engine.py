@@ -10,6 +10,7 @@ compilation on a fresh node), and on CPU it is no faster.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import math
@@ -129,8 +130,10 @@ def init_distributed(env: dist.DistEnv | None = None) -> dist.DistEnv:
         torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
     # auto_mpi_discovery would overwrite MASTER_ADDR with `hostname -I` (not loopback); we already set it
+    # an explicit timeout (site key dist_timeout_s): a rank that never arrives, or a collective that hangs on a
+    # wrong interface, fails the job within it instead of holding the allocation until the time limit
     deepspeed.init_distributed(dist_backend="nccl" if device_type() == "cuda" else "gloo", auto_mpi_discovery=False,
-                               verbose=False)
+                               verbose=False, timeout=datetime.timedelta(seconds=dist.dist_timeout_s()))
     return env
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -159,19 +160,22 @@ def train_loop(
     """
     train_log = TrainLog(cfg.log_path)
     best: dict[str, Any] = {"metric": None, "step": None}
+    # the host of every rank, in rank order: where a multi-node job really ran (a requeue may move it)
+    hosts = dist.all_gather_object(socket.gethostname())
     resumed = _lookup_resume(cfg.checkpoint_dir)
     if resumed is not None:
         state = ckpt.load_checkpoint(engine, resumed)
         mixture.load_state_dict(state["data"])
         best = state.get("best", best)
         train_log.truncate_after(engine.global_step)
-        train_log.write({"event": "resume", "step": engine.global_step, "checkpoint": str(resumed)})
+        train_log.write({"event": "resume", "step": engine.global_step, "checkpoint": str(resumed),
+                         "world_size": dist.get_world_size(), "hosts": hosts})
         log.info("resumed from %s at step %d", resumed, engine.global_step)
     else:
         train_log.truncate_after(-1)  # a fresh start: nothing from an attempt that died before its first checkpoint
         train_log.write({
             "event": "start", "step": 0, "total_steps": cfg.total_steps, "world_size": dist.get_world_size(),
-            "sampling": {"rule": mixture.rule, "probabilities": mixture.probabilities}, **(extra_state or {}),
+            "hosts": hosts, "sampling": {"rule": mixture.rule, "probabilities": mixture.probabilities}, **(extra_state or {}),
         })
 
     def state_now() -> dict[str, Any]:

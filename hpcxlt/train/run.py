@@ -148,35 +148,24 @@ def _stream_seed(seed: int, key: str) -> int:
     return zlib.crc32(f"{seed}/{key}".encode())
 
 
-def build_streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, split: str = "train",
+def build_streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, world: int, split: str = "train",
                   languages: dict[str, tuple[str, ...]] | None = None) -> tuple[list[Stream], dict[str, tuple[str, ...]]]:
     """One length-grouped stream per (task, language) of training features; also the label names per task.
 
-    Rank 0 tokenizes first (filling the shared feature cache), then the other ranks read the cache.
-    An error of rank 0 (missing data, say) reaches the other ranks, which would otherwise wait for it forever.
+    Called before the process group exists, in every rank: no rank waits in a collective (with its timeout)
+    while another tokenizes. The feature cache takes concurrent builders of one key (the first rename wins),
+    so ranks that start together at worst tokenize the same split side by side; `hpcxlt prepare --features`
+    fills the cache ahead for large sets, and then every rank only reads it.
     """
-    languages = languages or setup.languages
-    if dist.is_main():
-        try:
-            built = _streams(cfg, setup, tokenizer, seed=seed, split=split, languages=languages)
-        except Exception as err:
-            dist.broadcast_object(f"{type(err).__name__}: {err}")
-            raise
-    error = dist.broadcast_object(None)  # the barrier: rank 0 sends None once its streams are built
-    if error is not None:
-        raise RuntimeError(f"rank 0 could not build the {split} data: {error}")
-    if not dist.is_main():
-        built = _streams(cfg, setup, tokenizer, seed=seed, split=split, languages=languages)
-    return built
+    return _streams(cfg, setup, tokenizer, seed=seed, world=world, split=split, languages=languages or setup.languages)
 
 
-def _streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, split: str,
+def _streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, world: int, split: str,
              languages: dict[str, tuple[str, ...]]) -> tuple[list[Stream], dict[str, tuple[str, ...]]]:
     from hpcxlt.data.collate import LengthGroupedBatchSampler, PadCollator, model_inputs
     from hpcxlt.data.features import MODEL_INPUTS, feature_lengths, load_features
 
     train = setup.train
-    world = dist.get_world_size()
     collator = PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if device_type() == "cuda" else None)
     streams, label_names = [], {}
     for spec in setup.specs:
@@ -227,19 +216,25 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
         return
     from transformers import AutoTokenizer
 
-    init_distributed()
+    launched = dist.detect()
+    world = launched.world_size
     setup = cell_setup(cfg, cell)
     train = setup.train
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.name_or_path,
                                               **({"revision": cfg.model.revision} if cfg.model.revision else {}))
-    streams, label_names = build_streams(cfg, setup, tokenizer, seed=cell.seed)
+    # the data first, the process group after it (see build_streams)
+    streams, label_names = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world)
+    dev_streams = None
+    if train.eval_every:
+        dev_langs = {s.name: (dev_language(setup.languages[s.name]),) for s in setup.specs}
+        dev_streams, _ = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world, split="dev", languages=dev_langs)
+    init_distributed(launched)
     sizes = {s.key: s.size for s in streams}
     if setup.multi_task and cell.stage == "intermediate":
         sampling = cfg.arm(cell.arm).sampling
         probabilities, rule = stream_probabilities(sizes, sampling), sampling.rule
     else:
         probabilities, rule = stream_probabilities(sizes, _proportional()), "proportional"
-    world = dist.get_world_size()
     total_steps = train.max_steps or epochs_to_steps(
         sizes, epochs=train.epochs, global_batch=train.micro_batch_size * world, grad_accum=train.grad_accum)
 
@@ -248,11 +243,7 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     ckpt.seed_everything(cell.seed * 1000 + dist.get_rank())  # dropout masks differ between ranks
     mixture = Mixture(streams, probabilities, seed=cell.seed, rank=dist.get_rank(), world_size=world, rule=rule)
     forward_kwargs = (lambda task: {"task": task}) if setup.multi_task else None
-    evaluate = None
-    if train.eval_every:
-        dev_langs = {s.name: (dev_language(setup.languages[s.name]),) for s in setup.specs}
-        dev_streams, _ = build_streams(cfg, setup, tokenizer, seed=cell.seed, split="dev", languages=dev_langs)
-        evaluate = dev_loss(dev_streams, forward_kwargs)
+    evaluate = dev_loss(dev_streams, forward_kwargs) if dev_streams is not None else None
     loop_cfg = LoopConfig(
         total_steps=total_steps, checkpoint_dir=store.checkpoints_dir(cell.key), log_path=store.train_log_path(cell.key),
         save_every=train.save_every, keep_last=train.keep_last, log_every=max(1, min(50, total_steps // 50)),
