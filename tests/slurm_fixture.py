@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+USABLE = {"idle", "mixed", "allocated", "completing"}
+"""Node states (sinfo %T) in which a node runs jobs; 'idle*' (not responding), down, drained are not."""
 # Same default as slurm/common.sh.
 DEFAULT_STATE_DIR = "/tmp/hpcxlt-slurm"
 
@@ -121,14 +123,31 @@ def start_controller(env: dict[str, str]) -> None:
 
 
 def wait_for_usable_node(env: dict[str, str], deadline: float) -> None:
-    """Until a node can run jobs: after a controller restart the node shows 'unknown' until its slurmd
+    """Until every node can run jobs: after a controller restart a node shows 'unknown' until its slurmd
     registers again."""
     import time
 
     while True:
         out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=env, capture_output=True, text=True)
-        if set(out.stdout.split()) & {"idle", "mixed", "allocated", "completing"}:
+        states = set(out.stdout.split())
+        if states and states <= USABLE:
             return
         if time.time() > deadline:
             raise RuntimeError(f"no usable node after the controller restart (sinfo: {out.stdout.split()})")
         time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def two_nodes(slurm_cluster) -> list[str]:
+    """The `multi` partition's two usable nodes, n1 and n2 of `slurm/up.sh --nodes 2` (CI starts them with
+    `make slurm-up`; elsewhere the test is skipped with how to start them)."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-p", "multi", "-o", "%N %T"], env=slurm_cluster,
+                         capture_output=True, text=True)
+    usable = [line.split()[0] for line in out.stdout.splitlines() if line.split()[1] in USABLE]
+    if len(usable) < 2:
+        problem = ("the local cluster has no two usable nodes in partition multi "
+                   f"(sinfo: {out.stdout.strip() or out.stderr.strip() or 'nothing'})")
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem}; CI must start them with `make slurm-up` (NODES=2)", pytrace=False)
+        pytest.skip(f"{problem}: run `make slurm-up` (slurm/up.sh --nodes 2)")
+    return usable

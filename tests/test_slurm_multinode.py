@@ -17,7 +17,7 @@ import pytest
 from hpcxlt.store import RunStore
 from tests.launch_assets import assets, experiment, run_cli, slurm_env, subprocess_env, wait_for, write_config  # noqa: F401
 from tests.paths import ROOT
-from tests.slurm_fixture import slurm_cluster  # noqa: F401
+from tests.slurm_fixture import slurm_cluster, two_nodes  # noqa: F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SITE = str(ROOT / "slurm" / "sites" / "local-2node.yaml")
@@ -26,20 +26,6 @@ KEY = "target.none.xnli.s1"
 JOB_ENV = {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
 TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
-
-
-@pytest.fixture(scope="module")
-def two_nodes(slurm_env):
-    """The `multi` partition with two usable nodes (CI starts them; elsewhere: skip with how to start them)."""
-    out = subprocess.run(["sinfo", "-h", "-N", "-p", "multi", "-o", "%N %T"], capture_output=True, text=True)
-    usable = [line.split()[0] for line in out.stdout.splitlines()
-              if line.split()[1] in ("idle", "mixed", "allocated", "completing")]
-    if len(usable) < 2:
-        problem = f"the local cluster has no two usable nodes in partition multi (sinfo: {out.stdout.strip() or out.stderr.strip()})"
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem}; CI must start it with `make slurm-up` (NODES=2)", pytrace=False)
-        pytest.skip(f"{problem}: run `make slurm-up` (slurm/up.sh --nodes 2)")
-    return usable
 
 
 def _config(folder, assets):
@@ -110,7 +96,7 @@ def _finish(store: RunStore, timeout: float = 600) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_node_run(request, tmp_path_factory, assets, two_nodes) -> RunStore:
+def two_node_run(request, tmp_path_factory, assets, slurm_env, two_nodes) -> RunStore:
     """The grid (one ZeRO-3 training cell, two evaluations) run on the two-node site, every cell done."""
     store = _submit(request, tmp_path_factory.mktemp("two-node"), assets, "--no-aggregate")
     _finish(store)
@@ -210,7 +196,7 @@ def _lose_node(name: str) -> None:
     subprocess.run(["scontrol", "update", f"nodename={name}", "state=down", "reason=hpcxlt-test-node-lost"], check=True)
 
 
-def test_a_two_node_cell_survives_preemption_then_a_lost_node(request, tmp_path, assets, two_nodes, reference,
+def test_a_two_node_cell_survives_preemption_then_a_lost_node(request, tmp_path, assets, slurm_env, two_nodes, reference,
                                                              slurm_cluster):
     """One run, two interruptions (each a resume from the last checkpoint), the weights of no interruption."""
     import signal

@@ -18,6 +18,7 @@ COMMANDS = {
     "score": "score",
     "aggregate": "aggregate",
     "submit": "submit", "status": "status", "resume": "resume", "cancel": "cancel",
+    "doctor": "doctor",
 }
 
 

@@ -84,9 +84,13 @@ def _run_once(cmd: list[str], timeout: float) -> str:
     return proc.stdout
 
 
-def _run(cmd: list[str], *, timeout: float = 60) -> str:
-    """Run a Slurm client command; transient failures are retried (`retrying`)."""
+def run_client(cmd: list[str], *, timeout: float = 60) -> str:
+    """Run a Slurm client command (sbatch, squeue, ...) and return its output; transient failures are
+    retried (`retrying`), others raise QueueError with the tool's message."""
     return retrying(lambda: _run_once(cmd, timeout), cmd[0])
+
+
+_run = run_client
 
 
 def expand_ids(text: str) -> list[str]:
