@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grad-accum", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--prefetch", type=int, default=2, help="micro-batches prepared ahead (LoopConfig.prefetch)")
     parser.add_argument("--eval-every", type=int, default=0, help="a dev evaluation (the full-data loss) every N steps")
     parser.add_argument("--signal-at", type=int, default=0,
                         help="this process sends itself SIGUSR2 while it computes step N (a deterministic preemption)")
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         loop_cfg = LoopConfig(
             total_steps=args.steps, checkpoint_dir=run / "checkpoints", log_path=run / "train_log.jsonl",
             save_every=args.save_every, keep_last=args.keep_last, log_every=1, eval_every=args.eval_every,
-            greater_is_better=False,
+            greater_is_better=False, prefetch=args.prefetch,
         )
 
         def signal_hook(task: str, engine=engine) -> dict:

@@ -47,3 +47,41 @@ def test_train_log_cut_back_to_the_checkpoint(tmp_path: Path):
     assert log.path.read_text().endswith("\n") and all(json.loads(line) for line in log.path.read_text().splitlines())
     log.truncate_after(-1)  # a fresh start forgets an attempt that never reached a checkpoint
     assert log.records() == []
+
+
+@pytest.mark.deepspeed
+@pytest.mark.slow
+def test_batches_prepared_ahead_train_exactly_as_batches_prepared_in_the_loop(tmp_path: Path):
+    """The prefetch thread draws the same batches in the same order; counts stay on the host. Same weights, same
+    log (but for the speed figures), and a checkpoint records the consumed data position, not the prefetched one."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    runs = {}
+    for depth in (0, 3):
+        out = tmp_path / f"prefetch-{depth}"
+        proc = subprocess.run([sys.executable, str(repo / "tests" / "ds_worker.py"), "--out", str(out), "--stage", "0",
+                               "--steps", "8", "--save-every", "4", "--keep-last", "3", "--prefetch", str(depth)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[depth] = out / "run-0"
+    a, b = (torch.load(runs[d] / "final.pt") for d in (0, 3))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def log(run: Path) -> list[dict]:
+        rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in row.items() if k not in ("samples_per_s", "tokens_per_s")} for row in rows]
+
+    assert log(runs[0]) == log(runs[3])
+    for step in (4, 8):
+        states = [json.loads((runs[d] / "checkpoints" / f"step-{step}" / "trainer_state.json").read_text())["data"]
+                  for d in (0, 3)]
+        assert states[0] == states[1]
+        assert states[0]["draws"] == step * 2  # grad_accum 2: the consumed micro-batches, none drawn ahead

@@ -13,7 +13,7 @@ import signal
 import socket
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -23,6 +23,7 @@ from hpcxlt.io import write_text_atomic
 from hpcxlt.train import checkpoint as ckpt
 from hpcxlt.train import dist
 from hpcxlt.train.engine import Engine
+from hpcxlt.train.prefetch import Prefetcher
 from hpcxlt.train.sampling import Mixture
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class LoopConfig:
     """Call `evaluate` every N optimizer steps (0: never) and keep the best checkpoint."""
     greater_is_better: bool = True
     """Direction of the metric returned by `evaluate`."""
+    prefetch: int = 2
+    """Micro-batches prepared ahead in a background thread (0: prepared in the loop); training is the same."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +79,8 @@ class LoopResult:
     """That metric."""
     resumed_from: str | None
     """Checkpoint folder this invocation resumed from (None for a fresh start)."""
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Batches and examples trained on per stream (over all attempts), {stream: {batches, examples}}."""
 
 
 class _SignalFlag:
@@ -178,38 +183,42 @@ def train_loop(
             "hosts": hosts, "sampling": {"rule": mixture.rule, "probabilities": mixture.probabilities}, **(extra_state or {}),
         })
 
+    # batches drawn ahead in a thread, pinned on GPUs; the data state a checkpoint records is the consumed one
+    prefetcher = Prefetcher(mixture, depth=cfg.prefetch, pin=engine.device.type == "cuda")
+
     def state_now() -> dict[str, Any]:
-        return {"step": engine.global_step, "data": mixture.state_dict(), "best": best, **(extra_state or {})}
+        return {"step": engine.global_step, "data": prefetcher.state_dict(), "best": best, **(extra_state or {})}
 
     last_saved: Path | None = resumed
     tasks = sorted({s.task for s in mixture.streams.values()})
     task_index = {t: i for i, t in enumerate(tasks)}
-    # per-task [loss sum, micro-batches] and token count, on the device
-    sums = torch.zeros(len(tasks), 2, dtype=torch.float64, device=engine.device)
-    tokens = torch.zeros((), dtype=torch.float64, device=engine.device)
-    examples = 0
-    mask_keys: dict[str, list[str]] = {}  # attention_mask, or query_/cand_attention_mask for retrieval pairs
+    # Per-task loss sums stay on the device (adding to them queues a kernel, no sync); micro-batch, token and
+    # example counts are host numbers. The device is read only at log steps.
+    loss_sums = torch.zeros(len(tasks), dtype=torch.float64, device=engine.device)
+    batches = [0] * len(tasks)
+    tokens = examples = 0
     window_start, window_steps = time.perf_counter(), 0
 
-    with preemption_signals() as flag:
+    with preemption_signals() as flag, prefetcher:
         while engine.global_step < cfg.total_steps:
-            stream, batch = mixture.next()
-            out = engine.step(batch, **(forward_kwargs(stream.task) if forward_kwargs else {}))
-            i = task_index[stream.task]
-            sums[i, 0] += out.loss.double()
-            sums[i, 1] += 1
-            for key in mask_keys.setdefault(stream.key, [k for k in batch if k.endswith("attention_mask")]):
-                tokens += batch[key].sum().to(tokens.device, torch.float64)
-            examples += len(next(iter(batch.values())))
+            item = prefetcher.next()
+            out = engine.step(item.batch, **(forward_kwargs(item.stream.task) if forward_kwargs else {}))
+            i = task_index[item.stream.task]
+            loss_sums[i] += out.loss.detach().double()
+            batches[i] += 1
+            tokens += item.tokens
+            examples += item.examples
             if not out.boundary:
                 continue
             step = engine.global_step
             window_steps += 1
             if step % cfg.log_every == 0 or step == cfg.total_steps:
-                _log_window(train_log, engine, mixture, tasks, sums, tokens, examples,
+                _log_window(train_log, engine, prefetcher.counts(), tasks, loss_sums, batches, tokens, examples,
                             time.perf_counter() - window_start, window_steps)
-                sums.zero_(), tokens.zero_()
-                examples, window_start, window_steps = 0, time.perf_counter(), 0
+                loss_sums.zero_()
+                batches = [0] * len(tasks)
+                tokens = examples = 0
+                window_start, window_steps = time.perf_counter(), 0
             # any rank's signal stops all ranks at the same step (Slurm may signal only some tasks)
             signum = dist.max_over_ranks(flag.signum or 0)
             stop = signum > 0
@@ -240,9 +249,9 @@ def train_loop(
     if improved or last_saved is None or ckpt.step_of(last_saved) != step:
         last_saved = _save(engine, cfg, state_now(), best)
     best_ckpt = cfg.checkpoint_dir / ckpt.step_name(best["step"]) if best["step"] is not None else None
-    train_log.write({"event": "end", "step": step, "counts": mixture.counts, "realized": mixture.realized(),
+    train_log.write({"event": "end", "step": step, "counts": prefetcher.counts(), "realized": prefetcher.realized(),
                      "best": best})
-    return LoopResult(step=step, final_checkpoint=last_saved, best_checkpoint=best_ckpt,
+    return LoopResult(step=step, final_checkpoint=last_saved, best_checkpoint=best_ckpt, counts=prefetcher.counts(),
                       best_metric=best["metric"], resumed_from=str(resumed) if resumed else None)
 
 
@@ -258,19 +267,21 @@ def _save(engine: Engine, cfg: LoopConfig, state: dict[str, Any], best: dict[str
     return folder
 
 
-def _log_window(train_log: TrainLog, engine: Engine, mixture: Mixture, tasks: list[str], sums: torch.Tensor,
-                tokens: torch.Tensor, examples: int, seconds: float, steps: int) -> None:
-    # the one sync point: sum over ranks, then read to the host
-    packed = torch.cat([sums.flatten(), tokens.reshape(1),
-                        torch.tensor([float(examples)], dtype=torch.float64, device=sums.device)])
+def _log_window(train_log: TrainLog, engine: Engine, counts: dict[str, dict[str, int]], tasks: list[str],
+                loss_sums: torch.Tensor, batches: list[int], tokens: int, examples: int, seconds: float,
+                steps: int) -> None:
+    # the one sync point: the loss sums and this rank's host counts summed over ranks, then read to the host
+    host = torch.tensor([*batches, float(tokens), float(examples)], dtype=torch.float64).to(loss_sums.device)
+    packed = torch.cat([loss_sums, host])
     if dist.get_world_size() > 1:
         torch.distributed.all_reduce(packed)
     values = packed.tolist()
     world = dist.get_world_size()
     per_task = {}
     total_loss, total_n = 0.0, 0.0
+    n_tasks = len(tasks)
     for i, task in enumerate(tasks):
-        loss_sum, n = values[2 * i], values[2 * i + 1]
+        loss_sum, n = values[i], values[n_tasks + i]
         if n:
             per_task[task] = loss_sum / n
             total_loss, total_n = total_loss + loss_sum, total_n + n
@@ -284,6 +295,6 @@ def _log_window(train_log: TrainLog, engine: Engine, mixture: Mixture, tasks: li
         "tokens_per_s": n_tokens / seconds if seconds > 0 else None,
         "steps_in_window": steps,
         "world_size": world,
-        "counts": {k: c["batches"] for k, c in mixture.counts.items()},
+        "counts": {k: c["batches"] for k, c in counts.items()},
     }
     train_log.write(record)

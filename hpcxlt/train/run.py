@@ -261,7 +261,7 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
         store.mark_done(cell.key, {
             "step": result.step, "checkpoint": ckpt.step_name(ckpt.step_of(source)), "model": str(store.model_dir(cell.key)),
             "best_dev_loss": result.best_metric, "init_from": init_from, "world_size": world,
-            "resumed_from": result.resumed_from, "counts": mixture.counts,
+            "resumed_from": result.resumed_from, "counts": result.counts,
         })
         shutil.rmtree(store.checkpoints_dir(cell.key), ignore_errors=True)
     dist.barrier()

@@ -185,8 +185,7 @@ class Mixture:
 
     def realized(self) -> dict[str, float]:
         """Share of drawn batches per stream so far."""
-        total = sum(c["batches"] for c in self.counts.values())
-        return {k: (c["batches"] / total if total else 0.0) for k, c in self.counts.items()}
+        return realized_shares(self.counts)
 
     def task_counts(self) -> dict[str, int]:
         """Batches drawn per task (summed over languages)."""
@@ -195,6 +194,12 @@ class Mixture:
             task = key.split(":", 1)[0]
             out[task] = out.get(task, 0) + c["batches"]
         return out
+
+
+def realized_shares(counts: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
+    """Share of batches per stream, from Mixture-style counts {key: {"batches": n, ...}}."""
+    total = sum(c["batches"] for c in counts.values())
+    return {k: (c["batches"] / total if total else 0.0) for k, c in counts.items()}
 
 
 def epochs_to_steps(sizes: Mapping[str, int], *, epochs: float, global_batch: int, grad_accum: int) -> int:
