@@ -62,7 +62,8 @@ def test_a_training_process_killed_like_the_oom_killer_retries_by_itself(tmp_pat
 
 def test_a_job_on_a_node_set_down_comes_back_and_finishes(tmp_path, assets, slurm_env):
     store, job_id = _start_training(tmp_path, assets, "slurm-heal-node")
-    node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, check=True).stdout.split()[0]
+    # the node the job runs on (the cluster may have several)
+    node = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%N"], capture_output=True, text=True, check=True).stdout.split()[0]
     subprocess.run(["scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=hpcxlt-test"], check=True)
     try:
         wait_for(lambda: store.state(KEY)["job_id"] == job_id and _queue_state(job_id) != "RUNNING", timeout=60,
