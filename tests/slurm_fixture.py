@@ -5,6 +5,7 @@ A plain module, not a conftest: a conftest or test module imports the fixture fr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -151,3 +152,46 @@ def two_nodes(slurm_cluster) -> list[str]:
             pytest.fail(f"{problem}; CI must start them with `make slurm-up` (NODES=2)", pytrace=False)
         pytest.skip(f"{problem}: run `make slurm-up` (slurm/up.sh --nodes 2)")
     return usable
+
+
+def task_pids(job_id: str) -> list[int]:
+    """The job's training processes (srun tasks running submitit's entry point) on every node: one PID
+    namespace for the whole machine, so the host sees the tasks inside the nodes' network namespaces."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = open(f"/proc/{entry}/environ", "rb").read().split(b"\0")
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+        except OSError:
+            continue
+        # srun itself carries the command in its arguments but no step id; the tasks run in step 0
+        if "_" in job_id:  # an array task, as submitit names it: <array job>_<task>
+            array, task = job_id.split("_", 1)
+            ours = f"SLURM_ARRAY_JOB_ID={array}".encode() in environ and f"SLURM_ARRAY_TASK_ID={task}".encode() in environ
+        else:
+            ours = f"SLURM_JOB_ID={job_id}".encode() in environ
+        if ours and any(v.startswith(b"SLURM_STEP_ID=") for v in environ) and b"submitit.core._submit" in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+@contextlib.contextmanager
+def frozen(job_id: str, tasks: int):
+    """The job's `tasks` training tasks stopped (SIGSTOP) inside the block, continued after it (if alive):
+    a test can hold a job at a point of its choosing, whatever the machine's speed."""
+    import signal
+
+    pids = task_pids(job_id)
+    assert len(pids) == tasks, f"expected {tasks} training task(s) of job {job_id}, found {pids}"
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass

@@ -17,7 +17,7 @@ import pytest
 from hpcxlt.store import RunStore
 from tests.launch_assets import assets, experiment, run_cli, slurm_env, subprocess_env, wait_for, write_config  # noqa: F401
 from tests.paths import ROOT
-from tests.slurm_fixture import slurm_cluster, two_nodes  # noqa: F401
+from tests.slurm_fixture import frozen, slurm_cluster, two_nodes  # noqa: F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SITE = str(ROOT / "slurm" / "sites" / "local-2node.yaml")
@@ -135,25 +135,6 @@ def test_srun_over_two_nodes_aggregates_to_the_single_rank_tables(two_node_run, 
         assert four == (tmp_path / "one" / name).read_text().replace(str(tmp_path / "one"), "OUT"), name
 
 
-def _task_pids(job_id: str) -> list[int]:
-    """The job's training processes (srun tasks running submitit's entry point) on every node: one PID
-    namespace for the whole machine, so the host sees the tasks inside the nodes' network namespaces."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = open(f"/proc/{entry}/environ", "rb").read().split(b"\0")
-            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
-        except OSError:
-            continue
-        # srun itself carries the command in its arguments but no step id; the tasks run in step 0
-        if (f"SLURM_JOB_ID={job_id}".encode() in environ and any(v.startswith(b"SLURM_STEP_ID=") for v in environ)
-                and b"submitit.core._submit" in cmdline):
-            pids.append(int(entry))
-    return pids
-
-
 def _reached(pid: int, signum: int) -> bool:
     """Whether signal `signum` reached the frozen process: it waits there undelivered, or Slurm woke the
     process itself (it sends SIGCONT with the signal) and it went on or already exited."""
@@ -213,23 +194,13 @@ def test_a_two_node_cell_survives_preemption_then_a_lost_node(request, tmp_path,
     job_id = store.state(KEY)["job_id"]
     # 1. Preemption. Independent of the machine's speed: both ranks are frozen mid-training, so they cannot
     # finish before the preemption reaches them; they go on once Slurm's USR2 has reached each of them.
-    pids = _task_pids(job_id)
-    assert len(pids) == 2, f"expected one training task per node, found {pids}"
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
+    with frozen(job_id, 2) as pids:
         assert not store.is_done(KEY), "training finished before it could be frozen: raise max_steps"
         # a job in `multi-high` needs every CPU of both nodes: Slurm preempts the training job (USR2, grace, requeue)
         high = subprocess.run(["sbatch", "--parsable", "-p", "multi-high", "-N", "2", "--ntasks-per-node", "2",
                                "-o", "/dev/null", "--wrap", "sleep 2"], capture_output=True, text=True, check=True).stdout.strip()
         wait_for(lambda: all(_reached(pid, signal.SIGUSR2) for pid in pids), timeout=60,
                  what="Slurm's preemption signal (USR2) to reach both ranks", interval=0.1)
-    finally:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
     wait_for(lambda: "resume" in [e["event"] for e in _events(store)] and store.state(KEY)["state"] == "running",
              timeout=300, what="the requeued job to resume on both nodes", interval=0.1)
     assert store.state(KEY)["requeues"] == 1 and store.state(KEY)["job_id"] == job_id  # the same job, requeued
@@ -243,18 +214,11 @@ def test_a_two_node_cell_survives_preemption_then_a_lost_node(request, tmp_path,
     # the loss lands before the end of training on any machine; Slurm's clean-up kills the frozen rank on n1).
     saved = resumed["step"]
     wait_for(lambda: _checkpointed_after(store, saved), timeout=300, what="a checkpoint after the resume", interval=0.1)
-    pids = _task_pids(job_id)
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
     try:
-        assert not store.is_done(KEY), "training finished before a node could be lost: raise max_steps"
-        _lose_node("n2")
+        with frozen(job_id, 2):
+            assert not store.is_done(KEY), "training finished before a node could be lost: raise max_steps"
+            _lose_node("n2")
     finally:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
         # the node comes back (up.sh again starts the missing slurmd and returns DOWN nodes to service)
         back = subprocess.run(["bash", str(ROOT / "slurm" / "up.sh"), str(state_dir())], env=slurm_cluster,
                               capture_output=True, text=True, timeout=180)
