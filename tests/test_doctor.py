@@ -71,7 +71,7 @@ def doctor_runs(tmp_path_factory, assets, slurm_cluster, two_nodes):
     env = subprocess_env(**slurm_cluster)
     procs = {"good": _doctor(sites["good"], "--dir", str(tmp / "runs"), "--config", str(config), env=env),
              "no-partition": _doctor(sites["no-partition"], "--dir", str(tmp / "runs"), env=env),
-             "no-interface": _doctor(sites["no-interface"], "--dir", str(tmp / "runs"), "--timeout", "30", env=env)}
+             "no-interface": _doctor(sites["no-interface"], "--dir", str(tmp / "runs"), "--timeout", "15", env=env)}
     results = {}
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=600)

@@ -1,6 +1,6 @@
-"""A tiny grid submitted to the local Slurm cluster's two compute nodes (slurm/sites/local-2node.yaml: every
-training job spans n1 and n2): every cell finishes, dependencies are element-wise, the MPI aggregation runs,
-and what `--dry-run` printed is exactly what went to sbatch."""
+"""A tiny grid submitted to the local Slurm cluster: every cell finishes, dependencies are element-wise, the
+MPI aggregation runs, and what `--dry-run` printed is exactly what went to sbatch. (A grid on the two compute
+nodes: tests/test_slurm_multinode.py.)"""
 
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ from hpcxlt.launch.base import aggregate_state
 from hpcxlt.store import RunStore
 from tests.launch_assets import assets, experiment, run_cli, slurm_env, wait_for, write_config  # noqa: F401
 from tests.paths import ROOT
-from tests.slurm_fixture import frozen, slurm_cluster, task_pids, two_nodes  # noqa: F401
+from tests.slurm_fixture import frozen, slurm_cluster, task_pids  # noqa: F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-SITE = str(ROOT / "slurm" / "sites" / "local-2node.yaml")
+SITE = str(ROOT / "slurm" / "sites" / "local.yaml")
 
 
 @pytest.fixture(scope="module")
-def grid_run(tmp_path_factory, assets, slurm_env, two_nodes):
+def grid_run(tmp_path_factory, assets, slurm_env):
     """Arm 'a' trains briefly, arm 'b' much longer; one target (2 languages), one seed; submitted, then waited on."""
     tmp = tmp_path_factory.mktemp("slurm-grid")
     data = experiment(assets, name="slurm-grid",
-                      arms=[{"name": "a", "tasks": ["mnli"]}, {"name": "b", "tasks": ["mnli"], "train": {"max_steps": 200, "save_every": 100}}],
+                      arms=[{"name": "a", "tasks": ["mnli"]}, {"name": "b", "tasks": ["mnli"], "train": {"max_steps": 60, "save_every": 30}}],
                       targets={"tasks": ["xnli"], "languages": {"xnli": ["en", "de"]}})
     config = write_config(tmp, data)
     run_dir = tmp / "run"
@@ -46,9 +46,9 @@ def grid_run(tmp_path_factory, assets, slurm_env, two_nodes):
     store = RunStore(run_dir)
     # Independent of the machine's speed: inter.b (the long one) is held still, once it trains, until target.a
     # (which waits for inter.a alone) has started; so target.a starts before inter.b ends on any machine.
-    wait_for(lambda: store.state("inter.b.s1").get("state") == "running" and len(task_pids(store.state("inter.b.s1")["job_id"])) == 2,
-             timeout=300, what="inter.b to train on both nodes", interval=0.2)
-    with frozen(store.state("inter.b.s1")["job_id"], 2):
+    wait_for(lambda: store.state("inter.b.s1").get("state") == "running" and len(task_pids(store.state("inter.b.s1")["job_id"])) == 1,
+             timeout=300, what="inter.b to train", interval=0.2)
+    with frozen(store.state("inter.b.s1")["job_id"], 1):
         wait_for(lambda: store.state("target.a.xnli.s1").get("started"), timeout=300,
                  what="target.a to start (its own intermediate done, inter.b held)", interval=0.2)
 
@@ -70,17 +70,11 @@ def test_every_cell_is_done_and_the_aggregation_ran(grid_run):
     assert (grid_run["run_dir"] / "tables" / "tables.json").exists()
     # the whole submission was one aligned array per stage + the aggregation
     assert "submitted 6 jobs (8 cells) in 4 sbatch submissions (3 arrays) + the aggregation job" in grid_run["submit"]
-    # every training cell ran one rank on each node
-    store = grid_run["store"]
-    for cell in store.load_plan().cells:
-        if cell.stage in ("intermediate", "target"):
-            start = json.loads(store.train_log_path(cell.key).read_text().splitlines()[0])
-            assert start["event"] == "start" and start["hosts"] == ["n1", "n2"], (cell.key, start.get("hosts"))
 
 
 def test_a_target_run_starts_as_soon_as_its_own_intermediate_is_done(grid_run):
     store = grid_run["store"]
-    # target.a waited for inter.a only: it started while inter.b (same array, 50x the steps, held) still ran
+    # target.a waited for inter.a only: it started while inter.b (same array, 15x the steps, held) still ran
     target_a_start = store.state("target.a.xnli.s1")["started"]
     assert store.done_info("inter.a.s1")["finished"] <= target_a_start < store.done_info("inter.b.s1")["finished"]
     # and Slurm's accounting agrees (times to the second)

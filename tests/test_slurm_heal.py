@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -58,25 +57,3 @@ def test_a_training_process_killed_like_the_oom_killer_retries_by_itself(tmp_pat
     assert state["reason"].startswith("process killed (signal 9); retry 1 of 2")
     log = (store.logs_dir / "slurm" / f"{job_id}_0_log.out").read_text()  # appended over the attempts
     assert "hpcxlt heal: job" in log and "requeued, retry 1 of 2" in log
-
-
-def test_a_job_on_a_node_set_down_comes_back_and_finishes(tmp_path, assets, slurm_env):
-    store, job_id = _start_training(tmp_path, assets, "slurm-heal-node")
-    # the node the job runs on (the cluster may have several)
-    node = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%N"], capture_output=True, text=True, check=True).stdout.split()[0]
-    subprocess.run(["scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=hpcxlt-test"], check=True)
-    try:
-        wait_for(lambda: store.state(KEY)["job_id"] == job_id and _queue_state(job_id) != "RUNNING", timeout=60,
-                 what="the job to leave its DOWN node")
-        time.sleep(2)
-    finally:  # back in service (unless Slurm's ReturnToService already did that)
-        subprocess.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], capture_output=True)
-    wait_for(lambda: subprocess.run(["sinfo", "-h", "-n", node, "-o", "%T"], capture_output=True, text=True)
-             .stdout.split()[0].rstrip("*") in ("idle", "mixed", "allocated"), timeout=60, what=f"{node} to serve again")
-    _finished(store)
-    assert store.state(KEY)["attempts"] == 2 and "resume" in _events(store)
-
-
-def _queue_state(job_id: str) -> str:
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
-    return out.stdout.strip()
