@@ -17,6 +17,7 @@ torch work happens in the job.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -319,10 +320,9 @@ def diagnose(site: SiteProfile, *, stage: str = "intermediate", nodes: int | Non
                     paths=list(paths), job_state=info.get("State", "?"), log=log)
     diagnosis = Diagnosis(**summary, job_id=job_id, checks=tuple(checks), log=str(log),
                           timings={"total_s": round(time.monotonic() - started, 1)})
-    if diagnosis.ok:
+    if diagnosis.ok:  # nothing to look at: no probe folder left behind
         shutil.rmtree(probe, ignore_errors=True)
-        diagnosis = Diagnosis(**{**summary, "job_id": job_id, "checks": tuple(checks), "log": None,
-                                 "timings": diagnosis.timings})
+        diagnosis = dataclasses.replace(diagnosis, log=None)
     return diagnosis
 
 

@@ -90,7 +90,7 @@ def run_client(cmd: list[str], *, timeout: float = 60) -> str:
     return retrying(lambda: _run_once(cmd, timeout), cmd[0])
 
 
-_run = run_client
+_run = run_client  # the name this module's own calls use
 
 
 def expand_ids(text: str) -> list[str]:
