@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--prefetch", type=int, default=2, help="micro-batches prepared ahead (LoopConfig.prefetch)")
     parser.add_argument("--eval-every", type=int, default=0, help="a dev evaluation (the full-data loss) every N steps")
+    parser.add_argument("--dev-metrics", type=str, default="",
+                        help="comma-separated scripted dev metrics (higher is better), one per evaluation step "
+                             "(step // eval-every - 1), instead of the full-data loss")
+    parser.add_argument("--patience", type=int, default=0, help="LoopConfig.patience")
+    parser.add_argument("--min-delta", type=float, default=0.0, help="LoopConfig.min_delta")
     parser.add_argument("--signal-at", type=int, default=0,
                         help="this process sends itself SIGUSR2 while it computes step N (a deterministic preemption)")
     args = parser.parse_args(argv)
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("hpcxlt").setLevel(logging.INFO)
 
     data = random_examples(args.seed)
+    scripted = [float(v) for v in args.dev_metrics.split(",")] if args.dev_metrics else []
     for stage in args.stage:
         run = args.out / f"run-{stage}"
         seed_everything(args.seed)
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         loop_cfg = LoopConfig(
             total_steps=args.steps, checkpoint_dir=run / "checkpoints", log_path=run / "train_log.jsonl",
             save_every=args.save_every, keep_last=args.keep_last, log_every=1, eval_every=args.eval_every,
-            greater_is_better=False, prefetch=args.prefetch,
+            greater_is_better=bool(scripted), prefetch=args.prefetch, patience=args.patience, min_delta=args.min_delta,
         )
 
         def signal_hook(task: str, engine=engine) -> dict:
@@ -128,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             return {}
 
         def evaluate(engine) -> float:
+            if scripted:  # a dev curve chosen by the test; the step says which point of it this is
+                return scripted[engine.global_step // args.eval_every - 1]
             loss = full_data_loss(engine.module, data)
             engine.module.train()
             return loss
@@ -141,9 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_main():
             final = consolidated_state_dict(result.final_checkpoint)
             torch.save(final, run / "final.pt")
+            if result.best_checkpoint is not None:
+                torch.save(consolidated_state_dict(result.best_checkpoint), run / "best.pt")
             write_json_atomic(run / "result.json", {
                 "step": result.step, "final_checkpoint": str(result.final_checkpoint),
                 "resumed_from": result.resumed_from, "world_size": world,
+                "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
+                "selection": result.selection,
                 "initial_loss": full_data_loss(tiny_model(args.seed), data),
                 "final_loss": full_data_loss(tiny_model(args.seed), data, final),
             })

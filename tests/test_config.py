@@ -96,6 +96,10 @@ def test_dump_yaml_round_trips(config_file):
         ("target.micro_batch_size=2.5", "target.micro_batch_size: expected int"),
         ("target=3", "target: expected a mapping of TrainConfig keys"),
         ("arms.9.name=x", "override 'arms.9.name': arms.9 needs an index below 2"),
+        ("target.select_by=accuracy", "target.select_by: 'accuracy' is not allowed; choose one of metric, loss, last"),
+        ("target.patience=3", "target.patience: early stopping counts dev evaluations, but eval_every is 0"),
+        ("target={eval_every: 10, patience: 3, select_by: last}", "target.patience: early stopping needs a selection"),
+        ("target.min_delta=-1", "target.min_delta: must be >= 0"),
     ],
 )
 def test_bad_values_name_file_key_and_allowed(config_file, override, message):

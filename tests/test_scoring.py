@@ -136,3 +136,21 @@ def test_language_metrics_dispatches_to_the_official_metric_of_each_task():
     assert scoring.language_metrics("lareqa", "ar", {"q": ["a", "b"]}, {"q": ["a", "x", "b"]}) == {
         "map_at_20": pytest.approx(100 * (1 + 2 / 3) / 2)
     }
+
+
+def test_dev_metrics_score_intermediate_tasks_by_their_own_metric():
+    from hpcxlt.evaluate.scoring import dev_metrics, dev_score
+    from hpcxlt.tasks.registry import get_task
+
+    ccg = get_task("ccg")  # Phang et al. 2020: CCG tagging scored by tag accuracy, not whole sentences
+    gold, pred = [["N", "S\\NP"], ["NP", "N", "N"]], [["N", "NP"], ["NP", "N", "N"]]
+    assert dev_score(ccg, dev_metrics(ccg, "en", gold, pred)) == pytest.approx(80.0)
+    ner = get_task("masakhaner2")
+    metrics = dev_metrics(ner, "sw", [["B-PER", "I-PER", "O"]], [["B-PER", "O", "O"]])
+    assert dev_score(ner, metrics) == pytest.approx(0.0)  # the one entity's span is wrong
+    squad = get_task("squad")
+    metrics = dev_metrics(squad, "en", {"q": ["the black cat"]}, {"q": "cat"})  # articles are dropped: 1 of 2 tokens
+    assert dev_score(squad, metrics) == pytest.approx((0 + 200 / 3) / 2)  # EM 0, F1 = 2 * 1 * 0.5 / 1.5
+    assert dev_score(squad, metrics, qa_convention="f1") == pytest.approx(200 / 3)
+    xnli = get_task("xnli")  # an XTREME-R task scores exactly as the zero-shot evaluation does
+    assert dev_metrics(xnli, "en", ["a", "b"], ["a", "a"]) == {"accuracy": 50.0}

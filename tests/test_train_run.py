@@ -147,8 +147,14 @@ def test_intermediate_then_targets_on_two_processes_zero3(assets: Path, tmp_path
     assert [e["step"] for e in evals] == [5, 10]
     done = store.done_info(inter)
     assert sum(c["batches"] for c in done["counts"].values()) == 10
-    best = min(evals, key=lambda e: e["metric"])
-    assert done["best_dev_loss"] == pytest.approx(best["metric"]) and done["checkpoint"] == f"step-{best['step']}"
+    # selection on the dev *metric* (XTREME's protocol): MNLI accuracy on en, MasakhaNER F1 on sw (no en), mean
+    for e in evals:
+        assert set(e["dev"]) == {"mnli:en", "masakhaner2:sw"} and all(0 <= v <= 100 for v in e["dev"].values())
+        assert e["metric"] == pytest.approx(sum(e["dev"].values()) / 2)
+    best = max(evals, key=lambda e: (e["metric"], -e["step"]))  # ties: the first evaluation stays the best
+    assert done["selection"] == {"by": "metric", "step": best["step"], "metric": pytest.approx(best["metric"]),
+                                 "stopped_early": False}
+    assert done["checkpoint"] == f"step-{best['step']}"
 
     # the exported models load with plain transformers (no DeepSpeed)
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer

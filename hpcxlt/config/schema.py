@@ -20,6 +20,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DATA_SOURCES = ("hub", "local")
 EVAL_SPLITS = ("dev", "test")
 QA_CONVENTIONS = ("em_f1", "f1")
+SELECT_BY = ("metric", "loss", "last")
 BASELINE_ARM = "none"
 
 
@@ -124,7 +125,13 @@ class TrainConfig:
     doc_stride: int = 32
     """Overlap between QA context windows, in tokens."""
     eval_every: int = 0
-    """Evaluate on the English dev set every N optimizer steps (0: only at the end) and keep the best."""
+    """Evaluate on the English dev set every N optimizer steps (0: never; the last step's model is exported)."""
+    select_by: str = "metric"
+    """Exported checkpoint: 'metric' (best dev task metric, as XTREME), 'loss' (lowest dev loss) or 'last'."""
+    patience: int = 0
+    """Stop after this many dev evaluations without improvement (jiant: 30 of 1,000 steps each; 0: never)."""
+    min_delta: float = 0.0
+    """Smallest change of the selection figure (points, or loss) that counts as an improvement."""
     save_every: int = 500
     """Write a checkpoint every N optimizer steps (0: only on signals and at the end)."""
     keep_last: int = 2
@@ -150,6 +157,16 @@ class TrainConfig:
         if not 0 < self.doc_stride < self.max_length:
             raise ConfigError(f"{path}.doc_stride: must be in (0, max_length={self.max_length}), got {self.doc_stride}")
         _positive(self.eval_every, f"{path}.eval_every", allow_zero=True)
+        if self.select_by not in SELECT_BY:
+            raise ConfigError(f"{path}.select_by: {self.select_by!r} is not allowed; choose one of {', '.join(SELECT_BY)}")
+        _positive(self.patience, f"{path}.patience", allow_zero=True)
+        _positive(self.min_delta, f"{path}.min_delta", allow_zero=True)
+        if self.patience and self.select_by == "last":
+            raise ConfigError(f"{path}.patience: early stopping needs a selection figure; select_by 'last' has none "
+                              "(use select_by 'metric' or 'loss', or patience 0)")
+        if self.patience and not self.eval_every:
+            raise ConfigError(f"{path}.patience: early stopping counts dev evaluations, but eval_every is 0 "
+                              "(set eval_every, e.g. 1000 as jiant does, or patience 0)")
         _positive(self.save_every, f"{path}.save_every", allow_zero=True)
         _positive(self.keep_last, f"{path}.keep_last")
         if self.zero_stage not in (0, 1, 2, 3):

@@ -48,6 +48,9 @@ class InferenceSettings:
     """Hidden layer whose mean-pooled states embed retrieval queries and candidates."""
     sort_by_length: bool = True
     """Group batches by length (False: batches in input order, for comparisons and benchmarks)."""
+    inference_mode: bool = True
+    """torch.inference_mode (False: no_grad, for a model still in training: ZeRO-3 gathers its parameters
+    into buffers that later training steps write, and inference tensors refuse that)."""
 
     def check(self) -> None:
         if self.batch_size <= 0:
@@ -111,7 +114,7 @@ def _rows(features, index: list[int], columns: Sequence[str]) -> list[dict]:
 
 def run_batches(model, features, forward: Callable[[Any, dict], Sequence[Any]], *, batch_size: int,
                 pad_token_id: int, sort_by_length: bool = True, columns: Sequence[str] = INPUT_COLUMNS,
-                lengths: Sequence[int] | None = None) -> list[Any]:
+                lengths: Sequence[int] | None = None, inference_mode: bool = True) -> list[Any]:
     """`forward(model, batch)` over every feature row in batches; its per-example outputs in input order.
 
     `features` is a `datasets.Dataset`; `batch` holds the padded `columns` as tensors on the model's
@@ -127,7 +130,8 @@ def run_batches(model, features, forward: Callable[[Any, dict], Sequence[Any]], 
     collate = PadCollator(pad_token_id, pad_to_multiple_of=8 if device.type == "cuda" else None)
     lengths = feature_lengths(features) if lengths is None else lengths
     outputs: list[Any] = [None] * len(features)
-    with torch.inference_mode(), autocast_for(device):
+    grad_off = torch.inference_mode() if inference_mode else torch.no_grad()
+    with grad_off, autocast_for(device):
         for index in length_batches(lengths, batch_size, sort_by_length=sort_by_length):
             batch = collate(_rows(features, index, columns))
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -184,7 +188,7 @@ def _classification(spec, lang, split, fs, model, settings, pad_id) -> Predictio
     _check_head(model, spec, names)
     gold = _gold_ids(spec, lang, split, fs.features["labels"])
     pred = run_batches(model, fs.features, _argmax, batch_size=settings.batch_size, pad_token_id=pad_id,
-                       sort_by_length=settings.sort_by_length)
+                       sort_by_length=settings.sort_by_length, inference_mode=settings.inference_mode)
     return Prediction(task=spec.name, lang=lang, split=split, labels=[names[i] for i in gold],
                       predictions=[names[i] for i in pred], n_examples=len(gold))
 
@@ -192,7 +196,7 @@ def _classification(spec, lang, split, fs, model, settings, pad_id) -> Predictio
 def _multiple_choice(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
     gold = _gold_ids(spec, lang, split, fs.features["labels"])
     pred = run_batches(model, fs.features, _argmax, batch_size=settings.batch_size, pad_token_id=pad_id,
-                       sort_by_length=settings.sort_by_length)
+                       sort_by_length=settings.sort_by_length, inference_mode=settings.inference_mode)
     return Prediction(task=spec.name, lang=lang, split=split, labels=gold, predictions=[int(p) for p in pred],
                       n_examples=len(gold))
 
@@ -212,7 +216,8 @@ def _tagging(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
         raw = row[spec.columns["tags"]]
         gold.append([names[i] if i != IGNORE else str(raw[k]) for k, i in enumerate(ids)])
     token_tags = run_batches(model, fs.features, _token_argmax, batch_size=settings.batch_size,
-                             pad_token_id=pad_id, sort_by_length=settings.sort_by_length)
+                             pad_token_id=pad_id, sort_by_length=settings.sort_by_length,
+                             inference_mode=settings.inference_mode)
     fallback = FALLBACK_TAG if FALLBACK_TAG in names else names[0]
     pred, uncovered = [], 0
     for tags, word_index, n_words in zip(token_tags, fs.features["word_index"], fs.features["n_words"]):
@@ -233,7 +238,7 @@ def _qa(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
     from hpcxlt.data.features import postprocess_qa
 
     spans = run_batches(model, fs.features, _span_logits, batch_size=settings.batch_size, pad_token_id=pad_id,
-                        sort_by_length=settings.sort_by_length)
+                        sort_by_length=settings.sort_by_length, inference_mode=settings.inference_mode)
     answers = postprocess_qa(fs.examples, fs.features, [s for s, _ in spans], [e for _, e in spans])
     gold = {str(row["id"]): list(row["answers"]["text"]) for row in fs.examples}
     return Prediction(task=spec.name, lang=lang, split=split, labels=gold,

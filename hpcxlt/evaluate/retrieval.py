@@ -45,7 +45,7 @@ class Items:
 
 
 def encode(model, features, *, layer: int, batch_size: int, pad_token_id: int,
-           sort_by_length: bool = True) -> torch.Tensor:
+           sort_by_length: bool = True, inference_mode: bool = True) -> torch.Tensor:
     """L2-normalised mean-pooled embeddings from hidden layer `layer` of every feature row, in input order."""
     from hpcxlt.model.heads import embed
 
@@ -54,7 +54,7 @@ def encode(model, features, *, layer: int, batch_size: int, pad_token_id: int,
         return list(vectors.cpu())
 
     rows = run_batches(model, features, forward, batch_size=batch_size, pad_token_id=pad_token_id,
-                       sort_by_length=sort_by_length)
+                       sort_by_length=sort_by_length, inference_mode=inference_mode)
     if not rows:
         return torch.empty(0, model.config.hidden_size)
     return torch.stack(rows)
@@ -119,7 +119,8 @@ def language_items(spec: TaskSpec, lang: str, split: str, model, tokenizer, data
     if key not in pools:
         fs = load_features(spec, lang, split, tokenizer, data_cfg, max_length=settings.max_length, train=False)
         vectors = encode(model, fs.features, layer=settings.retrieval_layer, batch_size=settings.batch_size,
-                         pad_token_id=tokenizer.pad_token_id, sort_by_length=settings.sort_by_length)
+                         pad_token_id=tokenizer.pad_token_id, sort_by_length=settings.sort_by_length,
+                         inference_mode=settings.inference_mode)
         pools[key] = (_items(fs.features, vectors, 0), _items(fs.features, vectors, 1))
     return pools[key]
 
@@ -133,7 +134,8 @@ def shared_pool(spec: TaskSpec, model, tokenizer, data_cfg: DataConfig, settings
     if key not in pools:
         fs = load_candidate_features(spec, tokenizer, data_cfg, max_length=settings.max_length)
         vectors = encode(model, fs.features, layer=settings.retrieval_layer, batch_size=settings.batch_size,
-                         pad_token_id=tokenizer.pad_token_id, sort_by_length=settings.sort_by_length)
+                         pad_token_id=tokenizer.pad_token_id, sort_by_length=settings.sort_by_length,
+                         inference_mode=settings.inference_mode)
         pools[key] = _items(fs.features, vectors, 1)
     return pools[key]
 

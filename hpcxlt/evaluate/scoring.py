@@ -19,7 +19,7 @@ from hpcxlt.config.schema import QA_CONVENTIONS
 from hpcxlt.evaluate import metrics as M
 from hpcxlt.evaluate.submission import SubmissionError, file_path, id_coverage, read_pair, task_folders
 from hpcxlt.tasks.registry import get_task
-from hpcxlt.tasks.spec import CATEGORIES
+from hpcxlt.tasks.spec import CATEGORIES, TaskSpec
 
 XTREME_R_TASKS = ("xnli", "xcopa", "udpos", "panx", "xquad", "mlqa", "tydiqa", "tatoeba", "mewslix", "lareqa")
 """The ten XTREME-R tasks (Ruder et al. 2021), in the registry's order; metric, category and languages come from the registry."""
@@ -72,8 +72,35 @@ def language_metrics(task: str, lang: str, labels: Any, predictions: Any) -> dic
 
 def language_score(task: str, metrics: Mapping[str, float], *, qa_convention: str = "em_f1") -> float:
     """The one number per language: (EM+F1)/2 (or F1) for QA, F1 for tagging, else accuracy or mAP@20."""
+    return _score_of(_xtreme_r_spec(task).metric, task, metrics, qa_convention)
+
+
+def dev_metrics(spec: TaskSpec, lang: str, labels: Any, predictions: Any) -> dict[str, float]:
+    """Any registered task's own metric (intermediate tasks too), for model selection on dev data.
+
+    XTREME-R tasks score exactly as `language_metrics`. A tagging task scored by accuracy (CCG,
+    Phang et al. 2020) counts tags, not whole sentences.
+    """
+    if spec.name in XTREME_R_TASKS:
+        return language_metrics(spec.name, lang, labels, predictions)
+    if spec.metric == "accuracy" and spec.format == "tagging":
+        return M.accuracy([t for tags in labels for t in tags], [t for tags in predictions for t in tags])
+    scorers = {"accuracy": M.accuracy, "seqeval_f1": M.seqeval_f1, "squad": M.squad_em_f1,
+               "map_at_20": lambda gold, pred: M.map_at_k(gold, pred, k=20)}
+    if spec.metric == "mlqa":
+        return M.mlqa_em_f1(labels, predictions, lang)
+    if spec.metric not in scorers:
+        raise ValueError(f"task {spec.name!r}: unknown metric {spec.metric!r}")
+    return scorers[spec.metric](labels, predictions)
+
+
+def dev_score(spec: TaskSpec, metrics: Mapping[str, float], *, qa_convention: str = "em_f1") -> float:
+    """The one number `dev_metrics` selects by: the same rule as `language_score`, for any registered task."""
+    return _score_of(spec.metric, spec.name, metrics, qa_convention)
+
+
+def _score_of(metric: str, task: str, metrics: Mapping[str, float], qa_convention: str) -> float:
     _check_convention(qa_convention)
-    metric = _xtreme_r_spec(task).metric
     keys = {"accuracy": "accuracy", "seqeval_f1": "f1", "map_at_20": "map_at_20"}
     try:
         if metric in QA_METRICS:

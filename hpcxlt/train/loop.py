@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -58,9 +58,15 @@ class LoopConfig:
     log_every: int = 10
     """Log loss and throughput every N optimizer steps (the only host-device sync point)."""
     eval_every: int = 0
-    """Call `evaluate` every N optimizer steps (0: never) and keep the best checkpoint."""
+    """Call `evaluate` every N optimizer steps and at the end (0: never)."""
     greater_is_better: bool = True
     """Direction of the metric returned by `evaluate`."""
+    select_best: bool = True
+    """Keep and report the checkpoint with the best metric (False: the last step's is the result; evaluations are logged)."""
+    patience: int = 0
+    """Stop after this many evaluations in a row without improvement (0: never stop early)."""
+    min_delta: float = 0.0
+    """An evaluation improves on the best only by more than this."""
     prefetch: int = 2
     """Micro-batches prepared ahead in a background thread (0: prepared in the loop); training is the same."""
 
@@ -74,9 +80,11 @@ class LoopResult:
     final_checkpoint: Path
     """Checkpoint written at the last step."""
     best_checkpoint: Path | None
-    """Checkpoint with the best evaluation metric (None without evaluation)."""
+    """Checkpoint with the best evaluation metric (None without evaluation, or when not selecting)."""
     best_metric: float | None
     """That metric."""
+    selection: dict[str, Any] = field(default_factory=dict)
+    """The selection state at the end: best metric and step, evaluations since the best, stopped early or not."""
     resumed_from: str | None
     """Checkpoint folder this invocation resumed from (None for a fresh start)."""
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -154,24 +162,28 @@ def train_loop(
     cfg: LoopConfig,
     *,
     forward_kwargs: Callable[[str], dict[str, Any]] | None = None,
-    evaluate: Callable[[Engine], float] | None = None,
+    evaluate: Callable[[Engine], float | Mapping[str, Any]] | None = None,
     extra_state: dict[str, Any] | None = None,
 ) -> LoopResult:
     """Train until `cfg.total_steps`, resuming from the newest complete checkpoint in `cfg.checkpoint_dir`.
 
     `forward_kwargs(task)` gives extra model arguments per batch (e.g. {'task': task} for a multi-task
-    model). `evaluate(engine)` (all ranks) returns the dev metric. Raises `Preempted` after saving
-    when SIGUSR1/SIGUSR2/SIGTERM arrived in any rank.
+    model). `evaluate(engine)` (all ranks) returns the dev metric, or a mapping with the metric under
+    'metric' and details to log beside it. With `cfg.patience`, training ends early after that many
+    evaluations without improvement (the learning-rate schedule is not shortened, as in jiant). The
+    selection state (best metric and step, evaluations since, stopped) is part of every checkpoint, so a
+    resumed run selects and stops exactly as an uninterrupted one. Raises `Preempted` after saving when
+    SIGUSR1/SIGUSR2/SIGTERM arrived in any rank.
     """
     train_log = TrainLog(cfg.log_path)
-    best: dict[str, Any] = {"metric": None, "step": None}
+    selection: dict[str, Any] = dict(FRESH_SELECTION)
     # the host of every rank, in rank order: where a multi-node job really ran (a requeue may move it)
     hosts = dist.all_gather_object(socket.gethostname())
     resumed = _lookup_resume(cfg.checkpoint_dir)
     if resumed is not None:
         state = ckpt.load_checkpoint(engine, resumed)
         mixture.load_state_dict(state["data"])
-        best = state.get("best", best)
+        selection = {**FRESH_SELECTION, **state.get("best", {}), **state.get("selection", {})}
         train_log.truncate_after(engine.global_step)
         train_log.write({"event": "resume", "step": engine.global_step, "checkpoint": str(resumed),
                          "world_size": dist.get_world_size(), "hosts": hosts})
@@ -187,7 +199,23 @@ def train_loop(
     prefetcher = Prefetcher(mixture, depth=cfg.prefetch, pin=engine.device.type == "cuda")
 
     def state_now() -> dict[str, Any]:
-        return {"step": engine.global_step, "data": prefetcher.state_dict(), "best": best, **(extra_state or {})}
+        return {"step": engine.global_step, "data": prefetcher.state_dict(), "selection": dict(selection),
+                **(extra_state or {})}
+
+    def dev_evaluation(step: int) -> bool:
+        """Evaluate, log, update the selection state; True when this evaluation is the new best."""
+        out = evaluate(engine)
+        details = dict(out) if isinstance(out, Mapping) else {"metric": out}
+        metric = float(details.pop("metric"))
+        improved = _improves(metric, selection["metric"], cfg.greater_is_better, cfg.min_delta)
+        if improved:
+            selection.update(metric=metric, step=step, bad_evals=0)
+        else:
+            selection["bad_evals"] += 1
+        train_log.write({"event": "eval", "step": step, "metric": metric, "best": improved,
+                         "best_metric": selection["metric"], "best_step": selection["step"],
+                         "bad_evals": selection["bad_evals"], **details})
+        return improved
 
     last_saved: Path | None = resumed
     tasks = sorted({s.task for s in mixture.streams.values()})
@@ -200,7 +228,7 @@ def train_loop(
     window_start, window_steps = time.perf_counter(), 0
 
     with preemption_signals() as flag, prefetcher:
-        while engine.global_step < cfg.total_steps:
+        while engine.global_step < cfg.total_steps and not selection["stopped"]:
             item = prefetcher.next()
             out = engine.step(item.batch, **(forward_kwargs(item.stream.task) if forward_kwargs else {}))
             i = task_index[item.stream.task]
@@ -226,42 +254,53 @@ def train_loop(
             # no dev evaluation once a stop signal is seen: the signal's grace time is for the checkpoint
             if (evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.total_steps
                     and not stop):
-                metric = float(evaluate(engine))
-                improved = _better(metric, best["metric"], cfg.greater_is_better)
-                train_log.write({"event": "eval", "step": step, "metric": metric, "best": improved})
-                if improved:
-                    best = {"metric": metric, "step": step}
+                if dev_evaluation(step) and cfg.select_best:
                     save = True  # the best model must survive pruning and be exportable at the end
+                if cfg.patience and selection["bad_evals"] >= cfg.patience:
+                    selection["stopped"] = True  # saved below, so a rerun goes straight to the end
+                    save = True
+                    train_log.write({"event": "early_stop", "step": step, "patience": cfg.patience,
+                                     "best_step": selection["step"], "best_metric": selection["metric"]})
             if save:
-                last_saved = _save(engine, cfg, state_now(), best)
+                last_saved = _save(engine, cfg, state_now(), _kept_step(cfg, selection))
             if stop:
                 train_log.write({"event": "preempted", "step": step, "signal": signal.Signals(signum).name})
                 raise Preempted(step=step, checkpoint=last_saved, signum=signum)
 
     step = engine.global_step
     improved = False
-    if evaluate is not None and cfg.eval_every:
-        metric = float(evaluate(engine))
-        improved = _better(metric, best["metric"], cfg.greater_is_better)
-        train_log.write({"event": "eval", "step": step, "metric": metric, "best": improved})
-        if improved:
-            best = {"metric": metric, "step": step}
+    # an early stop evaluated this very step already (before its checkpoint)
+    if evaluate is not None and cfg.eval_every and not selection["stopped"]:
+        improved = dev_evaluation(step) and cfg.select_best
     if improved or last_saved is None or ckpt.step_of(last_saved) != step:
-        last_saved = _save(engine, cfg, state_now(), best)
-    best_ckpt = cfg.checkpoint_dir / ckpt.step_name(best["step"]) if best["step"] is not None else None
+        last_saved = _save(engine, cfg, state_now(), _kept_step(cfg, selection))
+    best_step = _kept_step(cfg, selection)
+    best_ckpt = cfg.checkpoint_dir / ckpt.step_name(best_step) if best_step is not None else None
     train_log.write({"event": "end", "step": step, "counts": prefetcher.counts(), "realized": prefetcher.realized(),
-                     "best": best})
+                     "best": {"metric": selection["metric"], "step": selection["step"]}, "selection": selection})
     return LoopResult(step=step, final_checkpoint=last_saved, best_checkpoint=best_ckpt, counts=prefetcher.counts(),
-                      best_metric=best["metric"], resumed_from=str(resumed) if resumed else None)
+                      best_metric=selection["metric"], selection=dict(selection),
+                      resumed_from=str(resumed) if resumed else None)
 
 
-def _better(metric: float, best: float | None, greater_is_better: bool) -> bool:
-    return best is None or (metric > best if greater_is_better else metric < best)
+FRESH_SELECTION = {"metric": None, "step": None, "bad_evals": 0, "stopped": False}
+"""Selection state before the first evaluation (checkpoints written before it had only 'metric' and 'step')."""
 
 
-def _save(engine: Engine, cfg: LoopConfig, state: dict[str, Any], best: dict[str, Any]) -> Path:
+def _improves(metric: float, best: float | None, greater_is_better: bool, min_delta: float) -> bool:
+    if best is None:
+        return True
+    return metric > best + min_delta if greater_is_better else metric < best - min_delta
+
+
+def _kept_step(cfg: LoopConfig, selection: dict[str, Any]) -> int | None:
+    """The step whose checkpoint is the result besides the last one (None when not selecting)."""
+    return selection["step"] if cfg.select_best else None
+
+
+def _save(engine: Engine, cfg: LoopConfig, state: dict[str, Any], best_step: int | None) -> Path:
     folder = ckpt.save_checkpoint(engine, cfg.checkpoint_dir, state)
-    keep = {best["step"]} if best.get("step") is not None else set()
+    keep = {best_step} if best_step is not None else set()
     ckpt.prune(cfg.checkpoint_dir, keep_last=cfg.keep_last, keep=keep)
     dist.barrier()
     return folder

@@ -35,6 +35,7 @@ from hpcxlt.train import dist
 from hpcxlt.train.engine import Engine, consolidated_state_dict, device_type, init_distributed
 from hpcxlt.train.loop import LoopConfig, train_loop
 from hpcxlt.train.sampling import Mixture, Stream, epochs_to_steps, stream_key, stream_probabilities
+from hpcxlt.train.selection import dev_loss, dev_metric
 
 log = logging.getLogger(__name__)
 
@@ -184,29 +185,6 @@ def _streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, w
     return streams, label_names
 
 
-def dev_loss(streams: list[Stream], forward_kwargs: Callable[[str], dict] | None) -> Callable[[Engine], float]:
-    """A model-selection metric: mean loss over the dev streams (lower is better), the same forwards in every rank."""
-    import torch
-
-    def evaluate(engine: Engine) -> float:
-        world, rank = dist.get_world_size(), dist.get_rank()
-        total = torch.zeros(2, dtype=torch.float64, device=engine.device)
-        for stream in streams:
-            for global_batch in stream.epoch_batches(0):
-                local = list(global_batch)[rank::world]
-                weight = len(local)
-                # a rank without examples still runs a forward (ZeRO-3 gathers parameters collectively)
-                rows = [stream.dataset[int(i)] for i in (local or list(global_batch)[:1])]
-                out = engine.forward_eval(stream.collate(rows), **(forward_kwargs(stream.task) if forward_kwargs else {}))
-                total[0] += out["loss"].double() * weight
-                total[1] += weight
-        if world > 1:
-            torch.distributed.all_reduce(total)
-        return float(total[0] / total[1].clamp(min=1))
-
-    return evaluate
-
-
 # -- the cell ----------------------------------------------------------------------------------------
 
 def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
@@ -225,7 +203,7 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     # the data first, the process group after it (see build_streams)
     streams, label_names = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world)
     dev_streams = None
-    if train.eval_every:
+    if train.eval_every and train.select_by == "loss":
         dev_langs = {s.name: (dev_language(setup.languages[s.name]),) for s in setup.specs}
         dev_streams, _ = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world, split="dev", languages=dev_langs)
     init_distributed(launched)
@@ -243,24 +221,35 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     ckpt.seed_everything(cell.seed * 1000 + dist.get_rank())  # dropout masks differ between ranks
     mixture = Mixture(streams, probabilities, seed=cell.seed, rank=dist.get_rank(), world_size=world, rule=rule)
     forward_kwargs = (lambda task: {"task": task}) if setup.multi_task else None
-    evaluate = dev_loss(dev_streams, forward_kwargs) if dev_streams is not None else None
+    evaluate = None
+    if train.eval_every:  # 'last' still logs the dev metric at each evaluation
+        evaluate = dev_loss(dev_streams, forward_kwargs) if train.select_by == "loss" else dev_metric(
+            cfg, setup.specs, setup.languages, tokenizer, multi_task=setup.multi_task, max_length=train.max_length,
+            doc_stride=train.doc_stride)
     loop_cfg = LoopConfig(
         total_steps=total_steps, checkpoint_dir=store.checkpoints_dir(cell.key), log_path=store.train_log_path(cell.key),
         save_every=train.save_every, keep_last=train.keep_last, log_every=max(1, min(50, total_steps // 50)),
-        eval_every=train.eval_every, greater_is_better=False,
+        eval_every=train.eval_every, greater_is_better=train.select_by != "loss", select_best=train.select_by != "last",
+        patience=train.patience, min_delta=train.min_delta,
     )
     encoder_config = getattr(model, "config", None) or model.encoder.config
     extra = {"cell": cell.key, "seed": cell.seed, "fingerprint": cell.fingerprint, "init_from": init_from,
              "stream_sizes": sizes, "attention": getattr(encoder_config, "_attn_implementation", None),
-             "precision": engine.precision, "zero_stage": train.zero_stage}
+             "precision": engine.precision, "zero_stage": train.zero_stage,
+             "selection_rule": {"by": train.select_by, "eval_every": train.eval_every, "patience": train.patience,
+                           "min_delta": train.min_delta}}
     result = train_loop(engine, mixture, loop_cfg, forward_kwargs=forward_kwargs, evaluate=evaluate, extra_state=extra)
 
     source = result.best_checkpoint or result.final_checkpoint
+    selected_by = train.select_by if train.eval_every and result.best_checkpoint else "last"
     if dist.is_main():
         export_model(builder, source, store.model_dir(cell.key), tokenizer)
         store.mark_done(cell.key, {
             "step": result.step, "checkpoint": ckpt.step_name(ckpt.step_of(source)), "model": str(store.model_dir(cell.key)),
-            "best_dev_loss": result.best_metric, "init_from": init_from, "world_size": world,
+            "selection": {"by": selected_by, "step": ckpt.step_of(source),
+                          "metric": result.best_metric if selected_by != "last" else None,
+                          "stopped_early": bool(result.selection.get("stopped"))},
+            "init_from": init_from, "world_size": world,
             "resumed_from": result.resumed_from, "counts": result.counts,
         })
         shutil.rmtree(store.checkpoints_dir(cell.key), ignore_errors=True)
