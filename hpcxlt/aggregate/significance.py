@@ -1,0 +1,177 @@
+"""Is an arm better than another? Mean Δ with a confidence interval where the seed is the unit of model variance.
+
+    paired_draws(languages, n_boot, rng)  -> Draws: per-seed Δ, and Δ per seed under resampled test sets
+    combine(draws)                        -> Draws of the mean of several targets' Δ (cross-task summary)
+    estimate(draws)                       -> Estimate: Δ, 95% interval, p, and where the uncertainty comes from
+    adjust(p_values, method)              -> Holm or Benjamini-Hochberg adjusted p-values
+
+Two sources of chance move a Δ between two arms (Dror et al. 2018, "The Hitchhiker's Guide to Testing
+Statistical Significance in NLP"; Reimers & Gurevych 2017 on seeds):
+1. *Which models training happened to produce.* Every language of one seed is scored by the same
+   model, so the languages are not independent samples: the per-seed Δ (mean over languages) is
+   the unit, and with n seeds its mean has n - 1 degrees of freedom. With 3 seeds a bootstrap over
+   seeds has only 10 distinct resamples and shrinks the variance by (n - 1) / n; Student's t with
+   n - 1 degrees of freedom on the per-seed Δs is the exact small-sample answer when they are normal.
+2. *Which test examples the benchmark happened to contain.* A paired bootstrap (Koehn 2004) draws
+   each language's test examples with replacement, the same draw for both arms and every seed (they
+   were scored on the same examples), and re-scores the official metric on the draw
+   (`hpcxlt.evaluate.decompose`).
+The interval adds both variances, se² = s²_seeds / n + var_boot(Δ), and uses t with n - 1 degrees
+of freedom (normal with one seed, where model variance cannot be estimated and the interval says so).
+The p-value is the two-sided t test of Δ = 0 with the same se. Seeded: the same inputs give the same
+interval to the last digit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+CORRECTIONS = ("holm", "bh", "none")
+"""Holm (1979) controls the family-wise error; Benjamini-Hochberg (1995) the false discovery rate."""
+
+
+@dataclass(frozen=True)
+class PairedLanguage:
+    """One target language's test set scored under two arms, seeds matched (same order in `a` and `b`)."""
+
+    score: Callable[[np.ndarray], np.ndarray]
+    """Sums (..., k) -> score in points (ExampleStats.score)."""
+    a: Sequence[np.ndarray]
+    """Per seed: the (n_examples, k) per-example rows of the arm."""
+    b: Sequence[np.ndarray]
+    """Per seed: the rows of the arm it is compared with."""
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Δ = a - b in points, per seed, on the real test sets and on resampled ones."""
+
+    per_seed: np.ndarray
+    """(n_seeds,): mean over languages of the per-language Δ, for each seed."""
+    resampled: np.ndarray
+    """(n_boot, n_seeds): the same under each bootstrap draw of the test examples."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Estimate:
+    """Δ with its interval and test."""
+
+    delta: float
+    """Mean Δ over seeds (points)."""
+    low: float
+    """Lower end of the interval."""
+    high: float
+    """Upper end."""
+    p: float
+    """Two-sided p of Δ = 0."""
+    se: float
+    """Standard error of Δ."""
+    se_seeds: float | None
+    """Its part from model (seed) variance; None with one seed."""
+    se_examples: float
+    """Its part from test-set sampling."""
+    n_seeds: int
+    """Seeds."""
+    df: float
+    """Degrees of freedom of the t distribution (inf: normal)."""
+    level: float
+    """Coverage of the interval."""
+
+    def to_json(self) -> dict:
+        def r(x):
+            return None if x is None else round(float(x), 4)
+
+        return {"delta": r(self.delta), "low": r(self.low), "high": r(self.high), "p": float(f"{self.p:.4g}"),
+                "se": r(self.se), "se_seeds": r(self.se_seeds), "se_examples": r(self.se_examples),
+                "n_seeds": self.n_seeds, "df": None if math.isinf(self.df) else self.df, "level": self.level}
+
+
+def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.random.Generator) -> Draws:
+    """Per-seed Δ averaged over `languages`, and the same under `n_boot` paired resamples of each test set."""
+    if not languages:
+        raise ValueError("no language to compare")
+    n_seeds = len(languages[0].a)
+    if n_seeds == 0 or any(len(x.a) != n_seeds or len(x.b) != n_seeds for x in languages):
+        raise ValueError("every language needs the same (non-zero) number of seeds under both arms")
+    per_seed = np.zeros(n_seeds)
+    resampled = np.zeros((n_boot, n_seeds))
+    for lang in languages:
+        n = lang.a[0].shape[0]
+        if any(rows.shape[0] != n for rows in (*lang.a, *lang.b)):
+            raise ValueError("the arms' per-example rows of one language differ in length; were they scored on "
+                             "the same test set?")
+        # one draw of the examples for both arms and every seed: they were all scored on these examples
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+        for s in range(n_seeds):
+            a, b = lang.a[s], lang.b[s]
+            per_seed[s] += float(lang.score(a.sum(0)) - lang.score(b.sum(0)))
+            resampled[:, s] += lang.score(weights @ a) - lang.score(weights @ b)
+    k = len(languages)
+    return Draws(per_seed=per_seed / k, resampled=resampled / k)
+
+
+def combine(draws: Sequence[Draws]) -> Draws:
+    """The mean of several Δs (e.g. over targets: a cross-task summary), seeds matched; test sets drawn independently."""
+    if not draws:
+        raise ValueError("nothing to combine")
+    shapes = {d.resampled.shape for d in draws}
+    if len(shapes) != 1:
+        raise ValueError(f"draws of different shapes cannot be combined: {sorted(shapes)}")
+    return Draws(per_seed=np.mean([d.per_seed for d in draws], axis=0),
+                 resampled=np.mean([d.resampled for d in draws], axis=0))
+
+
+def estimate(draws: Draws, *, level: float = 0.95) -> Estimate:
+    """Δ, a `level` interval and the two-sided p from the per-seed spread and the test-set bootstrap."""
+    from scipy import stats
+
+    n = draws.per_seed.shape[0]
+    delta = float(draws.per_seed.mean())
+    boot = draws.resampled
+    var_mean = float(boot.mean(1).var(ddof=1)) if boot.shape[0] > 1 else 0.0
+    var_seeds = float(draws.per_seed.var(ddof=1)) / n if n > 1 else None
+    if n > 1 and boot.shape[0] > 1:
+        # The bootstrap of the seed mean holds two parts: noise particular to each model's answers on the
+        # drawn examples (already in the seeds' spread, shrinking as 1/n), and the part all models share
+        # (which examples are easy for one arm and hard for the other). Each seed's own bootstrap variance
+        # holds the first part whole, so the shared part is var_mean - (var_each - var_mean) / (n - 1):
+        # counting only it keeps the model-specific noise from being counted twice.
+        var_each = float(boot.var(axis=0, ddof=1).mean())
+        var_examples = max(0.0, var_mean - (var_each - var_mean) / (n - 1))
+    else:
+        var_examples = var_mean  # one seed: the bootstrap is all the evidence there is
+    se = math.sqrt(var_examples + (var_seeds or 0.0))
+    df = float(n - 1) if n > 1 else math.inf
+    dist = stats.t(df) if n > 1 else stats.norm()
+    half = float(dist.ppf(0.5 + level / 2)) * se
+    if se > 0:
+        p = float(2 * dist.sf(abs(delta) / se))
+    else:
+        p = 1.0 if delta == 0 else 0.0
+    return Estimate(delta=delta, low=delta - half, high=delta + half, p=min(1.0, p), se=se,
+                    se_seeds=math.sqrt(var_seeds) if var_seeds is not None else None,
+                    se_examples=math.sqrt(var_examples), n_seeds=n, df=df, level=level)
+
+
+def adjust(p_values: Sequence[float], method: str) -> list[float]:
+    """Adjusted p-values for a family of tests: 'holm' (step-down, family-wise error), 'bh' (false
+    discovery rate, step-up) or 'none'. A test survives at level alpha when its adjusted p <= alpha."""
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction {method!r} is not allowed; choose one of {', '.join(CORRECTIONS)}")
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if m == 0 or method == "none":
+        return p.tolist()
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    if method == "holm":
+        adjusted = np.maximum.accumulate((m - np.arange(m)) * ranked)
+    else:
+        adjusted = np.minimum.accumulate((m / np.arange(m, 0, -1) * ranked[::-1]))[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out.tolist()
