@@ -38,8 +38,9 @@ def test_terminal_output_has_the_tables_and_the_files(run, capsys):
 def test_json_is_one_object(run, capsys):
     assert main(["aggregate", str(run.root), "--json", "--no-plots"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["split"] == "test" and set(data["tables"]) == {"task_scores", "languages", "deltas", "xtreme_r",
-                                                               "resource", "best_arm"}
+    assert data["split"] == "test" and set(data["tables"]) == {"task_scores", "languages", "deltas", "significance",
+                                                               "xtreme_r", "resource", "significance_resource",
+                                                               "best_arm"}
 
 
 @pytest.mark.parametrize("args, message", [

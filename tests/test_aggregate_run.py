@@ -26,7 +26,8 @@ def run(tmp_path):
 def test_complete_run_writes_every_format_and_the_json_it_returns(run):
     report = aggregate(run.root, Options())
     names = {p.name for p in report.files}
-    for table in ("task_scores", "languages", "deltas", "xtreme_r", "resource", "best_arm"):
+    for table in ("task_scores", "languages", "deltas", "significance", "xtreme_r", "resource", "significance_resource",
+                  "best_arm"):
         assert {f"{table}.md", f"{table}.csv", f"{table}.tex"} <= names
     assert {"tables.json", "tables.md", "missing.csv", "deltas_heatmap.png", "language_deltas_en.png",
             "language_deltas_en_lr.png"} <= names

@@ -30,8 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-CORRECTIONS = ("holm", "bh", "none")
-"""Holm (1979) controls the family-wise error; Benjamini-Hochberg (1995) the false discovery rate."""
+from hpcxlt.config.schema import CORRECTIONS  # Holm (1979): family-wise error; Benjamini-Hochberg (1995): FDR
 
 
 @dataclass(frozen=True)

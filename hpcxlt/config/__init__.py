@@ -16,6 +16,7 @@ from hpcxlt.config.schema import (
     CostConfig,
     DataConfig,
     EvalConfig,
+    StatsConfig,
     ExperimentConfig,
     ModelConfig,
     SamplingConfig,
@@ -24,7 +25,7 @@ from hpcxlt.config.schema import (
 )
 
 __all__ = [
-    "BASELINE_ARM", "ArmConfig", "ConfigError", "CostConfig", "DataConfig", "EvalConfig", "ExperimentConfig",
+    "BASELINE_ARM", "ArmConfig", "ConfigError", "CostConfig", "DataConfig", "EvalConfig", "ExperimentConfig", "StatsConfig",
     "ModelConfig", "SamplingConfig", "TargetsConfig", "TrainConfig", "arm_train_config", "config_to_dict",
     "dump_yaml", "from_dict", "load_config", "parse_config", "target_train_config",
 ]

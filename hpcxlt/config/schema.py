@@ -21,6 +21,7 @@ DATA_SOURCES = ("hub", "local")
 EVAL_SPLITS = ("dev", "test")
 QA_CONVENTIONS = ("em_f1", "f1")
 SELECT_BY = ("metric", "loss", "last")
+CORRECTIONS = ("holm", "bh", "none")
 BASELINE_ARM = "none"
 
 
@@ -262,6 +263,29 @@ class EvalConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StatsConfig:
+    """How the aggregate tables test differences between arms (docs/statistics.md)."""
+
+    alpha: float = 0.05
+    """Significance level; intervals cover 1 - alpha."""
+    correction: str = "holm"
+    """Multiple-comparison correction over each table's tests: 'holm' (family-wise), 'bh' (false discovery rate) or 'none'."""
+    bootstrap: int = 1000
+    """Paired bootstrap draws of each language's test examples."""
+    seed: int = 0
+    """Seed of the bootstrap draws (the same run gives the same intervals)."""
+
+    def check(self, path: str) -> None:
+        if not 0 < self.alpha < 0.5:
+            raise ConfigError(f"{path}.alpha: must be in (0, 0.5), got {self.alpha}")
+        if self.correction not in CORRECTIONS:
+            raise ConfigError(f"{path}.correction: {self.correction!r} is not allowed; choose one of {', '.join(CORRECTIONS)}")
+        if self.bootstrap < 100:
+            raise ConfigError(f"{path}.bootstrap: at least 100 draws are needed for a stable interval, got {self.bootstrap}")
+        _positive(self.seed, f"{path}.seed", allow_zero=True)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CostConfig:
     """Figures behind the GPU-hour estimate that `hpcxlt plan` prints."""
 
@@ -306,6 +330,8 @@ class ExperimentConfig:
     """Hyperparameters of target-task training (per-task overrides in targets.overrides)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Zero-shot evaluation settings."""
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    """Significance tests of the aggregate tables."""
     cost: CostConfig = field(default_factory=CostConfig)
     """Figures for the GPU-hour estimate."""
 
@@ -336,6 +362,7 @@ class ExperimentConfig:
         self.intermediate.check(f"{prefix}intermediate")
         self.target.check(f"{prefix}target")
         self.eval.check(f"{prefix}eval")
+        self.stats.check(f"{prefix}stats")
         self.cost.check(f"{prefix}cost")
 
     def arm(self, name: str) -> ArmConfig:

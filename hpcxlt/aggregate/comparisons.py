@@ -1,0 +1,193 @@
+"""The tables that answer "is this arm better?": Δ with a 95% interval, p, and what survives correction.
+
+    significance(book, store, split)   arm vs 'none' and arm vs its `compare_to`, per target and over targets
+    significance_by_resource(...)      arm vs `compare_to` per resource class of the target language
+
+Every figure comes from `hpcxlt.aggregate.significance`: the per-seed Δ is the unit of model variance
+(t with seeds - 1 degrees of freedom), and each language's test examples are bootstrapped, the same
+draw for both arms and all seeds, from the stored test predictions (predictions/<arm>/s<seed>/ and
+labels/, the official layout). No test pools different metrics: a row is one target, or the mean of
+per-target Δs ("all targets", each target weighing the same). The p-values of one table form one
+family, corrected by `stats.correction`; `*` marks the rows that survive at `stats.alpha`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+
+from hpcxlt.aggregate.scores import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook
+from hpcxlt.aggregate.significance import PairedLanguage, adjust, combine, estimate, paired_draws
+from hpcxlt.aggregate.tables import RESOURCE_CLASSES, PValue, Table
+
+ALL_TARGETS = "all targets"
+
+
+class ExampleRows:
+    """Per-example rows of the stored test predictions, read once per (arm, seed, target, lang)."""
+
+    def __init__(self, store, qa_convention: str):
+        self.store, self.qa_convention = store, qa_convention
+        self._cache: dict[tuple[str, int, str, str], Any] = {}
+
+    def get(self, arm: str, seed: int, target: str, lang: str):
+        """ExampleStats, or None when the prediction or label file is missing or unreadable."""
+        from hpcxlt.evaluate.decompose import example_stats
+        from hpcxlt.evaluate.run import submission_dir
+        from hpcxlt.evaluate.submission import SubmissionError, read_pair
+
+        key = (arm, seed, target, lang)
+        if key not in self._cache:
+            try:
+                labels, predictions = read_pair(submission_dir(self.store, arm, seed), self.store.labels_dir, target, lang)
+                self._cache[key] = example_stats(target, lang, labels, predictions, qa_convention=self.qa_convention)
+            except (SubmissionError, FileNotFoundError, ValueError):
+                self._cache[key] = None
+        return self._cache[key]
+
+
+def _draws(book: ScoreBook, rows: ExampleRows, arm: str, other: str, target: str, langs: list[str]):
+    """(Draws or None, seeds used, languages used, partial) of arm - other on one target."""
+    seeds = sorted(set(book.planned[(arm, target)].seeds) & set(book.planned[(other, target)].seeds))
+    pairs, used_seeds = [], set()
+    partial = False
+    for lang in langs:
+        present = [s for s in seeds if rows.get(arm, s, target, lang) is not None
+                   and rows.get(other, s, target, lang) is not None]
+        if len(present) < len(seeds):
+            partial = True
+            if not book.allow_partial:
+                return None, len(seeds), len(langs), False
+        if not present:
+            continue
+        used_seeds |= set(present)
+        pairs.append((lang, present))
+    if not pairs:
+        return None, len(seeds), len(langs), False
+    common = sorted(set.intersection(*(set(p) for _, p in pairs)))
+    if not common:
+        return None, len(seeds), len(langs), False
+    partial = partial or len(common) < len(seeds)
+    stats = [PairedLanguage(score=rows.get(arm, common[0], target, lang).score,
+                            a=[rows.get(arm, s, target, lang).rows for s in common],
+                            b=[rows.get(other, s, target, lang).rows for s in common]) for lang, _ in pairs]
+    rng = np.random.default_rng([book.cfg.stats.seed, zlib.crc32(f"{arm}|{other}|{target}|{','.join(langs)}".encode())])
+    return paired_draws(stats, book.cfg.stats.bootstrap, rng), len(common), len(pairs), partial
+
+
+def _comparisons(book: ScoreBook) -> list[tuple[str, str, str]]:
+    """(kind, arm, other): every arm against 'none', then every arm against its `compare_to`."""
+    out = [("vs none", arm, book.baseline) for arm in book.arms if book.baseline and arm != book.baseline]
+    out += [("vs compare_to", arm.name, arm.compare_to) for arm in book.cfg.arms if arm.compare_to]
+    return out
+
+
+def _interval(est) -> str:
+    return f"{est.delta:+.2f} [{est.low:+.2f}, {est.high:+.2f}]"
+
+
+def _finish(name: str, title: str, header: list[str], found: list[tuple[dict, Any]], book: ScoreBook,
+            notes: list[str]) -> Table:
+    """Correct the family of p-values, mark survivors, build display rows."""
+    cfg = book.cfg.stats
+    tested = [(row, est) for row, est in found if est is not None]
+    adjusted = adjust([est.p for _, est in tested], cfg.correction)
+    for (row, est), p_adj in zip(tested, adjusted):
+        row.update(est.to_json(), p_adjusted=float(f"{p_adj:.4g}"), significant=bool(p_adj <= cfg.alpha))
+    rows, display = [], []
+    statuses = {COMPLETE: 0, PARTIAL: 0, INCOMPLETE: 0}
+    for row, est in found:
+        statuses[row["status"]] += 1
+        rows.append(row)
+        lead = [row[h] for h in header[:-4]]
+        if est is None:
+            display.append((*lead, "—", PValue(None), PValue(None), ""))
+        else:
+            display.append((*lead, _interval(est), PValue(est.p), PValue(row["p_adjusted"]),
+                            "*" if row["significant"] else ""))
+    notes = [*notes,
+             f"Δ [95% interval]: mean over seeds of the per-seed Δ (mean over languages), t on seeds - 1 degrees "
+             f"of freedom plus the test examples' shared paired-bootstrap variance ({cfg.bootstrap} draws, seed "
+             f"{cfg.seed}); docs/statistics.md.",
+             f"p adj.: {cfg.correction} over the {len(tested)} tests of this table; * = significant at "
+             f"{cfg.alpha} after correction."]
+    return Table(name=name, title=title, rows=tuple(rows), header=tuple(header), display=tuple(display),
+                 notes=tuple(notes), partial=bool(statuses[PARTIAL] or statuses[INCOMPLETE]), statuses=statuses)
+
+
+def _status(draws, partial: bool) -> str:
+    return INCOMPLETE if draws is None else PARTIAL if partial else COMPLETE
+
+
+def significance(book: ScoreBook, store, split: str) -> Table:
+    header = ["comparison", "arm", "vs", "target", "langs", "seeds", "Δ [95% interval]", "p", "p adj.", "sig."]
+    title = f"Significance of arm differences ({split})"
+    if split != "test":
+        return _finish("significance", title, header, [], book,
+                       ["per-example predictions are stored for the test split only; run with --split test"])
+    rows = ExampleRows(store, book.qa_convention)
+    found = []
+    for kind, arm, other in _comparisons(book):
+        per_target = []
+        for target in book.targets:
+            langs = list(book.planned[(arm, target)].langs)
+            draws, n_seeds, n_langs, partial = _draws(book, rows, arm, other, target, langs)
+            per_target.append(draws)
+            found.append(({"comparison": kind, "arm": arm, "vs": other, "target": target, "langs": n_langs,
+                           "seeds": n_seeds, "status": _status(draws, partial)},
+                          estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None))
+        if len(book.targets) > 1:
+            usable = [d for d in per_target if d is not None]
+            same = usable and len(usable) == len(per_target) and len({d.resampled.shape for d in usable}) == 1
+            draws = combine(usable) if same else None
+            found.append(({"comparison": kind, "arm": arm, "vs": other, "target": ALL_TARGETS,
+                           "langs": sum(len(book.planned[(arm, t)].langs) for t in book.targets),
+                           "seeds": usable[0].per_seed.shape[0] if usable else 0,
+                           "status": _status(draws, False)},
+                          estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None))
+    notes = [] if found else ["no 'none' arm and no compare_to pair: nothing to compare"]
+    notes.append(f"'{ALL_TARGETS}': the mean of the per-target Δs (each target weighs the same; different metrics "
+                 "are averaged as Δs, never pooled into one test).")
+    return _finish("significance", title, header, found, book, notes)
+
+
+def significance_by_resource(book: ScoreBook, store, split: str) -> Table:
+    """The research question: multilingual arm vs its English-only `compare_to`, per resource class of the target language."""
+    from hpcxlt.tasks.languages import resource_group
+
+    header = ["arm", "vs", "target", "class", "langs", "seeds", "Δ [95% interval]", "p", "p adj.", "sig."]
+    title = f"Multilingual vs English-only arms by resource class, tested ({split})"
+    pairs = [(arm.name, arm.compare_to) for arm in book.cfg.arms if arm.compare_to]
+    if split != "test" or not pairs:
+        why = ("per-example predictions are stored for the test split only; run with --split test" if split != "test"
+               else "no arm sets compare_to: there is no multilingual/English-only pair to compare")
+        return _finish("significance_resource", title, header, [], book, [why])
+    rows = ExampleRows(store, book.qa_convention)
+    found = []
+    for arm, other in pairs:
+        for group in RESOURCE_CLASSES:
+            per_target = []
+            for target in book.targets:
+                langs = [lang for lang in book.planned[(arm, target)].langs if resource_group(lang) == group]
+                if not langs:
+                    continue
+                draws, n_seeds, n_langs, partial = _draws(book, rows, arm, other, target, langs)
+                per_target.append(draws)
+                found.append(({"arm": arm, "vs": other, "target": target, "class": group, "langs": n_langs,
+                               "seeds": n_seeds, "status": _status(draws, partial)},
+                              estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None))
+            usable = [d for d in per_target if d is not None]
+            if len(per_target) > 1:
+                same = len(usable) == len(per_target) and len({d.resampled.shape for d in usable}) == 1
+                draws = combine(usable) if same else None
+                found.append(({"arm": arm, "vs": other, "target": ALL_TARGETS, "class": group,
+                               "langs": sum(1 for t in book.targets for lang in book.planned[(arm, t)].langs
+                                            if resource_group(lang) == group),
+                               "seeds": usable[0].per_seed.shape[0] if usable else 0, "status": _status(draws, False)},
+                              estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None))
+    notes = ["Does low-resource multilingual data added to English intermediate training help, and for which target "
+             "languages? Classes: Joshi et al. (2020) 0-2 low, 3-5 high. Targets without a language of a class have "
+             "no row for it; 'all targets' is the mean of the per-target Δs of that class."]
+    return _finish("significance_resource", title, header, found, book, notes)

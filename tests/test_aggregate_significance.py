@@ -1,0 +1,58 @@
+"""The significance tables from stored test predictions: a large planted gain survives correction, no gain does not,
+a missing prediction file leaves its figure empty, and the intervals are the same on every run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hpcxlt.aggregate.run import Options, aggregate
+from hpcxlt.evaluate.run import submission_dir
+from hpcxlt.evaluate.submission import write_labels, write_predictions
+from tests.aggregate_fixture import make_run, row
+
+ARMS = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]},
+        {"name": "en_lr", "tasks": ["mnli", "sib200"], "compare_to": "en"}]
+TARGETS = {"xnli": ["en", "de", "sw", "yo"]}
+SEEDS = [1, 2, 3]
+ACCURACY = {"none": 0.55, "en": 0.55, "en_lr": 0.85}  # en: no gain over none; en_lr: +30 points
+LABELS = ("entailment", "neutral", "contradiction")
+
+
+def _write_predictions(store, n: int = 400) -> None:
+    rng = np.random.default_rng(0)
+    for lang in TARGETS["xnli"]:
+        gold = [LABELS[i] for i in rng.integers(0, 3, size=n)]
+        write_labels(store.labels_dir, "xnli", lang, gold)
+        for arm, accuracy in ACCURACY.items():
+            for seed in SEEDS:
+                right = rng.random(n) < accuracy + rng.normal(0, 0.01)
+                pred = [g if ok else LABELS[(LABELS.index(g) + 1) % 3] for g, ok in zip(gold, right)]
+                write_predictions(submission_dir(store, arm, seed), "xnli", lang, pred)
+
+
+def test_a_planted_gain_survives_correction_and_no_gain_does_not(tmp_path):
+    store = make_run(tmp_path / "run", arms=ARMS, targets=TARGETS, seeds=SEEDS,
+                     score=lambda arm, target, seed, lang, split: 100 * ACCURACY[arm])
+    _write_predictions(store)
+    report = aggregate(store.root, Options(plots=False))
+    gain = row(report.data, "significance", comparison="vs none", arm="en_lr", target="xnli")
+    same = row(report.data, "significance", comparison="vs none", arm="en", target="xnli")
+    paired = row(report.data, "significance", comparison="vs compare_to", arm="en_lr", target="xnli")
+    assert gain["status"] == "complete" and gain["seeds"] == 3 and gain["langs"] == 4 and gain["df"] == 2
+    assert 25 < gain["delta"] < 35 and gain["low"] > 0 and gain["significant"]
+    assert paired["significant"] and paired["vs"] == "en"
+    assert same["low"] < 0 < same["high"] and not same["significant"]
+    assert report.data["tables"]["significance"]["notes"][-1].startswith("p adj.: holm over the 3 tests")
+    by_class = {r["class"]: r for r in report.data["tables"]["significance_resource"]["rows"]}
+    assert by_class["low"]["langs"] == 2 and by_class["high"]["langs"] == 2  # sw, yo | en, de
+    assert all(r["delta"] > 20 for r in by_class.values())
+    again = aggregate(store.root, Options(plots=False))  # seeded: the same intervals to the last digit
+    assert again.data["tables"]["significance"] == report.data["tables"]["significance"]
+
+    (submission_dir(store, "en", 2) / "xnli" / "test-de.tsv").unlink()
+    holed = aggregate(store.root, Options(plots=False))
+    lost = row(holed.data, "significance", comparison="vs none", arm="en", target="xnli")
+    assert lost["status"] == "incomplete" and "delta" not in lost
+    partial = aggregate(store.root, Options(plots=False, partial=True))
+    used = row(partial.data, "significance", comparison="vs none", arm="en", target="xnli")
+    assert used["status"] == "partial" and used["seeds"] == 2  # de lacks seed 2: every language uses seeds 1 and 3
