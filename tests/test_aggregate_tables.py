@@ -52,8 +52,7 @@ def test_deltas_pair_seeds_for_the_task_score_and_seed_language_cells_for_the_te
     assert (en["delta"]["mean"], en["delta"]["std"], en["delta"]["n"]) == (1.5, round(math.sqrt(0.5), 4), 2)
     # pairs (seed, lang): 1, 1, 1, 3 -> mean 1.5, std 1, t = 3 on 3 df; Wilcoxon exact 2/16
     assert (en["pairs"]["mean"], en["pairs"]["std"], en["pairs"]["n"]) == (1.5, 1.0, 4)
-    assert en["pairs"]["t_p"] == pytest.approx(0.05767, abs=1e-4)
-    assert en["pairs"]["wilcoxon_p"] == 0.125
+    assert "t_p" not in en["pairs"] and "wilcoxon_p" not in en["pairs"]  # pairs of one seed share a model: no test
     assert row(data, "deltas", arm="en_lr", target="xnli")["delta"]["mean"] == 2.75
     assert rows(data, "deltas", arm="none") == []
 
@@ -63,13 +62,12 @@ def test_resource_table_splits_the_multilingual_gain_by_class(hand):
     low = row(data, "resource", arm="en_lr", target="xnli", resource="low")
     assert low["compare_to"] == "en" and low["languages"] == 1
     assert (low["vs_compare"]["mean"], low["vs_compare"]["std"], low["vs_compare"]["n"]) == (3.0, 0.0, 2)
-    assert low["vs_compare"]["t_p"] is None  # zero variance: t undefined
-    assert low["vs_compare"]["wilcoxon_p"] == 0.5
+    assert "t_p" not in low["vs_compare"]  # tested in significance_resource, from the predictions
     assert low["arm_vs_none"]["mean"] == 5.0 and low["compare_vs_none"]["mean"] == 2.0
     high = row(data, "resource", arm="en_lr", target="xnli", resource="high")
     assert high["vs_compare"]["mean"] == -0.5 and high["arm_vs_none"]["mean"] == 0.5
     assert high["compare_vs_none"]["mean"] == 1.0
-    assert row(data, "resource", arm="en_lr", target="all", resource="low")["vs_compare"] == low["vs_compare"]
+    assert rows(data, "resource", target="all") == []  # no row pools different tasks' metrics
 
 
 def test_xtreme_r_needs_all_ten_tasks_unless_partial(hand):

@@ -33,9 +33,12 @@ def _save(fig, path: Path, *, tight_box: bool = True) -> Path:
     return write_bytes_atomic(path, buffer.getvalue())
 
 
-def delta_heatmap(deltas: Table, path: Path) -> Path | None:
-    """Heatmap of Δ task score (arm − none, mean over seeds) for every arm and target; None without data."""
+def delta_heatmap(deltas: Table, path: Path, significance: Table | None = None) -> Path | None:
+    """Heatmap of Δ task score (arm − none, mean over seeds) for every arm and target, * where the significance
+    table finds the difference significant after correction; None without data."""
     rows = [r for r in deltas.rows if "delta" in r]
+    marked = {(r["arm"], r["target"]) for r in (significance.rows if significance else ())
+              if r.get("comparison") == "vs none" and r.get("significant")}
     if not rows:
         return None
     plt = _pyplot()
@@ -52,8 +55,7 @@ def delta_heatmap(deltas: Table, path: Path) -> Path | None:
             labels[i][j] = "—"
             continue
         grid[i][j] = delta["mean"]
-        p = r["pairs"]["t_p"]
-        stars = "**" if p is not None and p < 0.01 else "*" if p is not None and p < 0.05 else ""
+        stars = "*" if (r["arm"], r["target"]) in marked else ""
         labels[i][j] = f"{delta['mean']:+.2f}{stars}" + (" (p)" if delta["partial"] else "")
     finite = [abs(v) for row in grid for v in row if not math.isnan(v)]
     bound = max(finite + [0.5])
@@ -66,8 +68,8 @@ def delta_heatmap(deltas: Table, path: Path) -> Path | None:
             dark = not math.isnan(grid[i][j]) and abs(grid[i][j]) > 0.6 * bound
             ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=9, color="white" if dark else "black")
     fig.colorbar(image, ax=ax, label="Δ task score vs none (points)")
-    ax.set_title("Δ task score vs 'none' (mean over seeds; * p<0.05, ** p<0.01 paired t over seed × language)",
-                 fontsize=9)
+    ax.set_title("Δ task score vs 'none' (mean over seeds; * significant after correction, see the significance "
+                 "table)", fontsize=9)
     return _save(fig, path)
 
 

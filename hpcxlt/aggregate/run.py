@@ -161,7 +161,7 @@ def _build(setup: _Setup, options: Options, gathered: Gathered, eval_cells: list
         files += render.write_table_files(table, out)
     if options.plots:
         by_name = {t.name: t for t in tables}
-        heatmap = plots.delta_heatmap(by_name["deltas"], out / "deltas_heatmap.png")
+        heatmap = plots.delta_heatmap(by_name["deltas"], out / "deltas_heatmap.png", by_name["significance"])
         files += [heatmap] if heatmap else []
         for arm in setup.plot_arms:
             path = plots.language_deltas(book, split, arm, out / f"language_deltas_{arm}.png")

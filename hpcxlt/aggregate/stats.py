@@ -54,10 +54,15 @@ class PairedTest:
     """Two-sided p of the Wilcoxon signed-rank test (scipy.stats.wilcoxon); None when undefined."""
     partial: bool
     """True when computed from fewer pairs than planned (only with allow_partial)."""
+    tested: bool = True
+    """False for a descriptive difference (no p-values: e.g. pairs of one seed share a model, see comparisons.py)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"mean": points(self.mean), "std": points(self.std), "n": self.n, "n_planned": self.n_planned,
-                "t_p": pvalue(self.t_p), "wilcoxon_p": pvalue(self.wilcoxon_p), "partial": self.partial}
+        out = {"mean": points(self.mean), "std": points(self.std), "n": self.n, "n_planned": self.n_planned,
+               "partial": self.partial}
+        if self.tested:
+            out.update(t_p=pvalue(self.t_p), wilcoxon_p=pvalue(self.wilcoxon_p))
+        return out
 
 
 def points(value: float | None) -> float | None:
@@ -98,20 +103,22 @@ def over_seeds(values: Sequence[float], n_planned: int, *, allow_partial: bool) 
     )
 
 
-def paired(a: Sequence[float], b: Sequence[float], n_planned: int, *, allow_partial: bool) -> PairedTest:
-    """Paired difference a - b with a t-test and a Wilcoxon signed-rank test over the pairs."""
+def paired(a: Sequence[float], b: Sequence[float], n_planned: int, *, allow_partial: bool, tests: bool = True) -> PairedTest:
+    """Paired difference a - b with a t-test and a Wilcoxon signed-rank test over the pairs (`tests=False`: mean and
+    spread only, for pairs that are not independent samples)."""
     if len(a) != len(b):
         raise ValueError(f"paired samples differ in length: {len(a)} != {len(b)}")
     n = len(a)
     if n == 0 or (n < n_planned and not allow_partial):
-        return PairedTest(mean=None, std=None, n=n, n_planned=n_planned, t_p=None, wilcoxon_p=None, partial=False)
+        return PairedTest(mean=None, std=None, n=n, n_planned=n_planned, t_p=None, wilcoxon_p=None, partial=False,
+                          tested=tests)
     import numpy as np
 
     diffs = (np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).tolist()
     std = sample_std(diffs)
     return PairedTest(
-        mean=mean(diffs), std=std, n=n, n_planned=n_planned, t_p=_t_p(a, b, std),
-        wilcoxon_p=_wilcoxon_p(diffs), partial=n < n_planned,
+        mean=mean(diffs), std=std, n=n, n_planned=n_planned, t_p=_t_p(a, b, std) if tests else None,
+        wilcoxon_p=_wilcoxon_p(diffs) if tests else None, partial=n < n_planned, tested=tests,
     )
 
 
