@@ -35,7 +35,7 @@ setup: $(STAMP)
 
 demo-data: setup
 	$(BIN)/hpcxlt build-tiny $(ARTIFACTS)/tiny
-	$(BIN)/hpcxlt synth $(ARTIFACTS)/synth
+	$(BIN)/hpcxlt synth --force $(ARTIFACTS)/synth  # generated data: rewritten when the generator or its tasks changed
 
 plan: setup
 	$(BIN)/hpcxlt plan configs/demo.yaml

@@ -65,11 +65,11 @@ def test_a_prelude_of_another_format_is_refused(tmp_path):
 
 def test_demo_counts():
     grid = plan(load_experiment(CONFIGS / "demo.yaml"))
-    # arms none/en/en_lowres, 2 seeds, targets xnli(4) panx(4) xquad(3) tatoeba(3 langs, no training)
+    # arms none/en/en_lowres/en_highres, 2 seeds, targets xnli(4) panx(4) xquad(3) tatoeba(3 langs, no training)
     assert grid.counts() == {
-        "intermediate": {"cells": 4, "jobs": 4},
-        "target": {"cells": 3 * 3 * 2, "jobs": 18},
-        "eval": {"cells": 3 * 2 * (4 + 4 + 3 + 3), "jobs": 3 * 4 * 2},
+        "intermediate": {"cells": 6, "jobs": 6},
+        "target": {"cells": 4 * 3 * 2, "jobs": 24},
+        "eval": {"cells": 4 * 2 * (4 + 4 + 3 + 3), "jobs": 4 * 4 * 2},
     }
 
 
@@ -126,9 +126,10 @@ def test_languages_per_job_splits_eval_jobs():
 def test_gpu_hour_estimate_uses_config_throughput():
     cfg = load_experiment(CONFIGS / "demo.yaml")
     costs = {c.stage: c for c in estimate(cfg, plan(cfg))}
-    # 2 seeds x (en: mnli 1000 + squad 1000; en_lowres: + masakhaner2 3000) x 1 epoch
-    assert costs["intermediate"].samples == 2 * (2000 + 5000)
-    assert costs["intermediate"].gpu_hours == pytest.approx(14000 / 400 / 3600)
+    # 2 seeds x (en: mnli + squad, from cost.train_examples 1000 each; en_lowres: + its masakhaner2 budget 300;
+    # en_highres: + its wikiann_highres budget 300) x 1 epoch
+    assert costs["intermediate"].samples == 2 * (2000 + 2300 + 2300)
+    assert costs["intermediate"].gpu_hours == pytest.approx(13200 / 400 / 3600)
     slower = dataclasses.replace(cfg, cost=dataclasses.replace(cfg.cost, train_samples_per_second=200))
     assert {c.stage: c for c in estimate(slower, plan(slower))}["target"].gpu_hours == pytest.approx(
         2 * costs["target"].gpu_hours
@@ -183,3 +184,38 @@ def test_plan_cli_bad_config_exits_2(tmp_path):
     assert proc.returncode == 2
     assert f"{bad}: seeds: must list at least one seed" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_budgets_spread_as_evenly_as_the_data_allows():
+    from hpcxlt.grid.budget import allocate
+
+    assert allocate(8000, {"sw": 2755, "te": 5563}) == {"sw": 2755, "te": 5245}  # sw gives all it has
+    assert allocate(8000, {"fi": 6855, "ko": 1625, "ru": 6490, "ar": 14805}) == {"ar": 2125, "fi": 2125, "ko": 1625,
+                                                                                  "ru": 2125}
+    assert allocate(7, {"b": 10, "a": 10}) == {"a": 4, "b": 3}  # the odd one to the first in sorted order
+    assert allocate(100, {"a": 3, "b": 4}) == {"a": 3, "b": 4}  # more budget than data: all of it
+    assert allocate(0, {"a": 3}) == {"a": 0}
+
+
+def test_plan_shows_the_matched_arms_realize_equal_example_counts(tmp_path, capsys):
+    """The demo's en_lowres and its control en_highres: 300 NER sentences each, from the data's own row counts."""
+    import json
+
+    from hpcxlt.cli import main
+    from hpcxlt.demo.synth import SynthSettings, write_benchmark
+
+    write_benchmark(tmp_path / "synth", SynthSettings(train_size=120, eval_size=8), tasks=("masakhaner2", "wikiann_highres"))
+    args = [str(CONFIGS / "demo.yaml"), "-o", f"data.root={tmp_path / 'synth'}"]
+    assert main(["plan", *args, "--json"]) == 0
+    budgets = json.loads(capsys.readouterr().out)["examples"]
+    lowres, highres = budgets["arms"]["en_lowres"], budgets["arms"]["en_highres"]
+    assert lowres["tasks"]["masakhaner2"]["per_language"] == {"ha": 100, "sw": 100, "yo": 100}
+    assert highres["tasks"]["wikiann_highres"]["per_language"] == {"de": 100, "es": 100, "fr": 100}
+    assert lowres["realized_total"] == highres["realized_total"] == 300 and lowres["control"] == "en_highres"
+    assert main(["plan", *args]) == 0
+    assert "en_lowres vs its control en_highres: 300 vs 300 examples, equal" in capsys.readouterr().out
+    assert main(["plan", *args, "-o", "data.max_train_examples=90"]) == 0  # less data than the budget, on both sides
+    assert "en_lowres vs its control en_highres: 270 vs 270 examples, equal" in capsys.readouterr().out
+    # unequal budgets: the plan says the control is not matched
+    assert main(["plan", *args, "-o", "arms.3.examples.wikiann_highres=600"]) == 0
+    assert "300 vs 360 examples, NOT equal" in capsys.readouterr().out

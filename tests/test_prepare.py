@@ -22,6 +22,7 @@ def test_the_demo_plan_needs_what_its_jobs_read():
     needs = set(plan_needs(load_experiment(CONFIGS / "demo.yaml")))
     expected = {Need("mnli", "en", "train"), Need("squad", "en", "train")}  # arms en, en_lowres
     expected |= {Need("masakhaner2", lang, "train") for lang in ("sw", "yo", "ha")}
+    expected |= {Need("wikiann_highres", lang, "train") for lang in ("de", "es", "fr")}  # en_highres, the control
     expected |= {Need(task, "en", "train") for task in ("xnli", "panx", "xquad")}  # tatoeba has none
     for task, langs in {"xnli": "en de sw ur", "panx": "en de sw yo", "xquad": "en de ar", "tatoeba": "de sw tl"}.items():
         expected |= {Need(task, lang, "test") for lang in langs.split()}

@@ -43,7 +43,7 @@ def test_demo_grid_arrays_align_element_wise(demo):
     _check_alignment(grid, specs)
     # one target array per target task over the intermediate array's (arm, seed) order
     inter = [s for s in specs if s.stage == "intermediate"]
-    assert len(inter) == 1 and len(inter[0].jobs) == 4
+    assert len(inter) == 1 and len(inter[0].jobs) == 6
     aligned_targets = [s for s in specs if s.stage == "target" and s.corr == inter[0].name]
     assert sorted(s.label for s in aligned_targets) == ["panx", "xnli", "xquad"]
     for s in aligned_targets:
@@ -65,16 +65,16 @@ def test_a_target_after_its_prelude_is_aligned_with_the_prelude_array():
 
 def test_arrays_above_max_array_size_split_and_dependants_split_alike(demo):
     _, grid = demo
-    specs = build_arrays(grid, list(grid.jobs), max_array_size=3)
-    assert max(len(s.jobs) for s in specs) <= 3
-    assert [len(s.jobs) for s in specs if s.stage == "intermediate"] == [3, 1]
+    specs = build_arrays(grid, list(grid.jobs), max_array_size=5)
+    assert max(len(s.jobs) for s in specs) <= 5
+    assert [len(s.jobs) for s in specs if s.stage == "intermediate"] == [5, 1]
     _check_alignment(grid, specs)
     # the piece of one element went in as a plain job: its dependants wait for it with afterok
     single = next(s for s in specs if s.stage == "intermediate" and len(s.jobs) == 1)
     ids = {s.name: placeholder_ids(s) for s in specs}
     follower = next(s for s in specs if s.corr == single.name)
     assert dependency(follower, ids) == f"afterok:@{single.name}"
-    big = next(s for s in specs if s.stage == "intermediate" and len(s.jobs) == 3)
+    big = next(s for s in specs if s.stage == "intermediate" and len(s.jobs) == 5)
     assert dependency(next(s for s in specs if s.corr == big.name), ids) == f"aftercorr:@{big.name}"
 
 

@@ -66,7 +66,7 @@ def test_scripts_carry_what_the_site_and_the_grid_need(dry_run):
     inter, target, agg = scripts["intermediate.0"], scripts["target.3"], scripts["aggregate"]
     # 2 nodes x 4 GPUs, one task per GPU, whole nodes, requeue on preemption, signal before the limit
     for flag in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--exclusive", "--requeue",
-                 "--signal=USR2@300", "--time=1440", "--array=0-3%4", "--hold", "--kill-on-invalid-dep=yes"):
+                 "--signal=USR2@300", "--time=1440", "--array=0-5%6", "--hold", "--kill-on-invalid-dep=yes"):
         assert f"#SBATCH {flag}\n" in inter, flag
     assert "#SBATCH --dependency=aftercorr:@intermediate.0\n" in target
     assert "srun --unbuffered" in target and "module load gcc/12.2 cuda/12.4 openmpi/4.1" in target

@@ -33,7 +33,7 @@ def test_different_experiment_is_refused_before_anything_is_overwritten(tmp_path
     store.initialize(cfg, grid)
     before = store.config_path.read_bytes()
     other = load_experiment(CONFIGS / "demo.yaml", ["target.lr=5e-4"])
-    with pytest.raises(RunDirError, match=r"holds a different experiment \(config differs at: target.lr\); 84 planned "
+    with pytest.raises(RunDirError, match=r"holds a different experiment \(config differs at: target.lr\); 112 planned "
                                           r"cell\(s\) would change: target.none.xnli.s1"):
         store.initialize(other, plan(other))
     assert store.config_path.read_bytes() == before

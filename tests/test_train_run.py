@@ -31,7 +31,7 @@ def experiment(root: Path, *, stage: int = 3) -> dict:
         "data": {"source": "local", "root": str(root / "synth"), "cache_dir": str(root / "cache")},
         "arms": [{"name": "none"},
                  {"name": "mt", "tasks": ["mnli", "masakhaner2"], "languages": {"masakhaner2": ["sw", "yo"]},
-                  "sampling": {"rule": "temperature", "temperature": 2.0}}],
+                  "examples": {"masakhaner2": 50}, "sampling": {"rule": "temperature", "temperature": 2.0}}],
         "targets": {"tasks": ["xnli"], "languages": {"xnli": ["en", "de"]}},
         "seeds": [1],
         "intermediate": {**train, "max_steps": 10, "eval_every": 5},
@@ -139,6 +139,10 @@ def test_intermediate_then_targets_on_two_processes_zero3(assets: Path, tmp_path
     start = events[0]
     assert start["event"] == "start" and start["sampling"]["rule"] == "temperature" and start["world_size"] == 2
     assert set(start["sampling"]["probabilities"]) == {"mnli:en", "masakhaner2:sw", "masakhaner2:yo"}
+    # the arm's budget: 50 MasakhaNER sentences of the 2 x 64, 25 per language, the same fixed subset in every seed
+    assert start["examples"] == {"masakhaner2": {"sw": 25, "yo": 25}}
+    assert start["stream_sizes"]["masakhaner2:sw"] == start["stream_sizes"]["masakhaner2:yo"] == 25
+    assert start["stream_sizes"]["mnli:en"] == 64
     steps = [e for e in events if "loss" in e]
     assert [e["step"] for e in steps] == list(range(1, 11))
     assert {t for e in steps for t in e["loss_per_task"]} == {"mnli", "masakhaner2"}

@@ -78,10 +78,16 @@ def _draws(book: ScoreBook, rows: ExampleRows, arm: str, other: str, target: str
 
 
 def _comparisons(book: ScoreBook) -> list[tuple[str, str, str]]:
-    """(kind, arm, other): every arm against 'none', then every arm against its `compare_to`."""
+    """(kind, arm, other): every arm against 'none', then every arm against its `compare_to` and its `control`."""
     out = [("vs none", arm, book.baseline) for arm in book.arms if book.baseline and arm != book.baseline]
-    out += [("vs compare_to", arm.name, arm.compare_to) for arm in book.cfg.arms if arm.compare_to]
-    return out
+    return out + _research_pairs(book)
+
+
+def _research_pairs(book: ScoreBook) -> list[tuple[str, str, str]]:
+    """The research question's pairs: multilingual arm vs English-only (`compare_to`) and vs its matched
+    high-resource control (`control`): does low-resource data help, and more than as much high-resource data?"""
+    out = [("vs compare_to", arm.name, arm.compare_to) for arm in book.cfg.arms if arm.compare_to]
+    return out + [("vs control", arm.name, arm.control) for arm in book.cfg.arms if arm.control]
 
 
 def _interval(est) -> str:
@@ -157,16 +163,16 @@ def significance_by_resource(book: ScoreBook, store, split: str) -> Table:
     """The research question: multilingual arm vs its English-only `compare_to`, per resource class of the target language."""
     from hpcxlt.tasks.languages import resource_group
 
-    header = ["arm", "vs", "target", "class", "langs", "seeds", "Δ [95% interval]", "p", "p adj.", "sig."]
-    title = f"Multilingual vs English-only arms by resource class, tested ({split})"
-    pairs = [(arm.name, arm.compare_to) for arm in book.cfg.arms if arm.compare_to]
+    header = ["comparison", "arm", "vs", "target", "class", "langs", "seeds", "Δ [95% interval]", "p", "p adj.", "sig."]
+    title = f"Multilingual arms vs English-only arms and matched controls by resource class, tested ({split})"
+    pairs = _research_pairs(book)
     if split != "test" or not pairs:
         why = ("per-example predictions are stored for the test split only; run with --split test" if split != "test"
-               else "no arm sets compare_to: there is no multilingual/English-only pair to compare")
+               else "no arm sets compare_to or control: there is no pair to compare")
         return _finish("significance_resource", title, header, [], book, [why])
     rows = ExampleRows(store, book.qa_convention)
     found = []
-    for arm, other in pairs:
+    for kind, arm, other in pairs:
         for group in RESOURCE_CLASSES:
             per_target = []
             for target in book.targets:
@@ -175,19 +181,21 @@ def significance_by_resource(book: ScoreBook, store, split: str) -> Table:
                     continue
                 draws, n_seeds, n_langs, partial = _draws(book, rows, arm, other, target, langs)
                 per_target.append(draws)
-                found.append(({"arm": arm, "vs": other, "target": target, "class": group, "langs": n_langs,
+                found.append(({"comparison": kind, "arm": arm, "vs": other, "target": target, "class": group,
+                               "langs": n_langs,
                                "seeds": n_seeds, "status": _status(draws, partial)},
                               estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None))
             usable = [d for d in per_target if d is not None]
             if len(per_target) > 1:
                 same = len(usable) == len(per_target) and len({d.resampled.shape for d in usable}) == 1
                 draws = combine(usable) if same else None
-                found.append(({"arm": arm, "vs": other, "target": ALL_TARGETS, "class": group,
+                found.append(({"comparison": kind, "arm": arm, "vs": other, "target": ALL_TARGETS, "class": group,
                                "langs": sum(1 for t in book.targets for lang in book.planned[(arm, t)].langs
                                             if resource_group(lang) == group),
                                "seeds": usable[0].per_seed.shape[0] if usable else 0, "status": _status(draws, False)},
                               estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None))
-    notes = ["Does low-resource multilingual data added to English intermediate training help, and for which target "
-             "languages? Classes: Joshi et al. (2020) 0-2 low, 3-5 high. Targets without a language of a class have "
-             "no row for it; 'all targets' is the mean of the per-target Δs of that class."]
+    notes = ["Does low-resource multilingual data added to English intermediate training help, for which target "
+             "languages, and more than as much high-resource data ('vs control')? Classes: Joshi et al. (2020) 0-2 "
+             "low, 3-5 high. Targets without a language of a class have no row for it; 'all targets' is the mean of "
+             "the per-target Δs of that class."]
     return _finish("significance_resource", title, header, found, book, notes)

@@ -18,6 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("config", help="experiment YAML file")
     add_override_argument(parser)
     parser.add_argument("--cells", action="store_true", help="also list every cell key")
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="a folder written by `hpcxlt prepare`: its row counts give the realized example budgets "
+                             "(default: the config's local data)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(func=run)
 
@@ -53,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         "gpu_hours": {stage: round(costs[stage].gpu_hours, 2) for stage in STAGES},
         "gpu_hours_total": round(sum(c.gpu_hours for c in costs.values()), 2),
     }
+    budgets, budget_source = example_budgets(cfg, args.data)
+    if budgets:
+        summary["examples"] = {"source": budget_source, "arms": budgets}
     if args.cells:
         summary["cells"] = [cell.key for cell in grid.cells]
     if args.json:
@@ -76,7 +82,54 @@ def run(args: argparse.Namespace) -> int:
     for array in arrays:
         print(f"  {array['stage']:<13} {array['tasks']:>6} tasks   after: {', '.join(array['depends_on']) or 'nothing'}")
     print("  aggregate          1 task    after: every eval task (MPI gather)")
+    if budgets:
+        _print_budgets(budgets, budget_source)
     if args.cells:
         print()
         print("\n".join(summary["cells"]))
     return 0
+
+
+def example_budgets(cfg, prepared: str | None) -> tuple[dict, str]:
+    """Per arm with `examples` budgets: {task: {budget, realized, per_language}} and the realized total."""
+    from hpcxlt.data.sizes import train_rows
+    from hpcxlt.grid.budget import allocate
+    from hpcxlt.grid.plan import arm_languages
+
+    arms = [arm for arm in cfg.arms if arm.examples]
+    if not arms:
+        return {}, ""
+    pairs = {(task, lang) for arm in arms for task in arm.examples for lang in arm_languages(cfg, arm.name)[task]}
+    rows, source = train_rows(cfg, sorted(pairs), prepared)
+    out = {}
+    for arm in arms:
+        tasks, total = {}, 0
+        for task, budget in arm.examples.items():
+            sizes = {lang: rows[(task, lang)] for lang in arm_languages(cfg, arm.name)[task]}
+            per_language = allocate(budget, sizes) if None not in sizes.values() else None
+            realized = sum(per_language.values()) if per_language is not None else None
+            tasks[task] = {"budget": budget, "realized": realized, "per_language": per_language}
+            total = None if realized is None or total is None else total + realized
+        out[arm.name] = {"tasks": tasks, "realized_total": total,
+                         "control": arm.control, "compare_to": arm.compare_to}
+    return out, source
+
+
+def _print_budgets(budgets: dict, source: str) -> None:
+    print()
+    print(f"multilingual training examples per arm (arms[].examples; rows from {source}):")
+    print(f"  {'arm':<16}{'task':<18}{'budget':>9}{'realized':>10}  per language")
+    for arm, entry in budgets.items():
+        for task, figures in entry["tasks"].items():
+            realized = "?" if figures["realized"] is None else f"{figures['realized']:,}"
+            langs = ", ".join(f"{lang} {n:,}" for lang, n in (figures["per_language"] or {}).items())
+            print(f"  {arm:<16}{task:<18}{figures['budget']:>9,}{realized:>10}  {langs}")
+    budgeted = {arm: sum(f["budget"] for f in entry["tasks"].values()) for arm, entry in budgets.items()}
+    print("  budget totals: " + ", ".join(f"{arm} {n:,}" for arm, n in budgeted.items()))
+    totals = {arm: entry["realized_total"] for arm, entry in budgets.items()}
+    print("  realized totals: " + ", ".join(f"{arm} {'?' if n is None else f'{n:,}'}" for arm, n in totals.items()))
+    for arm, entry in budgets.items():
+        other = entry["control"]
+        if other in totals and totals[arm] is not None and totals[other] is not None:
+            verdict = "equal" if totals[arm] == totals[other] else "NOT equal: the control is not matched"
+            print(f"  {arm} vs its control {other}: {totals[arm]:,} vs {totals[other]:,} examples, {verdict}")

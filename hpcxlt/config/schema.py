@@ -190,6 +190,10 @@ class ArmConfig:
     """How batches are drawn across tasks and languages."""
     compare_to: str | None = None
     """English-only arm that this arm adds multilingual low-resource data to (pairs arms for the research-question table)."""
+    control: str | None = None
+    """Matched arm that adds the same kinds of data in high-resource languages (contrasted in the significance tables)."""
+    examples: Mapping[str, int] = field(default_factory=dict)
+    """Task -> training examples of it in this arm, a fixed subset spread as evenly as the data allows over its languages (equal budgets match arms; unset: all)."""
     train: Mapping[str, object] = field(default_factory=dict)
     """Overrides of the `intermediate` hyperparameters for this arm (TrainConfig keys)."""
 
@@ -205,9 +209,13 @@ class ArmConfig:
             raise ConfigError(f"{path}.tasks: arm {self.name!r} needs at least one intermediate task")
         if len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"{path}.tasks: lists a task twice: {list(self.tasks)}")
-        for task in self.languages:
-            if task not in self.tasks:
-                raise ConfigError(f"{path}.languages.{task}: {task!r} is not one of this arm's tasks {list(self.tasks)}")
+        for section in ("languages", "examples"):
+            for task in getattr(self, section):
+                if task not in self.tasks:
+                    raise ConfigError(f"{path}.{section}.{task}: {task!r} is not one of this arm's tasks {list(self.tasks)}")
+        for task, count in self.examples.items():
+            if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+                raise ConfigError(f"{path}.examples.{task}: must be a whole number of training examples > 0, got {count!r}")
         self.sampling.check(f"{path}.sampling")
 
 
@@ -351,6 +359,10 @@ class ExperimentConfig:
                 raise ConfigError(f"{prefix}arms[{index}].compare_to: {arm.compare_to!r} is not an arm; arms are {names}")
             if arm.compare_to == arm.name:
                 raise ConfigError(f"{prefix}arms[{index}].compare_to: an arm cannot be compared to itself")
+            if arm.control is not None and arm.control not in names:
+                raise ConfigError(f"{prefix}arms[{index}].control: {arm.control!r} is not an arm; arms are {names}")
+            if arm.control == arm.name:
+                raise ConfigError(f"{prefix}arms[{index}].control: an arm cannot be its own control")
         self.targets.check(f"{prefix}targets")
         if not self.seeds:
             raise ConfigError(f"{prefix}seeds: must list at least one seed")

@@ -259,23 +259,31 @@ def tag_names(spec: TaskSpec, data_cfg: DataConfig) -> tuple[str, ...]:
 
 
 def load_features(spec: TaskSpec, lang: str, split: str, tokenizer, data_cfg: DataConfig, *, max_length: int,
-                  doc_stride: int = 32, train: bool | None = None, use_cache: bool = True) -> FeatureSet:
+                  doc_stride: int = 32, train: bool | None = None, use_cache: bool = True,
+                  examples_limit: int | None = None) -> FeatureSet:
     """Features of one split of one language, from the cache under data_cfg.cache_dir when an
     equal tokenizer, task, split, settings and source data were featurized before.
 
     `train` defaults to split == 'train' (training features); pass False to get evaluation features
-    of a training split or True for training features of a dev split.
+    of a training split or True for training features of a dev split. `examples_limit` keeps a fixed
+    subset of that many raw examples (`subset_indices`; an arm's `examples` budget) before featurizing.
     """
     from hpcxlt.data.load import load_split, source_fingerprint
 
     train = is_train_mode(split) if train is None else train
     examples = load_split(spec, lang, split, data_cfg)
+    source = source_fingerprint(spec, lang, split, data_cfg, examples)
+    subset = None
+    if examples_limit is not None and examples_limit < len(examples):
+        examples = examples.select(subset_indices(spec.name, lang, len(examples), examples_limit))
+        subset = examples_limit
     names = tag_names(spec, data_cfg)
     key = cache.feature_key(
         tokenizer=cache.tokenizer_fingerprint(tokenizer), task=spec.name, lang=lang, split=split,
         settings={"train": train, "max_length": max_length, "doc_stride": doc_stride if spec.format == "qa" else None,
-                  "label_names": list(names), "format": spec.format, "version": FEATURES_VERSION},
-        source=source_fingerprint(spec, lang, split, data_cfg, examples))
+                  "label_names": list(names), "format": spec.format, "version": FEATURES_VERSION,
+                  **({"subset": subset} if subset is not None else {})},
+        source=source)
     if not use_cache:
         return FeatureSet(features=featurize(spec, examples, tokenizer, train=train, max_length=max_length,
                                              doc_stride=doc_stride, label_names=names, lang=lang),
@@ -285,6 +293,15 @@ def load_features(spec: TaskSpec, lang: str, split: str, tokenizer, data_cfg: Da
         lambda: featurize(spec, examples, tokenizer, train=train, max_length=max_length, doc_stride=doc_stride,
                           label_names=names, lang=lang))
     return FeatureSet(features=features, examples=examples, cache_hit=hit, cache_path=path, label_names=names)
+
+
+def subset_indices(task: str, lang: str, size: int, keep: int) -> list[int]:
+    """`keep` of `size` row indices, ascending: the same for every seed and run (seeded by task and language
+    only), so seeds differ in training alone and arms with equal budgets read the same rows of a shared task."""
+    import random
+    import zlib
+
+    return sorted(random.Random(zlib.crc32(f"subset/{task}/{lang}".encode())).sample(range(size), keep))
 
 
 def load_candidate_features(spec: TaskSpec, tokenizer, data_cfg: DataConfig, *, max_length: int,

@@ -71,7 +71,8 @@ def estimate(cfg: ExperimentConfig, plan: Plan) -> list[StageCost]:
     for cell in plan.stage_cells("intermediate"):
         arm = cfg.arm(cell.arm)
         langs = arm_languages(cfg, arm.name)
-        examples = sum(_train_examples(cfg, task, langs[task]) for task in arm.tasks)
+        # a budgeted task gives at most its budget (arms[].examples)
+        examples = sum(min(_train_examples(cfg, task, langs[task]), arm.examples.get(task, 10**12)) for task in arm.tasks)
         inter += _run_samples(examples, arm_train_config(cfg, arm))
     target = 0
     for cell in plan.stage_cells("target"):

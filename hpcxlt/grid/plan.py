@@ -182,6 +182,8 @@ def plan(cfg: ExperimentConfig) -> Plan:
                 "stage": "intermediate", "model": model, "data": train_data, "tasks": list(arm.tasks),
                 "languages": arm_languages(cfg, arm.name), "sampling": config_to_dict(arm.sampling),
                 "train": train, "seed": seed,
+                # only when set, so arms without a budget keep the fingerprints (and done cells) they had
+                **({"examples": dict(sorted(arm.examples.items()))} if arm.examples else {}),
             })
             inter_fp[(arm.name, seed)] = fp
             cells.append(Cell(key=key, stage="intermediate", arm=arm.name, seed=seed, fingerprint=fp))

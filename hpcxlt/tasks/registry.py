@@ -464,6 +464,39 @@ LOWRES_INTERMEDIATES: tuple[TaskSpec, ...] = (
 )
 
 
+# The matched high-resource control (configs/lowres.yaml `*_highres` arms): the same kinds of task as the
+# low-resource intermediates, in six Joshi class-5 languages. They are XTREME-R target languages (every
+# class 4-5 language of the registry is), so for those targets a highres arm is no longer zero-shot:
+# WikiANN's de/fr/es/zh/ru/ar train splits are PAN-X's, and XNLI's train splits are MNLI machine-
+# translated (translate-train). Read the per-language rows of those targets with that in mind.
+HIGHRES_LANGS = _langs("de fr es zh ru ar")
+SIB200_HIGHRES_CONFIGS = {"de": "deu_Latn", "fr": "fra_Latn", "es": "spa_Latn", "zh": "zho_Hans", "ru": "rus_Cyrl",
+                          "ar": "arb_Arab"}
+
+HIGHRES_INTERMEDIATES: tuple[TaskSpec, ...] = (
+    _intermediate(
+        "wikiann_highres", format="tagging", metric="seqeval_f1", schema="tagging",
+        train=_per_lang(HIGHRES_LANGS, lambda l: DataRef(hf_id="unimelb-nlp/wikiann", config=l, split="train")),
+        dev=_per_lang(HIGHRES_LANGS, lambda l: DataRef(hf_id="unimelb-nlp/wikiann", config=l, split="validation")),
+        columns=NER_COLUMNS, label_names=PANX_LABELS,
+        source="WikiANN, Pan et al. 2017, partition of Rahimi et al. 2019 (unimelb-nlp/wikiann)"),
+    _intermediate(
+        "sib200_highres", format="classification", metric="accuracy", schema="sib200",
+        train=_by_config("Davlan/sib200", SIB200_HIGHRES_CONFIGS, "train", revision=PARQUET),
+        dev=_by_config("Davlan/sib200", SIB200_HIGHRES_CONFIGS, "validation", revision=PARQUET),
+        columns=MappingProxyType({"text": "text", "label": "category"}), label_names=SIB200_LABELS,
+        source="Adelani et al. 2024, SIB-200 (Davlan/sib200)"),
+    _intermediate(
+        # XNLI's train split in each language is MNLI machine-translated (Conneau et al. 2018): the
+        # high-resource counterpart of IndicXNLI (MNLI machine-translated into Indic languages).
+        "xnli_mt_highres", format="classification", metric="accuracy", schema="nli",
+        train=_per_lang(HIGHRES_LANGS, lambda l: DataRef(hf_id="facebook/xnli", config=l, split="train")),
+        dev=_per_lang(HIGHRES_LANGS, lambda l: DataRef(hf_id="facebook/xnli", config=l, split="validation")),
+        columns=NLI_COLUMNS, label_names=NLI_LABELS,
+        source="Conneau et al. 2018, XNLI machine-translated training data (facebook/xnli)"),
+)
+
+
 # ---------------------------------------------------------------------------------------------
 # The registry
 # ---------------------------------------------------------------------------------------------
@@ -547,8 +580,8 @@ def _build(specs: Iterable[TaskSpec]) -> Mapping[str, TaskSpec]:
     return MappingProxyType(table)
 
 
-TASKS: Mapping[str, TaskSpec] = _build((*TARGETS, *ENGLISH_INTERMEDIATES, *LOWRES_INTERMEDIATES))
-"""name -> TaskSpec: XTREME-R targets first (XTREME-R order), then English, then low-resource intermediates."""
+TASKS: Mapping[str, TaskSpec] = _build((*TARGETS, *ENGLISH_INTERMEDIATES, *LOWRES_INTERMEDIATES, *HIGHRES_INTERMEDIATES))
+"""name -> TaskSpec: XTREME-R targets first (XTREME-R order), then English, low-resource and high-resource intermediates."""
 
 
 def get_task(name: str) -> TaskSpec:

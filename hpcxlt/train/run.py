@@ -20,9 +20,9 @@ import os
 import shutil
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from hpcxlt.config import ExperimentConfig, TrainConfig, arm_train_config, target_train_config
 from hpcxlt.io import follow_umask, make_temp_dir
@@ -52,6 +52,8 @@ class CellSetup:
     """Task -> training languages."""
     multi_task: bool
     """True for intermediate cells: shared encoder + one head per task, forward(task=...)."""
+    examples: Mapping[str, int] = field(default_factory=dict)
+    """Task -> training-example budget spread over its languages (the arm's `examples`; empty: all)."""
 
 
 def cell_setup(cfg: ExperimentConfig, cell: Cell) -> CellSetup:
@@ -60,7 +62,8 @@ def cell_setup(cfg: ExperimentConfig, cell: Cell) -> CellSetup:
         arm = cfg.arm(cell.arm)
         specs = tuple(get_task(t) for t in arm.tasks)
         languages = {s.name: tuple(arm.languages.get(s.name, s.train_languages)) for s in specs}
-        return CellSetup(train=arm_train_config(cfg, arm), specs=specs, languages=languages, multi_task=True)
+        return CellSetup(train=arm_train_config(cfg, arm), specs=specs, languages=languages, multi_task=True,
+                         examples=dict(arm.examples))
     if cell.stage == "target":
         if not cell.target:
             raise ValueError(f"cell {cell.key}: a target cell names no target task")
@@ -161,6 +164,19 @@ def build_streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: i
     return _streams(cfg, setup, tokenizer, seed=seed, world=world, split=split, languages=languages or setup.languages)
 
 
+def example_allocation(cfg: ExperimentConfig, setup: CellSetup) -> dict[str, dict[str, int]]:
+    """Task -> {language: training examples} for the tasks the arm budgets (`arms[].examples`), from the data's rows."""
+    from hpcxlt.data.load import load_split
+    from hpcxlt.grid.budget import allocate
+
+    out = {}
+    for spec in setup.specs:
+        if spec.name in setup.examples:
+            sizes = {lang: len(load_split(spec, lang, "train", cfg.data)) for lang in setup.languages[spec.name]}
+            out[spec.name] = allocate(setup.examples[spec.name], sizes)
+    return out
+
+
 def _streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, world: int, split: str,
              languages: dict[str, tuple[str, ...]]) -> tuple[list[Stream], dict[str, tuple[str, ...]]]:
     from hpcxlt.data.collate import LengthGroupedBatchSampler, PadCollator, model_inputs
@@ -169,10 +185,14 @@ def _streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, w
     train = setup.train
     collator = PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if device_type() == "cuda" else None)
     streams, label_names = [], {}
+    allocation = example_allocation(cfg, setup) if split == "train" else {}
     for spec in setup.specs:
         for lang in languages[spec.name]:
+            limit = allocation.get(spec.name, {}).get(lang)
+            if limit == 0:
+                continue  # the budget is used up by the other languages (sizes were uneven)
             fs = load_features(spec, lang, split, tokenizer, cfg.data, max_length=train.max_length,
-                               doc_stride=train.doc_stride, train=True)
+                               doc_stride=train.doc_stride, train=True, examples_limit=limit)
             features = fs.features.select_columns([c for c in MODEL_INPUTS if c in fs.features.column_names])
             label_names[spec.name] = tuple(fs.label_names)
             if len(features) == 0:
@@ -235,6 +255,7 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     encoder_config = getattr(model, "config", None) or model.encoder.config
     extra = {"cell": cell.key, "seed": cell.seed, "fingerprint": cell.fingerprint, "init_from": init_from,
              "stream_sizes": sizes, "attention": getattr(encoder_config, "_attn_implementation", None),
+             "examples": example_allocation(cfg, setup) if setup.examples else None,
              "precision": engine.precision, "zero_stage": train.zero_stage,
              "selection_rule": {"by": train.select_by, "eval_every": train.eval_every, "patience": train.patience,
                            "min_delta": train.min_delta}}
