@@ -159,6 +159,15 @@ def test_intermediate_then_targets_on_two_processes_zero3(assets: Path, tmp_path
     assert done["selection"] == {"by": "metric", "step": best["step"], "metric": pytest.approx(best["metric"]),
                                  "stopped_early": False}
     assert done["checkpoint"] == f"step-{best['step']}"
+    # live curves: the cell's TensorBoard event files, read back with tensorboard's own reader
+    from tests.test_tracking import read_scalars
+
+    curves = read_scalars(store.cell_dir(inter) / "tensorboard")
+    assert [step for step, _ in curves["train/loss"]] == list(range(1, 11))
+    assert [step for step, _ in curves["dev/metric"]] == [5, 10]
+    assert [v for _, v in curves["dev/metric"]] == pytest.approx([e["metric"] for e in evals])
+    assert {"train/lr", "train/grad_norm", "speed/samples_per_s", "speed/tokens_per_s", "train/loss/mnli",
+            "dev/mnli:en", "dev/masakhaner2:sw"} <= set(curves)
 
     # the exported models load with plain transformers (no DeepSpeed)
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer

@@ -43,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_experiment(args.config, args.override)
     grid = plan(cfg)
+    from hpcxlt.train.tracking import TrackingError, require_packages
+
+    try:
+        require_packages(cfg.tracking)  # here, not in every job on a compute node
+    except TrackingError as err:
+        raise UserError(f"{args.config}: {err}") from None
     site = site_raw = None
     if args.site:
         from hpcxlt.config.load import read_yaml

@@ -17,6 +17,7 @@ from hpcxlt.config.schema import (
     DataConfig,
     EvalConfig,
     StatsConfig,
+    TrackingConfig,
     ExperimentConfig,
     ModelConfig,
     SamplingConfig,
@@ -25,7 +26,7 @@ from hpcxlt.config.schema import (
 )
 
 __all__ = [
-    "BASELINE_ARM", "ArmConfig", "ConfigError", "CostConfig", "DataConfig", "EvalConfig", "ExperimentConfig", "StatsConfig",
+    "BASELINE_ARM", "ArmConfig", "ConfigError", "CostConfig", "DataConfig", "EvalConfig", "ExperimentConfig", "StatsConfig", "TrackingConfig",
     "ModelConfig", "SamplingConfig", "TargetsConfig", "TrainConfig", "arm_train_config", "config_to_dict",
     "dump_yaml", "from_dict", "load_config", "parse_config", "target_train_config",
 ]

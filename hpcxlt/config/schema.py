@@ -22,6 +22,7 @@ EVAL_SPLITS = ("dev", "test")
 QA_CONVENTIONS = ("em_f1", "f1")
 SELECT_BY = ("metric", "loss", "last")
 CORRECTIONS = ("holm", "bh", "none")
+WANDB_MODES = ("offline", "online")
 BASELINE_ARM = "none"
 
 
@@ -271,6 +272,26 @@ class EvalConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TrackingConfig:
+    """Experiment trackers besides the TensorBoard event files every training cell writes (cells/<key>/tensorboard)."""
+
+    wandb: bool = False
+    """Also log to Weights & Biases (needs the `wandb` package; checked at submit)."""
+    wandb_project: str = "hpcxlt"
+    """W&B project."""
+    wandb_entity: str | None = None
+    """W&B entity (team or user; None: the default of the logged-in user)."""
+    wandb_mode: str = "offline"
+    """'offline' (compute nodes without internet: `wandb sync` the run folders later) or 'online'."""
+
+    def check(self, path: str) -> None:
+        if self.wandb_mode not in WANDB_MODES:
+            raise ConfigError(f"{path}.wandb_mode: {self.wandb_mode!r} is not allowed; choose one of {', '.join(WANDB_MODES)}")
+        if not self.wandb_project:
+            raise ConfigError(f"{path}.wandb_project: must name a W&B project")
+
+
+@dataclass(frozen=True, kw_only=True)
 class StatsConfig:
     """How the aggregate tables test differences between arms (docs/statistics.md)."""
 
@@ -340,6 +361,8 @@ class ExperimentConfig:
     """Zero-shot evaluation settings."""
     stats: StatsConfig = field(default_factory=StatsConfig)
     """Significance tests of the aggregate tables."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """Experiment trackers (TensorBoard always; W&B optional)."""
     cost: CostConfig = field(default_factory=CostConfig)
     """Figures for the GPU-hour estimate."""
 
@@ -375,6 +398,7 @@ class ExperimentConfig:
         self.target.check(f"{prefix}target")
         self.eval.check(f"{prefix}eval")
         self.stats.check(f"{prefix}stats")
+        self.tracking.check(f"{prefix}tracking")
         self.cost.check(f"{prefix}cost")
 
     def arm(self, name: str) -> ArmConfig:

@@ -221,6 +221,14 @@ class Engine:
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
+    def grad_norm(self) -> float | None:
+        """2-norm of the last optimizer step's gradients as DeepSpeed computed it (None where it does not: ZeRO
+        stage 0 in fp32); a device read, so the loop asks only at log steps."""
+        value = self.ds.get_global_grad_norm()
+        if value is None:
+            return None
+        return float(value.item() if torch.is_tensor(value) else value)
+
     def to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 

@@ -118,10 +118,14 @@ def preemption_signals() -> Iterator[_SignalFlag]:
 
 
 class TrainLog:
-    """train_log.jsonl, written by rank 0; on resume, records after the checkpoint's step are dropped."""
+    """train_log.jsonl, written by rank 0; on resume, records after the checkpoint's step are dropped.
 
-    def __init__(self, path: Path):
+    `sink(record)` (rank 0) sees every record after it is written: the experiment trackers (train/tracking.py).
+    """
+
+    def __init__(self, path: Path, sink: Callable[[dict], None] | None = None):
         self.path = Path(path)
+        self.sink = sink
 
     def records(self) -> list[dict]:
         if not self.path.exists():
@@ -147,6 +151,8 @@ class TrainLog:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
             handle.flush()
+        if self.sink is not None:
+            self.sink(record)
 
 
 def _lookup_resume(root: Path) -> Path | None:
@@ -164,6 +170,7 @@ def train_loop(
     forward_kwargs: Callable[[str], dict[str, Any]] | None = None,
     evaluate: Callable[[Engine], float | Mapping[str, Any]] | None = None,
     extra_state: dict[str, Any] | None = None,
+    on_record: Callable[[dict], None] | None = None,
 ) -> LoopResult:
     """Train until `cfg.total_steps`, resuming from the newest complete checkpoint in `cfg.checkpoint_dir`.
 
@@ -173,9 +180,9 @@ def train_loop(
     evaluations without improvement (the learning-rate schedule is not shortened, as in jiant). The
     selection state (best metric and step, evaluations since, stopped) is part of every checkpoint, so a
     resumed run selects and stops exactly as an uninterrupted one. Raises `Preempted` after saving when
-    SIGUSR1/SIGUSR2/SIGTERM arrived in any rank.
+    SIGUSR1/SIGUSR2/SIGTERM arrived in any rank. `on_record(record)` (rank 0) sees every train-log record.
     """
-    train_log = TrainLog(cfg.log_path)
+    train_log = TrainLog(cfg.log_path, sink=on_record)
     selection: dict[str, Any] = dict(FRESH_SELECTION)
     # the host of every rank, in rank order: where a multi-node job really ran (a requeue may move it)
     hosts = dist.all_gather_object(socket.gethostname())
@@ -330,6 +337,7 @@ def _log_window(train_log: TrainLog, engine: Engine, counts: dict[str, dict[str,
         "loss": total_loss / total_n if total_n else None,
         "loss_per_task": per_task,
         "lr": engine.lr(),
+        "grad_norm": engine.grad_norm(),
         "samples_per_s": n_examples / seconds if seconds > 0 else None,
         "tokens_per_s": n_tokens / seconds if seconds > 0 else None,
         "steps_in_window": steps,

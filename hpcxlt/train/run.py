@@ -36,6 +36,7 @@ from hpcxlt.train.engine import Engine, consolidated_state_dict, device_type, in
 from hpcxlt.train.loop import LoopConfig, train_loop
 from hpcxlt.train.sampling import Mixture, Stream, epochs_to_steps, stream_key, stream_probabilities
 from hpcxlt.train.selection import dev_loss, dev_metric
+from hpcxlt.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,14 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
              "precision": engine.precision, "zero_stage": train.zero_stage,
              "selection_rule": {"by": train.select_by, "eval_every": train.eval_every, "patience": train.patience,
                            "min_delta": train.min_delta}}
-    result = train_loop(engine, mixture, loop_cfg, forward_kwargs=forward_kwargs, evaluate=evaluate, extra_state=extra)
+    tracker = Tracker.for_cell(cfg, cell.key, store.cell_dir(cell.key), store.root, cell.fingerprint) \
+        if dist.is_main() else None
+    try:
+        result = train_loop(engine, mixture, loop_cfg, forward_kwargs=forward_kwargs, evaluate=evaluate,
+                            extra_state=extra, on_record=tracker.record if tracker else None)
+    finally:
+        if tracker is not None:
+            tracker.close()
 
     source = result.best_checkpoint or result.final_checkpoint
     selected_by = train.select_by if train.eval_every and result.best_checkpoint else "last"
