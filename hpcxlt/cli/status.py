@@ -19,48 +19,109 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help='print one JSON object ("done": true|false for the whole grid, "counts", "stages", "failed")')
     parser.add_argument("--no-queue", action="store_true", help="use the recorded states only (no squeue/sacct)")
     parser.add_argument("--cells", action="store_true", help="also list every cell with its state")
+    parser.add_argument("--watch", type=float, nargs="?", const=10.0, default=None, metavar="SECONDS",
+                        help="redraw in place every SECONDS (default 10) until nothing is queued or running; "
+                             "shows each running training cell's step, loss, dev metric and ETA")
+    parser.add_argument("--count", type=int, default=None, metavar="N", help="with --watch: stop after N redraws")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcxlt.launch.report import REPORT_STATES, run_status
+    from hpcxlt.cli import UserError
 
-    status = run_status(args.run_dir, use_queue=not args.no_queue)
-    if not args.cells:
-        status.pop("cell_states")
+    if args.watch is not None:
+        if args.json:
+            raise UserError("--watch redraws a table in place; use --json without --watch for one JSON object")
+        if args.watch <= 0 or (args.count is not None and args.count < 1):
+            raise UserError("--watch needs SECONDS > 0 and --count N >= 1")
+        return _watch(args)
+    status = _status(args)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
         return 0
+    print(report(status, args.cells), end="")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> dict:
+    from hpcxlt.launch.progress import running_progress
+    from hpcxlt.launch.report import run_status
+    from hpcxlt.store import RunStore
+
+    status = run_status(args.run_dir, use_queue=not args.no_queue)
+    status["progress"] = running_progress(RunStore(args.run_dir), status)
+    if not args.cells:
+        status.pop("cell_states")
+    return status
+
+
+def _watch(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console()
+    redraws = 0
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        while True:
+            status = _status(args)
+            stamp = time.strftime("%H:%M:%S")
+            live.update(Text(f"{stamp}  (every {args.watch:g} s; Ctrl-C to stop)\n" + report(status, args.cells)),
+                        refresh=True)
+            redraws += 1
+            active = status["counts"]["submitted"] or status["counts"]["running"]
+            if not active or (args.count is not None and redraws >= args.count):
+                return 0
+            try:
+                time.sleep(args.watch)
+            except KeyboardInterrupt:
+                return 0
+
+
+def report(status: dict, cells: bool) -> str:
+    """The text `hpcxlt status` prints."""
+    from hpcxlt.launch.progress import PROGRESS_HEADER, progress_rows
+    from hpcxlt.launch.report import REPORT_STATES
+
+    lines: list[str] = []
+    out = lines.append  # built as lines: printed once, or redrawn in place by --watch
     executor = status["executor"] or "not submitted"
-    print(f"run {status['run_dir']}  experiment {status['experiment']}  executor {executor}")
+    out(f"run {status['run_dir']}  experiment {status['experiment']}  executor {executor}")
     if status["queue"]["error"]:
-        print(f"  (queue not checked: {status['queue']['error']})")
+        out(f"  (queue not checked: {status['queue']['error']})")
     shown = [s for s in REPORT_STATES if status["counts"][s] or s in ("pending", "done", "failed")]
     header = f"{'stage':<14}{'cells':>7}" + "".join(f"{s:>11}" for s in shown)
-    print(header)
-    print("-" * len(header))
+    out(header)
+    out("-" * len(header))
     for stage, info in status["stages"].items():
-        print(f"{stage:<14}{info['cells']:>7}" + "".join(f"{info['counts'][s]:>11}" for s in shown))
-    print("-" * len(header))
-    print(f"{'total':<14}{status['cells']:>7}" + "".join(f"{status['counts'][s]:>11}" for s in shown))
+        out(f"{stage:<14}{info['cells']:>7}" + "".join(f"{info['counts'][s]:>11}" for s in shown))
+    out("-" * len(header))
+    out(f"{'total':<14}{status['cells']:>7}" + "".join(f"{status['counts'][s]:>11}" for s in shown))
     waves = status.get("waves")
     if waves:
         feeder = f"; feeder job {waves['feeder']} ({waves['feeder_state']}) submits the next" if waves["feeder"] else ""
-        print(f"waves: {waves['submitted']} submitted (site max_queued_jobs); {waves['waiting_jobs']} job(s) were "
+        out(f"waves: {waves['submitted']} submitted (site max_queued_jobs); {waves['waiting_jobs']} job(s) were "
               f"left for later waves{feeder}")
     agg = status["aggregate"]
     if agg.get("job_id") or agg.get("state") != "pending":
-        print(f"aggregation: {agg.get('state')}" + (f" (job {agg['job_id']}, log {agg.get('log')})" if agg.get("job_id") else ""))
+        out(f"aggregation: {agg.get('state')}" + (f" (job {agg['job_id']}, log {agg.get('log')})" if agg.get("job_id") else ""))
+    if status.get("progress"):
+        from tabulate import tabulate
+
+        out("")
+        out(tabulate(progress_rows(status["progress"]), headers=PROGRESS_HEADER, disable_numparse=True))
     if status["failed"]:
-        print(f"\n{len(status['failed'])} failed cell(s):")
+        out(f"\n{len(status['failed'])} failed cell(s):")
         for cell in status["failed"]:
-            print(f"  {cell['key']}: {cell['error'] or 'no error recorded'}")
-            print(f"    log: {cell['log'] or '-'}")
+            out(f"  {cell['key']}: {cell['error'] or 'no error recorded'}")
+            out(f"    log: {cell['log'] or '-'}")
     if status["done"]:
-        print("\nall cells done")
+        out("\nall cells done")
     elif status["counts"]["failed"] or status["counts"]["cancelled"] or status["counts"]["pending"]:
-        print(f"\n`hpcxlt resume {status['run_dir']}` resubmits what is neither done nor queued")
-    if args.cells:
+        out(f"\n`hpcxlt resume {status['run_dir']}` resubmits what is neither done nor queued")
+    if cells:
         for key, state in status["cell_states"].items():
-            print(f"{state:<10} {key}")
-    return 0
+            out(f"{state:<10} {key}")
+    return "\n".join(lines) + "\n"

@@ -148,6 +148,7 @@ class TrainLog:
         if not dist.is_main():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        record = {**record, "time": round(time.time(), 3)}  # wall clock: `hpcxlt status --watch` estimates ETAs
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
             handle.flush()
