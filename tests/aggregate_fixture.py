@@ -49,6 +49,7 @@ def make_run(
     splits: tuple[str, ...] = ("test",),
     qa_convention: str = "em_f1",
     layout: str = "files",
+    stats: dict[str, Any] | None = None,
 ) -> RunStore:
     """Initialize a run directory and write one record per planned eval cell and split.
 
@@ -59,6 +60,7 @@ def make_run(
         "name": "aggtest", "arms": arms,
         "targets": {"tasks": list(targets), "languages": {t: list(langs) for t, langs in targets.items()}},
         "seeds": seeds, "eval": {"splits": list(splits), "qa_convention": qa_convention},
+        **({"stats": stats} if stats else {}),
     })
     grid = plan(cfg)
     store = RunStore(root)

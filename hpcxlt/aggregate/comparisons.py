@@ -94,31 +94,44 @@ def _interval(est) -> str:
     return f"{est.delta:+.2f} [{est.low:+.2f}, {est.high:+.2f}]"
 
 
-def _finish(name: str, title: str, header: list[str], found: list[tuple[dict, Any]], book: ScoreBook,
+def _finish(name: str, title: str, header: list[str], found: list[tuple[dict, Any, Any]], book: ScoreBook,
             notes: list[str]) -> Table:
-    """Correct the family of p-values, mark survivors, build display rows."""
+    """Correct the family of p-values, mark survivors, add ASO when asked, build display rows.
+
+    `found` holds (row, Estimate or None, Draws or None) per comparison."""
+    from hpcxlt.aggregate.significance import aso_epsilon
+
     cfg = book.cfg.stats
-    tested = [(row, est) for row, est in found if est is not None]
-    adjusted = adjust([est.p for _, est in tested], cfg.correction)
-    for (row, est), p_adj in zip(tested, adjusted):
+    tested = [(row, est, draws) for row, est, draws in found if est is not None]
+    adjusted = adjust([est.p for _, est, _ in tested], cfg.correction)
+    for (row, est, draws), p_adj in zip(tested, adjusted):
         row.update(est.to_json(), p_adjusted=float(f"{p_adj:.4g}"), significant=bool(p_adj <= cfg.alpha))
+        if cfg.aso and est.n_seeds >= 3:
+            row["aso_epsilon"] = round(aso_epsilon(draws, alpha=cfg.alpha, comparisons=len(tested),
+                                                   bootstrap=cfg.bootstrap, seed=cfg.seed), 4)
+    if cfg.aso:
+        header = [*header, "ASO ε"]
+    width = 5 if cfg.aso else 4  # the computed columns at the end
     rows, display = [], []
     statuses = {COMPLETE: 0, PARTIAL: 0, INCOMPLETE: 0}
-    for row, est in found:
+    for row, est, _ in found:
         statuses[row["status"]] += 1
         rows.append(row)
-        lead = [row[h] for h in header[:-4]]
+        lead = [row[h] for h in header[:-width]]
+        aso_cell = ((f"{row['aso_epsilon']:.2f}" if "aso_epsilon" in row else "n/a"),) if cfg.aso else ()
         if est is None:
-            display.append((*lead, "—", PValue(None), PValue(None), ""))
+            display.append((*lead, "—", PValue(None), PValue(None), "", *aso_cell))
         else:
             display.append((*lead, _interval(est), PValue(est.p), PValue(row["p_adjusted"]),
-                            "*" if row["significant"] else ""))
+                            "*" if row["significant"] else "", *aso_cell))
     notes = [*notes,
              f"Δ [95% interval]: mean over seeds of the per-seed Δ (mean over languages), t on seeds - 1 degrees "
              f"of freedom plus the test examples' shared paired-bootstrap variance ({cfg.bootstrap} draws, seed "
              f"{cfg.seed}); docs/statistics.md.",
              f"p adj.: {cfg.correction} over the {len(tested)} tests of this table; * = significant at "
-             f"{cfg.alpha} after correction."]
+             f"{cfg.alpha} after correction.",
+             *(["ASO ε: Almost Stochastic Order of the per-seed scores (Dror et al. 2019, deepsig; 3+ seeds; "
+                "ε < 0.5: the arm is almost stochastically better)."] if cfg.aso else [])]
     return Table(name=name, title=title, rows=tuple(rows), header=tuple(header), display=tuple(display),
                  notes=tuple(notes), partial=bool(statuses[PARTIAL] or statuses[INCOMPLETE]), statuses=statuses)
 
@@ -143,7 +156,7 @@ def significance(book: ScoreBook, store, split: str) -> Table:
             per_target.append(draws)
             found.append(({"comparison": kind, "arm": arm, "vs": other, "target": target, "langs": n_langs,
                            "seeds": n_seeds, "status": _status(draws, partial)},
-                          estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None))
+                          estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None, draws))
         if len(book.targets) > 1:
             usable = [d for d in per_target if d is not None]
             same = usable and len(usable) == len(per_target) and len({d.resampled.shape for d in usable}) == 1
@@ -152,7 +165,7 @@ def significance(book: ScoreBook, store, split: str) -> Table:
                            "langs": sum(len(book.planned[(arm, t)].langs) for t in book.targets),
                            "seeds": usable[0].per_seed.shape[0] if usable else 0,
                            "status": _status(draws, False)},
-                          estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None))
+                          estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None, draws))
     notes = [] if found else ["no 'none' arm and no compare_to pair: nothing to compare"]
     notes.append(f"'{ALL_TARGETS}': the mean of the per-target Δs (each target weighs the same; different metrics "
                  "are averaged as Δs, never pooled into one test).")
@@ -184,7 +197,7 @@ def significance_by_resource(book: ScoreBook, store, split: str) -> Table:
                 found.append(({"comparison": kind, "arm": arm, "vs": other, "target": target, "class": group,
                                "langs": n_langs,
                                "seeds": n_seeds, "status": _status(draws, partial)},
-                              estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None))
+                              estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None, draws))
             usable = [d for d in per_target if d is not None]
             if len(per_target) > 1:
                 same = len(usable) == len(per_target) and len({d.resampled.shape for d in usable}) == 1
@@ -193,7 +206,7 @@ def significance_by_resource(book: ScoreBook, store, split: str) -> Table:
                                "langs": sum(1 for t in book.targets for lang in book.planned[(arm, t)].langs
                                             if resource_group(lang) == group),
                                "seeds": usable[0].per_seed.shape[0] if usable else 0, "status": _status(draws, False)},
-                              estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None))
+                              estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None, draws))
     notes = ["Does low-resource multilingual data added to English intermediate training help, for which target "
              "languages, and more than as much high-resource data ('vs control')? Classes: Joshi et al. (2020) 0-2 "
              "low, 3-5 high. Targets without a language of a class have no row for it; 'all targets' is the mean of "

@@ -53,6 +53,10 @@ class Draws:
     """(n_seeds,): mean over languages of the per-language Δ, for each seed."""
     resampled: np.ndarray
     """(n_boot, n_seeds): the same under each bootstrap draw of the test examples."""
+    a_per_seed: np.ndarray
+    """(n_seeds,): the arm's own score per seed (mean over languages); per_seed = a_per_seed - b_per_seed."""
+    b_per_seed: np.ndarray
+    """(n_seeds,): the other arm's."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,7 +100,7 @@ def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.rando
     n_seeds = len(languages[0].a)
     if n_seeds == 0 or any(len(x.a) != n_seeds or len(x.b) != n_seeds for x in languages):
         raise ValueError("every language needs the same (non-zero) number of seeds under both arms")
-    per_seed = np.zeros(n_seeds)
+    a_scores, b_scores = np.zeros(n_seeds), np.zeros(n_seeds)
     resampled = np.zeros((n_boot, n_seeds))
     for lang in languages:
         n = lang.a[0].shape[0]
@@ -107,10 +111,12 @@ def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.rando
         weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
         for s in range(n_seeds):
             a, b = lang.a[s], lang.b[s]
-            per_seed[s] += float(lang.score(a.sum(0)) - lang.score(b.sum(0)))
+            a_scores[s] += float(lang.score(a.sum(0)))
+            b_scores[s] += float(lang.score(b.sum(0)))
             resampled[:, s] += lang.score(weights @ a) - lang.score(weights @ b)
     k = len(languages)
-    return Draws(per_seed=per_seed / k, resampled=resampled / k)
+    a_scores, b_scores = a_scores / k, b_scores / k
+    return Draws(per_seed=a_scores - b_scores, resampled=resampled / k, a_per_seed=a_scores, b_per_seed=b_scores)
 
 
 def combine(draws: Sequence[Draws]) -> Draws:
@@ -121,7 +127,9 @@ def combine(draws: Sequence[Draws]) -> Draws:
     if len(shapes) != 1:
         raise ValueError(f"draws of different shapes cannot be combined: {sorted(shapes)}")
     return Draws(per_seed=np.mean([d.per_seed for d in draws], axis=0),
-                 resampled=np.mean([d.resampled for d in draws], axis=0))
+                 resampled=np.mean([d.resampled for d in draws], axis=0),
+                 a_per_seed=np.mean([d.a_per_seed for d in draws], axis=0),
+                 b_per_seed=np.mean([d.b_per_seed for d in draws], axis=0))
 
 
 def estimate(draws: Draws, *, level: float = 0.95) -> Estimate:
@@ -174,3 +182,16 @@ def adjust(p_values: Sequence[float], method: str) -> list[float]:
     out = np.empty(m)
     out[order] = np.minimum(adjusted, 1.0)
     return out.tolist()
+
+
+def aso_epsilon(draws: Draws, *, alpha: float, comparisons: int, bootstrap: int, seed: int) -> float:
+    """Almost Stochastic Order over seeds (Dror et al. 2019, "Deep Dominance"; the `deepsig` package): the
+    violation ratio ε_min of "the arm's per-seed scores stochastically dominate the other's"; ε_min < 0.5
+    means the arm is almost stochastically better (Bonferroni over `comparisons`, as deepsig does)."""
+    try:
+        from deepsig import aso
+    except ImportError:
+        raise RuntimeError("stats.aso is on but the `deepsig` package is not installed: `pip install deepsig`, "
+                           "or set stats.aso: false") from None
+    return float(aso(draws.a_per_seed.tolist(), draws.b_per_seed.tolist(), confidence_level=1 - alpha,
+                     num_comparisons=comparisons, num_bootstrap_iterations=bootstrap, seed=seed, show_progress=False))

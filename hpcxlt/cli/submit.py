@@ -49,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
         require_packages(cfg.tracking)  # here, not in every job on a compute node
     except TrackingError as err:
         raise UserError(f"{args.config}: {err}") from None
+    import importlib.util
+
+    if cfg.stats.aso and importlib.util.find_spec("deepsig") is None:
+        raise UserError(f"{args.config}: stats.aso is on but the `deepsig` package is not installed (the aggregation "
+                        "job needs it): `pip install deepsig`, or set stats.aso: false")
     site = site_raw = None
     if args.site:
         from hpcxlt.config.load import read_yaml

@@ -303,6 +303,8 @@ class StatsConfig:
     """Paired bootstrap draws of each language's test examples."""
     seed: int = 0
     """Seed of the bootstrap draws (the same run gives the same intervals)."""
+    aso: bool = False
+    """Also report Almost Stochastic Order over seeds (Dror et al. 2019; needs `deepsig` and 3+ seeds; slow)."""
 
     def check(self, path: str) -> None:
         if not 0 < self.alpha < 0.5:
