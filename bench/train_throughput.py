@@ -1,19 +1,22 @@
-"""Training throughput: our trainer (DeepSpeed engine + length-grouped streams + dynamic padding) vs
-Hugging Face `Trainer`, back to back in one process, same model, data, batch and threads.
+"""Training throughput: our trainer on the exact `train_cell` path vs Hugging Face `Trainer`, timed alike.
 
-    .venv/bin/python bench/train_throughput.py [--steps 40] [--padded-steps 12] [--rounds 1] [--threads 2] [--no-multiproc]
+    .venv/bin/python bench/train_throughput.py [--steps 40] [--padded-steps 12] [--rounds 3] [--threads 2] [--no-multiproc]
 
-Model: XLM-R shaped, hidden 256, 4 layers, vocab 8k (about 5.4M parameters), sequence classification.
-Data: 4,000 examples of random tokens with lognormal lengths (median 40, capped at 256), batch 32.
-Compared, one process each:
-  ours         hpcxlt.train (Engine ZeRO-0 fp32, LengthGroupedBatchSampler, PadCollator, train_loop)
+Model: XLM-R shaped, hidden 256, 4 layers, vocab 8k (about 5.4M parameters), sequence classification,
+built before either timer starts (the same initial weights for both).
+Data: 4,000 NLI pairs of random words (lognormal lengths, median 40 tokens, capped at 256) written as
+local XNLI training data (`<root>/xnli/en/train.jsonl`), tokenized once by `hpcxlt.data.features` into
+its Arrow feature cache before any timing; both trainers then read that same cached Arrow dataset.
+Compared, one process each, batch 32:
+  ours         `hpcxlt.train.run.build_streams` (the function `train_cell` calls: cached features,
+               length-grouped stream, dynamic padding) + `Engine` (ZeRO-0 fp32) + `train_loop`
   hf_grouped   Trainer, DataCollatorWithPadding, train_sampling_strategy="group_by_length"
-               (transformers 5.24 removed TrainingArguments(group_by_length=...))
   hf_padded    Trainer, every batch padded to 256
-Then ours with 2 processes (torchrun, ZeRO-2, 16 per process = the same global batch 32, 1 thread
-each), with the peak resident memory of each process. Wall time includes everything each trainer does
-for its steps (ours: resume lookup and the final checkpoint; Trainer: its setup). The last line of
-output is one JSON object.
+Both timers start at the same point: before the trainer is built. Ours: streams (cache read, lengths,
+sampler), DeepSpeed engine, the loop with its resume lookup and final checkpoint. Trainer: its
+construction and `train()` (with its own length computation). The process group and DeepSpeed's
+JIT-built ops are made once, before the rounds (a job makes them once per process). Then ours with 2 processes (torchrun,
+ZeRO-2, 16 per process), with the peak resident memory of each process. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -37,16 +40,67 @@ N_EXAMPLES, MEDIAN_LEN, MAX_LEN, BATCH = 4000, 40, 256, 32
 PAD_ID = 1
 
 
-def make_data(seed: int = 0) -> list[dict]:
+WORDS = [f"w{i}" for i in range(5, VOCAB)]
+
+
+def write_world(root: Path, seed: int = 0) -> Path:
+    """Local XNLI training data of random words and a word-level tokenizer for it; returns the tokenizer folder."""
     import numpy as np
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
 
     rng = np.random.default_rng(seed)
-    lengths = np.clip(np.round(rng.lognormal(np.log(MEDIAN_LEN), 0.7, N_EXAMPLES)), 4, MAX_LEN).astype(int)
-    rows = []
+    # one pair = <s> premise </s></s> hypothesis </s>: 4 special tokens around the words
+    lengths = np.clip(np.round(rng.lognormal(np.log(MEDIAN_LEN), 0.7, N_EXAMPLES)), 8, MAX_LEN).astype(int) - 4
+    lines = []
     for n in lengths:
-        ids = [0, *rng.integers(5, VOCAB, n - 2).tolist(), 2]
-        rows.append({"input_ids": ids, "attention_mask": [1] * n, "labels": int(rng.integers(0, 2))})
-    return rows
+        words = rng.choice(WORDS, size=n).tolist()
+        cut = max(1, int(n * 0.7))
+        lines.append(json.dumps({"premise": " ".join(words[:cut]), "hypothesis": " ".join(words[cut:]) or WORDS[0],
+                                 "label": int(rng.integers(0, 3))}))
+    data = root / "data" / "xnli" / "en"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "train.jsonl").write_text("\n".join(lines) + "\n")
+    vocab = {"<s>": 0, "<pad>": PAD_ID, "</s>": 2, "<unk>": 3, "<mask>": 4, **{w: i for i, w in enumerate(WORDS, 5)}}
+    core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = WhitespaceSplit()
+    core.post_processor = TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+                                             special_tokens=[("<s>", 0), ("</s>", 2)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+                                        eos_token="</s>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+                                        model_max_length=MAX_LEN)
+    tokenizer.save_pretrained(root / "tokenizer")
+    return root / "tokenizer"
+
+
+def experiment(root: Path, *, steps: int, micro_batch: int, stage: int):
+    """The one-cell experiment whose target cell both trainers train: data, cache and hyperparameters."""
+    from hpcxlt.config import parse_config
+
+    return parse_config({
+        "name": "train-throughput", "model": {"name_or_path": str(root / "tokenizer")},
+        "data": {"source": "local", "root": str(root / "data"), "cache_dir": str(root / "cache")},
+        "arms": [{"name": "none"}], "targets": {"tasks": ["xnli"], "languages": {"xnli": ["en"]}}, "seeds": [1],
+        "target": {"lr": 5e-4, "micro_batch_size": micro_batch, "grad_accum": 1, "max_steps": steps,
+                   "warmup_ratio": 0.1, "zero_stage": stage, "save_every": 0, "precision": "fp32",
+                   "max_length": MAX_LEN},
+    })
+
+
+def cached_features(root: Path):
+    """The XNLI training features from hpcxlt's feature cache (tokenized on the first call, outside every timer)."""
+    from transformers import AutoTokenizer
+
+    from hpcxlt.data.features import MODEL_INPUTS, load_features
+    from hpcxlt.tasks.registry import get_task
+
+    cfg = experiment(root, steps=1, micro_batch=BATCH, stage=0)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.name_or_path)
+    fs = load_features(get_task("xnli"), "en", "train", tokenizer, cfg.data, max_length=MAX_LEN, train=True)
+    return fs.features.select_columns([c for c in MODEL_INPUTS if c in fs.features.column_names]), tokenizer
 
 
 def make_model(seed: int = 0):
@@ -56,7 +110,7 @@ def make_model(seed: int = 0):
     torch.manual_seed(seed)
     cfg = XLMRobertaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
                            intermediate_size=FFN, max_position_embeddings=MAX_LEN + 2, pad_token_id=PAD_ID,
-                           num_labels=2, attn_implementation="sdpa")
+                           num_labels=3, attn_implementation="sdpa")
     return XLMRobertaForSequenceClassification(cfg)
 
 
@@ -64,56 +118,48 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# -- ours --------------------------------------------------------------------------------------------
+# -- ours: the train_cell path -------------------------------------------------------------------------
 
-def run_ours(rows: list[dict], *, steps: int, stage: int, workdir: Path) -> dict:
-    from hpcxlt.config import TrainConfig
-    from hpcxlt.data.collate import LengthGroupedBatchSampler, PadCollator
+def run_ours(root: Path, *, steps: int, stage: int, workdir: Path) -> dict:
+    from transformers import AutoTokenizer
+
+    from hpcxlt.grid.plan import plan
     from hpcxlt.train import dist
     from hpcxlt.train.engine import Engine
     from hpcxlt.train.loop import LoopConfig, train_loop
-    from hpcxlt.train.sampling import Mixture, Stream
+    from hpcxlt.train.run import _proportional, build_streams, cell_setup
+    from hpcxlt.train.sampling import Mixture, stream_probabilities
 
-    model = make_model()
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    micro = BATCH // world
-    train = TrainConfig(lr=5e-4, micro_batch_size=micro, grad_accum=1, max_steps=steps, warmup_ratio=0.1,
-                        zero_stage=stage, save_every=0, precision="fp32")
-    engine = Engine(model, train, total_steps=steps)
-    sampler = LengthGroupedBatchSampler([len(r["input_ids"]) for r in rows], micro * dist.get_world_size(), seed=0)
-    collate = PadCollator(PAD_ID)
-    stream = Stream(task="cls", lang="en", dataset=rows, epoch_batches=sampler.epoch_batches, collate=collate)
-    mixture = Mixture([stream], {"cls:en": 1.0}, seed=0, rank=dist.get_rank(), world_size=dist.get_world_size())
-    cfg = LoopConfig(total_steps=steps, checkpoint_dir=workdir / "ckpt", log_path=workdir / "log.jsonl",
-                     save_every=0, keep_last=1, log_every=max(1, steps // 4))
-    dist.barrier()
+    cfg = experiment(root, steps=steps, micro_batch=BATCH // world, stage=stage)
+    cell = plan(cfg).cell("target.none.xnli.s1")
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.name_or_path)
+    model = make_model()
+    dist.barrier() if world > 1 else None
     start, cpu_start = time.perf_counter(), time.process_time()
-    train_loop(engine, mixture, cfg)
+    setup = cell_setup(cfg, cell)
+    streams, _ = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world)
+    engine = Engine(model, setup.train, total_steps=steps)
+    sizes = {s.key: s.size for s in streams}
+    mixture = Mixture(streams, stream_probabilities(sizes, _proportional()), seed=cell.seed, rank=dist.get_rank(),
+                      world_size=world)
+    loop = LoopConfig(total_steps=steps, checkpoint_dir=workdir / "ckpt", log_path=workdir / "log.jsonl",
+                      save_every=0, keep_last=1, log_every=max(1, steps // 4))
+    result = train_loop(engine, mixture, loop)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    examples = sum(c["examples"] for c in mixture.counts.values())
-    tokens = sum(len(rows[i]["input_ids"]) for b in sampler.epoch_batches(0)[:steps] for i in b)
-    return {"samples_per_s": examples / seconds, "tokens_per_s": tokens / seconds, "seconds": seconds,
-            "samples_per_cpu_s": examples / cpu, "steps": steps, "zero_stage": stage}
+    examples = sum(c["examples"] for c in result.counts.values())  # global batches: every rank's examples
+    return {"samples_per_s": examples / seconds, "seconds": seconds, "samples_per_cpu_s": examples / cpu,
+            "steps": steps, "zero_stage": stage}
 
 
 # -- Hugging Face Trainer ----------------------------------------------------------------------------
 
-def hf_tokenizer():
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, **{f"t{i}": i for i in range(5, VOCAB)}}
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="<unk>")),
-                                   pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-
-
-def run_trainer(rows: list[dict], *, steps: int, padded: bool, workdir: Path) -> dict:
-    import datasets
+def run_trainer(root: Path, *, steps: int, padded: bool, workdir: Path) -> dict:
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    data = datasets.Dataset.from_list(rows)
-    tokenizer = hf_tokenizer()
+    model = make_model()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    features, tokenizer = cached_features(root)  # a read of the same cached Arrow dataset as ours
     collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=MAX_LEN) if padded
                 else DataCollatorWithPadding(tokenizer))
     args = TrainingArguments(
@@ -122,26 +168,30 @@ def run_trainer(rows: list[dict], *, steps: int, padded: bool, workdir: Path) ->
         save_strategy="no", logging_strategy="no", dataloader_num_workers=0, seed=0,
         train_sampling_strategy="random" if padded else "group_by_length", disable_tqdm=True,
     )
-    trainer = Trainer(model=make_model(), args=args, train_dataset=data, data_collator=collator)
-    start, cpu_start = time.perf_counter(), time.process_time()
+    trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collator)
     trainer.train()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    # Trainer does not tell which examples it drew, so no tokens/s: samples/s is the comparable figure
     return {"samples_per_s": steps * BATCH / seconds, "samples_per_cpu_s": steps * BATCH / cpu, "seconds": seconds,
             "steps": steps}
 
 
-# -- 2 processes ---------------------------------------------------------------------------------------
+def warm_up(root: Path) -> None:
+    """Once per process, before any timing: the (1-rank) process group and DeepSpeed's JIT-built ops, which a
+    job also makes once per process (and, for the ops, once per machine: they are cached on disk)."""
+    from hpcxlt.train.engine import Engine
+
+    cfg = experiment(root, steps=1, micro_batch=BATCH, stage=0)
+    Engine(make_model(), cfg.target, total_steps=1)
+
 
 def worker(args: argparse.Namespace) -> int:
-    """One rank of the 2-process run (started by torchrun from main)."""
+    """One rank of the 2-process run (started by torchrun from main); the world is prepared in --root."""
     import torch
 
     from hpcxlt.train import dist
 
     torch.set_num_threads(1)
-    rows = make_data()
-    result = run_ours(rows, steps=args.steps, stage=2, workdir=Path(args.worker))
+    result = run_ours(Path(args.root), steps=args.steps, stage=2, workdir=Path(args.worker))
     rss = dist.all_gather_object(peak_rss_mib())
     cpu = dist.all_gather_object(result["samples_per_cpu_s"])
     if dist.is_main():
@@ -152,14 +202,16 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_multiproc(steps: int) -> dict:
+# -- 2 processes ---------------------------------------------------------------------------------------
+
+def run_multiproc(root: Path, steps: int) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), __file__, "--worker", tmp, "--steps", str(steps)]
+               "--master_port", str(port), __file__, "--worker", tmp, "--root", str(root), "--steps", str(steps)]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if out.returncode != 0:
             raise RuntimeError(f"2-process run failed:\n{(out.stdout + out.stderr)[-3000:]}")
@@ -174,6 +226,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of ours / grouped Trainer (median kept)")
     parser.add_argument("--no-multiproc", action="store_true", help="skip the 2-process ZeRO-2 run")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if args.worker:
@@ -187,26 +240,31 @@ def main() -> int:
     transformers.logging.set_verbosity_error()
     logging.getLogger("hpcxlt").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
-    rows = make_data()
-    lengths = sorted(len(r["input_ids"]) for r in rows)
-    print(f"data: {len(rows)} examples, median length {lengths[len(lengths) // 2]}, max {lengths[-1]}; "
-          f"batch {BATCH}; {args.threads} threads", flush=True)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        write_world(tmp / "world")
+        features, _ = cached_features(tmp / "world")  # tokenized into the feature cache now, outside every timer
+        warm_up(tmp / "world")
+        lengths = sorted(len(ids) for ids in features["input_ids"])
+        print(f"data: {len(lengths)} examples, median length {lengths[len(lengths) // 2]}, max {lengths[-1]}; "
+              f"batch {BATCH}; {args.threads} threads", flush=True)
         rounds: dict[str, list[dict]] = {"ours": [], "hf_grouped": []}
         for r in range(args.rounds):  # interleaved, so a busy spell of the machine hits both
-            rounds["ours"].append(run_ours(rows, steps=args.steps, stage=0, workdir=tmp / f"ours{r}"))
+            rounds["ours"].append(run_ours(tmp / "world", steps=args.steps, stage=0, workdir=tmp / f"ours{r}"))
             print(f"ours           {rounds['ours'][-1]['samples_per_s']:7.1f} samples/s "
                   f"{rounds['ours'][-1]['samples_per_cpu_s']:7.1f} per CPU-s", flush=True)
-            rounds["hf_grouped"].append(run_trainer(rows, steps=args.steps, padded=False, workdir=tmp / f"hf{r}"))
+            rounds["hf_grouped"].append(run_trainer(tmp / "world", steps=args.steps, padded=False,
+                                                    workdir=tmp / f"hf{r}"))
             print(f"hf grouped     {rounds['hf_grouped'][-1]['samples_per_s']:7.1f} samples/s "
                   f"{rounds['hf_grouped'][-1]['samples_per_cpu_s']:7.1f} per CPU-s", flush=True)
         for name, runs in rounds.items():  # the median round
             results[name] = sorted(runs, key=lambda x: x["samples_per_s"])[len(runs) // 2]
-        results["hf_padded"] = run_trainer(rows, steps=args.padded_steps, padded=True, workdir=tmp / "hf_padded")
+        results["hf_padded"] = run_trainer(tmp / "world", steps=args.padded_steps, padded=True,
+                                           workdir=tmp / "hf_padded")
         print(f"hf padded 256  {results['hf_padded']['samples_per_s']:7.1f} samples/s "
               f"{results['hf_padded']['samples_per_cpu_s']:7.1f} per CPU-s", flush=True)
+        multi = None if args.no_multiproc else run_multiproc(tmp / "world", args.steps)
     one_process_peak = peak_rss_mib()
     summary = {
         "bench": "train_throughput",
@@ -215,7 +273,6 @@ def main() -> int:
         "threads": args.threads,
         "rounds": args.rounds,
         "ours_samples_per_s": round(results["ours"]["samples_per_s"], 1),
-        "ours_tokens_per_s": round(results["ours"]["tokens_per_s"], 1),
         "hf_grouped_samples_per_s": round(results["hf_grouped"]["samples_per_s"], 1),
         "hf_padded_samples_per_s": round(results["hf_padded"]["samples_per_s"], 1),
         "ratio_ours_vs_hf_grouped": round(results["ours"]["samples_per_s"] / results["hf_grouped"]["samples_per_s"], 2),
@@ -228,8 +285,7 @@ def main() -> int:
         "cpu_ratio_ours_vs_hf_padded": round(results["ours"]["samples_per_cpu_s"] / results["hf_padded"]["samples_per_cpu_s"], 2),
         "one_process_peak_rss_mib": round(one_process_peak, 1),
     }
-    if not args.no_multiproc:
-        multi = run_multiproc(args.steps)
+    if multi is not None:
         print(f"ours 2 proc Z2 {multi['samples_per_s']:7.1f} samples/s, peak RSS per process "
               f"{', '.join(f'{m:.0f}' for m in multi['peak_rss_mib_per_process'])} MiB", flush=True)
         summary.update({

@@ -141,3 +141,55 @@ def test_a_training_job_at_its_time_limit_requeues_and_finishes(tmp_path, assets
                           capture_output=True, text=True, check=True).stdout
     assert "REQUEUED" in acct and "COMPLETED" in acct  # one accounting record per attempt
     _same_weights_and_scores(store, reference())
+
+
+def _signal_reached(pid: int, signum: int) -> bool:
+    """`signum` waits undelivered at the frozen process, or Slurm woke it (SIGCONT) and it went on or exited."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status.read().splitlines() if ":" in line)
+    except FileNotFoundError:
+        return True
+    if not fields.get("State", "").strip().startswith(("T", "t")):
+        return True
+    return any(int(fields[name].strip(), 16) & (1 << (signum - 1)) for name in ("SigPnd", "ShdPnd"))
+
+
+def test_a_job_its_site_cancels_when_preempted_requeues_itself_and_finishes(tmp_path, assets, slurm_env, reference):
+    """PreemptMode=CANCEL (partition low-cancel): at preemption Slurm sends the job's --signal (USR2; the
+    local cluster sets preempt_send_user_signal, as sites that cancel should) and cancels it after GraceTime.
+    The job checkpoints and requeues itself inside the grace time, which turns the cancellation into a
+    requeue: it resumes and finishes without `hpcxlt resume`, to the weights of an uninterrupted run.
+    Independent of the machine's speed: the job is frozen (SIGSTOP) until the preemption signal reached it."""
+    import yaml
+
+    from tests.slurm_fixture import frozen
+
+    site = yaml.safe_load(open(SITE))
+    site["defaults"]["partition"] = "low-cancel"
+    site_path = tmp_path / "cancel.yaml"
+    site_path.write_text(yaml.safe_dump(site))
+    code, out = run_cli("submit", str(_config(tmp_path, assets)), "--run-dir", str(tmp_path / "run"), "--site",
+                        str(site_path), "--no-aggregate")
+    assert code == 0, out
+    store = RunStore(tmp_path / "run")
+    wait_for(lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
+             timeout=300, what=f"{KEY} to run and write its first checkpoint", interval=0.02)
+    job_id = store.state(KEY)["job_id"]
+    with frozen(job_id, 1) as pids:
+        assert not store.is_done(KEY), "training finished before it could be frozen: raise max_steps"
+        # a job in `high` needs both CPUs: Slurm preempts the training job in low-cancel
+        high = subprocess.run(["sbatch", "--parsable", "-p", "high", "--ntasks-per-node", "2", "-o", "/dev/null",
+                               "--wrap", "sleep 2"], capture_output=True, text=True, check=True).stdout.strip()
+        wait_for(lambda: all(_signal_reached(pid, signal.SIGUSR2) for pid in pids), timeout=120,
+                 what="Slurm's preemption signal (USR2) to reach the job", interval=0.1)
+    _finish(store)
+    state = store.state(KEY)
+    assert state["requeues"] == 1 and state["attempts"] == 2 and state["job_id"] == job_id  # requeued, not cancelled
+    events = _events(store)
+    assert events.index("preempted") < events.index("resume")
+    acct = subprocess.run(["sacct", "-X", "-n", "-P", "-D", "-j", f"{job_id},{high}", "-o", "JobID,State"],
+                          capture_output=True, text=True, check=True).stdout
+    assert f"{job_id}|REQUEUED" in acct and f"{job_id}|COMPLETED" in acct and "CANCELLED" not in acct, acct
+    assert f"{high}|COMPLETED" in acct
+    _same_weights_and_scores(store, reference())
