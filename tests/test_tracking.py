@@ -3,6 +3,7 @@ W&B offline runs that keep their id across requeues, and a missing W&B package s
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -52,22 +53,45 @@ def test_tensorboard_curves_continue_across_a_requeue(tmp_path: Path):
     assert curves["dev/metric"] == []  # the evaluation at step 4 belonged to the purged part of attempt 1
 
 
+ATTEMPTS = """
+import sys
+from pathlib import Path
+from hpcxlt.config import TrackingConfig
+from hpcxlt.train.tracking import Tracker
+from tests.test_tracking import _step
+
+folder, ident, attempt = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+tracker = Tracker(folder, TrackingConfig(wandb=True, wandb_project="hpcxlt-test", wandb_mode="offline"),
+                  wandb_id=ident, name="demo/inter.en.s1", group="demo", config={"seed": 1})
+records = ([{"event": "start", "step": 0}, _step(1, 1.0), _step(2, 0.5)] if attempt == 1 else
+           [{"event": "resume", "step": 2}, _step(3, 0.25), {"event": "eval", "step": 3, "metric": 60.0,
+                                                            "dev": {"mnli:en": 60.0}}])
+for record in records:
+    tracker.record(record)
+tracker.close()
+"""
+
+
 def test_a_wandb_offline_run_keeps_its_id_across_requeues(tmp_path: Path):
+    """Each attempt is its own process, as each (re)started job is."""
+    import subprocess
+
     pytest.importorskip("wandb", reason="wandb is in requirements.txt; CI installs it")
-    tracking = TrackingConfig(wandb=True, wandb_project="hpcxlt-test", wandb_mode="offline")
     ident = run_id(tmp_path / "run", "inter.en.s1")
     assert ident == run_id(tmp_path / "run", "inter.en.s1") != run_id(tmp_path / "other-run", "inter.en.s1")
-
-    def tracker():
-        return Tracker(tmp_path, tracking, wandb_id=ident, name="demo/inter.en.s1", group="demo", config={"seed": 1})
-
-    _attempts(tracker, [{"event": "start", "step": 0}, _step(1, 1.0), _step(2, 0.5)],
-              [{"event": "resume", "step": 2}, _step(3, 0.25),
-               {"event": "eval", "step": 3, "metric": 60.0, "dev": {"mnli:en": 60.0}}])
+    root = Path(__file__).resolve().parents[1]
+    # a job's environment: nothing a test that trained in this process exported (rank variables)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                            "MASTER_PORT")}
+    env["PYTHONPATH"] = str(root)
+    for attempt in (1, 2):
+        out = subprocess.run([sys.executable, "-c", ATTEMPTS, str(tmp_path), ident, str(attempt)], cwd=root,
+                             capture_output=True, text=True, timeout=120, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
     runs = sorted((tmp_path / WANDB_DIR / "wandb").glob(f"offline-run-*-{ident}"))
     assert len(runs) == 2  # one offline folder per attempt, one run id: `wandb sync` puts them together
-    logged = b"".join((run / f"run-{ident}.wandb").read_bytes() for run in runs)
-    assert b"train/loss" in logged and b"dev/metric" in logged and b"hpcxlt-test" in logged
+    logged = [(run / f"run-{ident}.wandb").read_bytes() for run in runs]
+    assert b"train/loss" in logged[0] and b"dev/metric" in logged[1] and b"hpcxlt-test" in logged[0]
     assert (tmp_path / TENSORBOARD_DIR).is_dir()  # TensorBoard is always written as well
 
 

@@ -9,8 +9,10 @@ after a backoff (`StartTime`: the site's `retry_backoff_s`, doubling per retry),
 
 What else comes back without `hpcxlt resume`: a job on a node that fails or is set DOWN is requeued by
 Slurm itself (jobs are submitted with --requeue); a preemption or time limit requeues through
-submitit's SIGUSR2 path (`hpcxlt.launch.node`). A job Slurm *cancels* (scancel, `scancel --signal=KILL`,
-PreemptMode=CANCEL) cannot be requeued; `hpcxlt resume` resubmits it.
+submitit's SIGUSR2 path (`hpcxlt.launch.node`), also on partitions with PreemptMode=CANCEL when Slurm
+sends the job's signal at preemption (preempt_send_user_signal): the job's own requeue inside GraceTime
+turns the cancellation into a requeue. A job cancelled by scancel is not requeued; `hpcxlt resume`
+resubmits it.
 
 No process stays on a login node: the trap runs inside the job's own allocation.
 """
