@@ -1,6 +1,6 @@
 """On the local Slurm cluster: a training job that reaches its time limit is requeued through submitit's
-SIGUSR2 path, resumes from its checkpoint and ends with the same weights and scores as an uninterrupted run.
-(A multi-rank job preempted by a job in a higher partition, requeued as one job and resumed to bitwise-equal
+SIGUSR2 path, resumes from its checkpoint and ends with the same weights and scores as an uninterrupted run;
+so does a job preempted on a partition that cancels preempted jobs (PreemptMode=CANCEL). (A multi-rank job preempted by a job in a higher partition, requeued as one job and resumed to bitwise-equal
 weights, is tested on the two compute nodes: tests/test_slurm_multinode.py.)"""
 
 from __future__ import annotations
