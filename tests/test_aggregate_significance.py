@@ -61,7 +61,7 @@ def test_a_planted_gain_survives_correction_and_no_gain_does_not(tmp_path):
 def test_almost_stochastic_order_over_seeds_when_asked(tmp_path):
     store = make_run(tmp_path / "run", arms=ARMS, targets=TARGETS, seeds=SEEDS,
                      score=lambda arm, target, seed, lang, split: 100 * ACCURACY[arm],
-                     stats={"aso": True, "bootstrap": 200})
+                     stats={"aso": True, "bootstrap": 100})
     _write_predictions(store)
     report = aggregate(store.root, Options(plots=False))
     table = report.data["tables"]["significance"]
