@@ -14,8 +14,10 @@ Compared, one process each, batch 32:
   hf_padded    Trainer, every batch padded to 256
 Both timers start at the same point: before the trainer is built. Ours: streams (cache read, lengths,
 sampler), DeepSpeed engine, the loop with its resume lookup and final checkpoint. Trainer: its
-construction and `train()` (with its own length computation). The process group and DeepSpeed's
-JIT-built ops are made once, before the rounds (a job makes them once per process). Then ours with 2 processes (torchrun,
+construction and `train()` (with its own length computation). Every measured run is a fresh process
+(no state of another trainer: Trainer would see our process group and wrap the model in DDP); ours makes
+its process group and DeepSpeed's JIT-built ops before its timer (a job makes them once per process).
+Rounds of ours and the grouped Trainer alternate; the median round is kept. Then ours with 2 processes (torchrun,
 ZeRO-2, 16 per process), with the peak resident memory of each process. The last line is one JSON object.
 """
 
@@ -175,12 +177,46 @@ def run_trainer(root: Path, *, steps: int, padded: bool, workdir: Path) -> dict:
             "steps": steps}
 
 
-def warm_up(root: Path) -> None:
+def run_child(kind: str, root: Path, steps: int, threads: int, workdir: Path) -> dict:
+    """One measured run in a fresh process (each trainer starts from the same clean state: no process group,
+    no warm caches of the other); its result is the child's last line."""
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO)}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    out = subprocess.run([sys.executable, __file__, "--one", kind, "--root", str(root), "--steps", str(steps),
+                          "--threads", str(threads)], env={**env, "BENCH_WORKDIR": str(workdir)},
+                         capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} run failed:\n{(out.stdout + out.stderr)[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def one_run(args: argparse.Namespace) -> int:
+    """The child of run_child: imports, model and (ours) the process group happen before the timer starts."""
+    import logging
+
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("hpcxlt").setLevel(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    root, workdir = Path(args.root), Path(os.environ["BENCH_WORKDIR"])
+    if args.one == "ours":
+        warm_up(root)
+        result = run_ours(root, steps=args.steps, stage=0, workdir=workdir)
+    else:
+        result = run_trainer(root, steps=args.steps, padded=args.one == "hf_padded", workdir=workdir)
+    print(json.dumps(result))
+    return 0
+
+
+def warm_up(root: Path, *, micro_batch: int = BATCH, stage: int = 0) -> None:
     """Once per process, before any timing: the (1-rank) process group and DeepSpeed's JIT-built ops, which a
     job also makes once per process (and, for the ops, once per machine: they are cached on disk)."""
     from hpcxlt.train.engine import Engine
 
-    cfg = experiment(root, steps=1, micro_batch=BATCH, stage=0)
+    cfg = experiment(root, steps=1, micro_batch=micro_batch, stage=stage)
     Engine(make_model(), cfg.target, total_steps=1)
 
 
@@ -191,6 +227,7 @@ def worker(args: argparse.Namespace) -> int:
     from hpcxlt.train import dist
 
     torch.set_num_threads(1)
+    warm_up(Path(args.root), micro_batch=BATCH // 2, stage=2)
     result = run_ours(Path(args.root), steps=args.steps, stage=2, workdir=Path(args.worker))
     rss = dist.all_gather_object(peak_rss_mib())
     cpu = dist.all_gather_object(result["samples_per_cpu_s"])
@@ -227,10 +264,13 @@ def main() -> int:
     parser.add_argument("--no-multiproc", action="store_true", help="skip the 2-process ZeRO-2 run")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--one", choices=("ours", "hf_grouped", "hf_padded"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if args.worker:
         return worker(args)
+    if args.one:
+        return one_run(args)
 
     import logging
 
@@ -245,27 +285,24 @@ def main() -> int:
         tmp = Path(tmp)
         write_world(tmp / "world")
         features, _ = cached_features(tmp / "world")  # tokenized into the feature cache now, outside every timer
-        warm_up(tmp / "world")
         lengths = sorted(len(ids) for ids in features["input_ids"])
         print(f"data: {len(lengths)} examples, median length {lengths[len(lengths) // 2]}, max {lengths[-1]}; "
               f"batch {BATCH}; {args.threads} threads", flush=True)
         rounds: dict[str, list[dict]] = {"ours": [], "hf_grouped": []}
         for r in range(args.rounds):  # interleaved, so a busy spell of the machine hits both
-            rounds["ours"].append(run_ours(tmp / "world", steps=args.steps, stage=0, workdir=tmp / f"ours{r}"))
+            rounds["ours"].append(run_child("ours", tmp / "world", args.steps, args.threads, tmp / f"ours{r}"))
             print(f"ours           {rounds['ours'][-1]['samples_per_s']:7.1f} samples/s "
                   f"{rounds['ours'][-1]['samples_per_cpu_s']:7.1f} per CPU-s", flush=True)
-            rounds["hf_grouped"].append(run_trainer(tmp / "world", steps=args.steps, padded=False,
-                                                    workdir=tmp / f"hf{r}"))
+            rounds["hf_grouped"].append(run_child("hf_grouped", tmp / "world", args.steps, args.threads, tmp / f"hf{r}"))
             print(f"hf grouped     {rounds['hf_grouped'][-1]['samples_per_s']:7.1f} samples/s "
                   f"{rounds['hf_grouped'][-1]['samples_per_cpu_s']:7.1f} per CPU-s", flush=True)
         for name, runs in rounds.items():  # the median round
             results[name] = sorted(runs, key=lambda x: x["samples_per_s"])[len(runs) // 2]
-        results["hf_padded"] = run_trainer(tmp / "world", steps=args.padded_steps, padded=True,
-                                           workdir=tmp / "hf_padded")
+        results["hf_padded"] = run_child("hf_padded", tmp / "world", args.padded_steps, args.threads,
+                                         tmp / "hf_padded")
         print(f"hf padded 256  {results['hf_padded']['samples_per_s']:7.1f} samples/s "
               f"{results['hf_padded']['samples_per_cpu_s']:7.1f} per CPU-s", flush=True)
         multi = None if args.no_multiproc else run_multiproc(tmp / "world", args.steps)
-    one_process_peak = peak_rss_mib()
     summary = {
         "bench": "train_throughput",
         "model": {"vocab": VOCAB, "hidden": HIDDEN, "layers": LAYERS, "parameters": sum(p.numel() for p in make_model().parameters())},
@@ -283,7 +320,6 @@ def main() -> int:
         "hf_padded_samples_per_cpu_s": round(results["hf_padded"]["samples_per_cpu_s"], 1),
         "cpu_ratio_ours_vs_hf_grouped": round(results["ours"]["samples_per_cpu_s"] / results["hf_grouped"]["samples_per_cpu_s"], 2),
         "cpu_ratio_ours_vs_hf_padded": round(results["ours"]["samples_per_cpu_s"] / results["hf_padded"]["samples_per_cpu_s"], 2),
-        "one_process_peak_rss_mib": round(one_process_peak, 1),
     }
     if multi is not None:
         print(f"ours 2 proc Z2 {multi['samples_per_s']:7.1f} samples/s, peak RSS per process "
