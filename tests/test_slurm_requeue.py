@@ -113,6 +113,9 @@ def test_a_training_job_at_its_time_limit_requeues_and_finishes(tmp_path, assets
 
     site = yaml.safe_load(open(SITE))
     site["stages"]["target"] = {"time": "10"}
+    # the warning comes 90 s before the limit: once the limit is cut to 60-120 s ahead it is due at once
+    # (Slurm's sweep: within 30 s), and the job still has 60 s or more to checkpoint and requeue
+    site["signal_delay_s"] = 90
     site_path = tmp_path / "short.yaml"
     site_path.write_text(yaml.safe_dump(site))
     run_dir = tmp_path / "run"
@@ -126,7 +129,7 @@ def test_a_training_job_at_its_time_limit_requeues_and_finishes(tmp_path, assets
              timeout=300, what=f"{KEY} to run and write its first checkpoint", interval=0.02)
     os.kill(int(store.state(KEY)["pid"]), signal.SIGSTOP)
     assert not store.is_done(KEY), "training finished before it could be frozen: raise max_steps"
-    limit = _elapsed_minutes(job_id) + 2  # 60-120 s left: the warning (signal_delay_s 30) is due within 90 s
+    limit = _elapsed_minutes(job_id) + 2  # 60-120 s left: the warning (signal_delay_s 90) is due at once
     subprocess.run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={limit}"], check=True)
     wait_for(lambda: store.state(KEY).get("requeues", 0) >= 1, timeout=180,
              what="the job to checkpoint and requeue itself at its time limit", interval=0.2)
