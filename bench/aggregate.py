@@ -1,13 +1,14 @@
 """Benchmark `hpcxlt aggregate` on a million synthetic result records: 1 rank vs N MPI ranks.
 
 Writes a run directory (real config and plan: 6 arms x the ten XTREME-R tasks in all their
-languages x enough seeds for --records) with one record per file (the contract's layout) and/or
-JSON-lines shards, then aggregates it once as a single process and once under
-`mpiexec -n RANKS`, in this session, checks both give the same tables, and prints the times.
-Last line: one JSON object.
+languages x enough seeds for --records) in the layout evaluation jobs write (`jobs`: one JSON-lines
+file per eval job, written by the same `RunStore.add_results` call), or in the one-record-per-file
+layout of earlier versions, or in 64 JSON-lines shards; then aggregates it once as a single process
+and once under `mpiexec -n RANKS`, in this session, checks both give the same tables, and prints the
+times. Last line: one JSON object.
 
-    .venv/bin/python bench/aggregate.py                     # 1M records, per-file and jsonl layouts, 4 ranks
-    .venv/bin/python bench/aggregate.py --records 100000 --layout jsonl --ranks 2
+    .venv/bin/python bench/aggregate.py                     # 1M records, the jobs' layout, 4 ranks
+    .venv/bin/python bench/aggregate.py --records 100000 --layout files --ranks 2
 """
 
 from __future__ import annotations
@@ -59,37 +60,48 @@ def build_run(root: Path, records: int, layout: str) -> dict:
     clock = time.perf_counter()
     rng = random.Random(0)
     metric = {t: get_task(t).metric for t in XTREME_R_TASKS}
-    lines = []
+    arm_index = {arm["name"]: index for index, arm in enumerate(ARMS)}
+    records: list[tuple[str, dict]] = []
     for cell in grid.stage_cells("eval"):
-        score = round(55 + 3 * ARMS.index(next(a for a in ARMS if a["name"] == cell.arm)) + 10 * rng.random(), 4)
+        score = round(55 + 3 * arm_index[cell.arm] + 10 * rng.random(), 4)
         kind = metric[cell.target]
         if kind in ("squad", "mlqa"):
-            metrics = f'{{"exact_match": {score - 4:.4f}, "f1": {score + 4:.4f}}}'
+            metrics = {"exact_match": round(score - 4, 4), "f1": round(score + 4, 4)}
         elif kind == "seqeval_f1":
-            metrics = f'{{"f1": {score}}}'
+            metrics = {"f1": score}
         elif kind == "map_at_20":
-            metrics = f'{{"map_at_20": {score}}}'
+            metrics = {"map_at_20": score}
         else:
-            metrics = f'{{"accuracy": {score}}}'
-        lines.append((cell.key, f'{{"key": "{cell.key}", "arm": "{cell.arm}", "target": "{cell.target}", '
-                                f'"seed": {cell.seed}, "lang": "{cell.lang}", "split": "test", "metrics": {metrics}, '
-                                f'"score": {score}, "n_examples": 1000, "checkpoint": "cells/target.{cell.arm}.'
-                                f'{cell.target}.s{cell.seed}/model", "config_hash": "bench"}}'))
+            metrics = {"accuracy": score}
+        records.append((cell.key, {"key": cell.key, "arm": cell.arm, "target": cell.target, "seed": cell.seed,
+                                   "lang": cell.lang, "split": "test", "metrics": metrics, "score": score,
+                                   "n_examples": 1000, "checkpoint": f"cells/target.{cell.arm}.{cell.target}."
+                                   f"s{cell.seed}/model", "config_hash": cell.fingerprint}))
     results = store.results_dir
     results.mkdir(parents=True, exist_ok=True)
-    if layout == "files":
-        # plain writes, not atomic ones: this is test data, and 1M fsyncs would measure the disk, not us
-        for key, text in lines:
+    if layout == "jobs":
+        # what evaluation jobs write: one JSON-lines file per eval job, through the same store call
+        by_job: dict[str, list[dict]] = {}
+        for key, record in records:
+            by_job.setdefault(grid.job_of(key).key, []).append(record)
+        for job_key, job_records in by_job.items():
+            store.add_results(job_key, job_records)
+        files = len(by_job)
+    elif layout == "files":
+        # the one-record files of earlier versions; plain writes: 1M fsyncs would measure the disk, not us
+        for key, record in records:
             with open(results / f"{key}.test.json", "w", encoding="utf-8") as handle:
-                handle.write(text)
+                json.dump(record, handle)
+        files = len(records)
     else:
-        step = math.ceil(len(lines) / SHARDS)
-        for index in range(0, len(lines), step):
-            body = "\n".join(text for _, text in lines[index:index + step]) + "\n"
+        step = math.ceil(len(records) / SHARDS)
+        for index in range(0, len(records), step):
+            body = "".join(json.dumps(record) + "\n" for _, record in records[index:index + step])
             (results / f"shard-{index // step:04d}.jsonl").write_text(body, encoding="utf-8")
-    return {"records": len(lines), "seeds": seeds, "plan_s": round(plan_s, 2),
-            "write_s": round(time.perf_counter() - clock, 2),
-            "files": len(lines) if layout == "files" else math.ceil(len(lines) / step)}
+        files = math.ceil(len(records) / step)
+    return {"records": len(records), "seeds": seeds, "plan_s": round(plan_s, 2),
+            "write_s": round(time.perf_counter() - clock, 2), "files": files,
+            "plan_json_mb": round(store.plan_path.stat().st_size / 2**20, 1)}
 
 
 def worker(run_dir: str, out: str) -> None:
@@ -131,8 +143,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="at least this many records (default 1M)")
     parser.add_argument("--ranks", type=int, default=4, help="MPI ranks to compare with one (default 4)")
-    parser.add_argument("--layout", choices=("files", "jsonl", "both"), default="both",
-                        help="one record per file (the contract), JSON-lines shards, or both (default)")
+    parser.add_argument("--layout", choices=("jobs", "files", "jsonl"), action="append",
+                        help="jobs: what eval jobs write (default); files: one record per file (earlier "
+                        "versions); jsonl: 64 shards. Repeat to compare")
     parser.add_argument("--workdir", help="where to build the run directories (default: /dev/shm when it has "
                         "8 GiB free, else the system's temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the run directories")
@@ -143,7 +156,7 @@ def main() -> int:
         return 0
     mpiexec = Path(sys.executable).parent / "mpiexec"
     base = Path(tempfile.mkdtemp(prefix="hpcxlt-bench-aggregate-", dir=args.workdir or default_workdir()))
-    layouts = ("files", "jsonl") if args.layout == "both" else (args.layout,)
+    layouts = tuple(args.layout or ["jobs"])
     summary: dict = {"bench": "aggregate", "cpus": os.cpu_count(), "ranks": args.ranks, "workdir": str(base.parent),
                      "layouts": {}}
     print(f"run directories under {base}", flush=True)

@@ -47,8 +47,12 @@ def follow_umask(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename it into place."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, replace: bool = True) -> Path:
+    """Write `data` to a temporary file beside `path`, fsync it, then rename it into place.
+
+    replace=False never replaces an existing file: FileExistsError instead (a hard link, atomic and
+    exclusive also on NFS, puts the file in place).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -58,21 +62,26 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+            os.unlink(tmp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+def write_text_atomic(path: str | os.PathLike, text: str, *, replace: bool = True) -> Path:
     """Atomically write UTF-8 text."""
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    return write_bytes_atomic(path, text.encode("utf-8"), replace=replace)
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2, replace: bool = True) -> Path:
     """Atomically write `obj` as JSON (sorted keys, so equal objects give equal files)."""
-    return write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n")
+    return write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n",
+                             replace=replace)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -54,7 +54,9 @@ def make_run(
     """Initialize a run directory and write one record per planned eval cell and split.
 
     `score(arm, target, seed, lang, split)` gives the per-language score; None writes no record.
-    layout 'files' writes results/<key>.<split>.json, 'jsonl' one results/<arm>.jsonl shard per arm.
+    layout 'jobs' writes what evaluation jobs write (one results/<job>.jsonl per eval job, through the
+    store), 'files' the one-record files earlier versions wrote (results/<key>.<split>.json), 'jsonl'
+    one results/<arm>.jsonl shard per arm.
     """
     cfg = parse_config({
         "name": "aggtest", "arms": arms,
@@ -66,6 +68,7 @@ def make_run(
     store = RunStore(root)
     store.initialize(cfg, grid)
     shards: dict[str, list[str]] = {}
+    jobs: dict[str, list[dict[str, Any]]] = {}
     for cell in grid.stage_cells("eval"):
         for split in splits:
             value = score(cell.arm, cell.target, cell.seed, cell.lang, split)
@@ -73,12 +76,22 @@ def make_run(
                 continue
             rec = record(cell.arm, cell.target, cell.seed, cell.lang, split, value)
             if layout == "files":
-                store.write_result(rec)
+                record_path(store, rec["key"], split).write_text(json.dumps(rec), encoding="utf-8")
+            elif layout == "jobs":
+                jobs.setdefault(grid.job_of(cell.key).key, []).append(rec)
             else:
                 shards.setdefault(cell.arm, []).append(json.dumps(rec))
+    for job_key, records in jobs.items():
+        store.add_results(job_key, records)
     for arm, lines in shards.items():
         (store.results_dir / f"{arm}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return store
+
+
+def record_path(store: RunStore, key: str, split: str) -> Path:
+    """A one-record file of the layout earlier versions wrote (the aggregation still reads it)."""
+    store.results_dir.mkdir(parents=True, exist_ok=True)
+    return store.results_dir / f"{key}.{split}.json"
 
 
 def rows(report_data: dict[str, Any], table: str, **match: Any) -> list[dict[str, Any]]:
@@ -95,11 +108,11 @@ def row(report_data: dict[str, Any], table: str, **match: Any) -> dict[str, Any]
 def score_book(store: RunStore, *, allow_partial: bool = False):
     """The ScoreBook of a run directory, gathered on one rank."""
     from hpcxlt.aggregate.gather import World, gather_records
-    from hpcxlt.aggregate.scores import ScoreBook, planned_eval_cells
+    from hpcxlt.aggregate.scores import ScoreBook, planned_eval_blocks
 
     cfg = store.load_config()
     gathered, _ = gather_records(store.results_dir, qa_convention=cfg.eval.qa_convention, world=World(rank=0, size=1))
-    return ScoreBook(gathered, planned_eval_cells(store.plan_path), cfg, allow_partial=allow_partial)
+    return ScoreBook(gathered, planned_eval_blocks(store.plan_path), cfg, allow_partial=allow_partial)
 
 
 def table_json(table) -> dict[str, Any]:

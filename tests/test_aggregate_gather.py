@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hpcxlt.aggregate.gather import World, gather_records, launcher_world, list_record_files, partition, world
-from tests.aggregate_fixture import make_run, record
+from tests.aggregate_fixture import make_run, record, record_path
 
 ARMS = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]}]
 
@@ -56,18 +56,22 @@ def test_single_rank_gather_groups_every_record(tmp_path):
     assert got.where(cells[(2, "sw")]).endswith("results/eval.en.xnli.s2.sw.test.json")
 
 
-def test_jsonl_shards_give_the_same_scores_as_one_file_per_record(tmp_path):
+def test_job_files_and_jsonl_shards_give_the_same_scores_as_one_file_per_record(tmp_path):
     one = World(rank=0, size=1)
     files, _ = gather_records(_run(tmp_path, "files").results_dir, qa_convention="em_f1", world=one)
     shards, _ = gather_records(_run(tmp_path, "jsonl").results_dir, qa_convention="em_f1", world=one)
+    jobs, _ = gather_records(_run(tmp_path, "jobs").results_dir, qa_convention="em_f1", world=one)
     assert len(shards.files) == 2
+    # what eval jobs write: one file per eval job (arm x target x seed here), every language in it
+    assert [f.rsplit("/", 1)[1] for f in jobs.files] == [f"eval.{a}.xnli.s{s}.jsonl" for a in ("en", "none")
+                                                         for s in (1, 2)]
     flat = lambda g: {k: {c: e.score for c, e in v.items()} for k, v in g.values.items()}  # noqa: E731
-    assert flat(files) == flat(shards)
+    assert flat(files) == flat(shards) == flat(jobs)
 
 
 def test_corrupt_file_is_reported_and_the_rest_is_kept(tmp_path):
     store = _run(tmp_path)
-    bad = store.result_path("eval.en.xnli.s1.de", "test")
+    bad = record_path(store, "eval.en.xnli.s1.de", "test")
     bad.write_text(bad.read_text()[:25])
     got, _ = gather_records(store.results_dir, qa_convention="em_f1", world=World(rank=0, size=1))
     [problem] = got.problems

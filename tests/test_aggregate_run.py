@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hpcxlt.aggregate.run import AggregateError, Options, aggregate
-from tests.aggregate_fixture import make_run, record, row
+from tests.aggregate_fixture import make_run, record, record_path, row
 
 ARMS = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]},
         {"name": "en_lr", "tasks": ["mnli", "sib200"], "compare_to": "en"}]
@@ -38,7 +38,7 @@ def test_complete_run_writes_every_format_and_the_json_it_returns(run):
 
 
 def test_missing_cell_is_listed_with_its_state_and_never_averaged_over(run):
-    run.result_path("eval.en.xnli.s2.sw", "test").unlink()
+    record_path(run, "eval.en.xnli.s2.sw", "test").unlink()
     run.set_state("eval.en.xnli.s2.sw", "failed", job_id="123_4")
     report = aggregate(run.root, Options(plots=False))
     [gap] = report.data["missing"]
@@ -55,7 +55,7 @@ def test_missing_cell_is_listed_with_its_state_and_never_averaged_over(run):
 
 
 def test_partial_mode_averages_what_is_there_and_says_so(run):
-    run.result_path("eval.en.xnli.s2.sw", "test").unlink()
+    record_path(run, "eval.en.xnli.s2.sw", "test").unlink()
     report = aggregate(run.root, Options(partial=True, plots=False))
     sw = row(report.data, "languages", arm="en", target="xnli", lang="sw")
     assert (sw["score"]["mean"], sw["score"]["n"], sw["score"]["partial"]) == (64.0, 2, True)  # seeds 1 and 3
@@ -65,7 +65,7 @@ def test_partial_mode_averages_what_is_there_and_says_so(run):
 
 
 def test_corrupt_record_is_reported_by_path_and_the_rest_aggregates(run):
-    bad = run.result_path("eval.none.xquad.s1.ar", "test")
+    bad = record_path(run, "eval.none.xquad.s1.ar", "test")
     bad.write_bytes(bad.read_bytes()[:50])
     report = aggregate(run.root, Options(plots=False))
     [problem] = report.data["problems"]

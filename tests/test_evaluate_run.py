@@ -76,7 +76,8 @@ def check_records(records: list[dict], store: RunStore, p) -> None:
         assert (record["arm"], record["target"], record["seed"], record["lang"]) == (cell.arm, cell.target, cell.seed, cell.lang)
         assert record["config_hash"] == cell.fingerprint
         assert 0 <= record["score"] <= 100 and all(0 <= v <= 100 for v in record["metrics"].values())
-        assert json.loads(store.result_path(record["key"], record["split"]).read_text()) == record
+        # in its eval job's JSON-lines file, exactly once
+        assert [r for r in store.cell_records(record["key"], p) if r["split"] == record["split"]] == [record]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -185,7 +186,12 @@ def test_a_rerun_evaluates_only_the_languages_not_done(assets, tmp_path):
     cells = [p.cell(f"eval.none.tatoeba.s1.{lang}") for lang in ("de", "sw")]
     records = evaluate_cells(cfg, cells, store, models=ModelCache())
     assert [r["key"] for r in records] == ["eval.none.tatoeba.s1.sw"]
-    assert not store.result_path("eval.none.tatoeba.s1.de", "test").exists()
+    assert store.cell_records("eval.none.tatoeba.s1.de", p) == []
+    # the rest of the job later: its file keeps Swahili and adds German
+    (store.cell_dir("eval.none.tatoeba.s1.de") / "done.json").unlink()
+    evaluate_cells(cfg, cells, store, models=ModelCache())
+    job_file = store.job_results_path(p.job_of("eval.none.tatoeba.s1.de").key)
+    assert [json.loads(line)["lang"] for line in job_file.read_text().splitlines()] == ["sw", "de"]
 
 
 def test_tatoeba_of_an_intermediate_arm_reads_the_intermediate_encoder(assets, tmp_path):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.aggregate_fixture import make_run, record
+from hpcxlt.launch.slurm import RENDEZVOUS_VARS
+from tests.aggregate_fixture import make_run, record, record_path
 from tests.slurm_fixture import slurm_cluster  # noqa: F401  (fixture used by name)
 
 pytestmark = pytest.mark.mpi
@@ -21,7 +22,10 @@ MPIEXEC = Path(sys.executable).parent / "mpiexec"
 
 
 def _hpcxlt(*args: str, ranks: int | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "SLURM_"))}
+    # no launcher variables of this process: in-process training tests leave torch's RANK/WORLD_SIZE
+    # behind, which would make every mpiexec rank think it is a torchrun world of its own
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "SLURM_"))
+           and k not in RENDEZVOUS_VARS}
     env["PYTHONPATH"] = str(REPO)
     cmd = [sys.executable, "-m", "hpcxlt", "aggregate", *args]
     if ranks is not None:
@@ -40,7 +44,7 @@ def run_dir(tmp_path):
                      score=lambda a, t, s, l, sp: 60 + 3 * arms.index(next(x for x in arms if x["name"] == a))
                      + s * 0.7 + len(l) * 0.1 + (l == "sw") * (a == "en_lr") * 2)
     # a truncated record, and a JSON-lines shard holding one more record and one bad line
-    bad = store.result_path("eval.en.panx.s2.yo", "test")
+    bad = record_path(store, "eval.en.panx.s2.yo", "test")
     bad.write_text(bad.read_text()[:30])
     extra = record("en", "panx", 2, "yo", "test", 64.0)
     (store.results_dir / "late.jsonl").write_text(json.dumps({**extra, "seed": 9, "key": "eval.en.panx.s9.yo"})

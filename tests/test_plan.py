@@ -219,3 +219,24 @@ def test_plan_shows_the_matched_arms_realize_equal_example_counts(tmp_path, caps
     # unequal budgets: the plan says the control is not matched
     assert main(["plan", *args, "-o", "arms.3.examples.wikiann_highres=600"]) == 0
     assert "300 vs 360 examples, NOT equal" in capsys.readouterr().out
+
+
+def test_plan_json_stores_each_eval_job_once_and_still_reads_the_earlier_format(tmp_path):
+    from hpcxlt.aggregate.scores import planned_eval_blocks
+    from hpcxlt.grid.plan import Plan
+
+    grid = plan(load_experiment(CONFIGS / "phang2020.yaml", ["eval.languages_per_job=4"]))
+    data = json.loads(json.dumps(grid.to_dict()))
+    assert data["format"] == 2 and not [c for c in data["cells"] if c["stage"] == "eval"]
+    assert len(data["eval_jobs"]) == len(grid.stage_jobs("eval"))
+    assert Plan.from_dict(data) == grid
+    earlier = {"cells": [c.to_dict() for c in grid.cells],
+               "jobs": [{"key": j.key, "stage": j.stage, "cells": list(j.cells), "deps": list(j.deps)} for j in grid.jobs]}
+    assert Plan.from_dict(earlier) == grid
+    assert len(json.dumps(data)) * 3 < len(json.dumps(earlier))
+    # what the aggregation reads of either: the same eval cells, job by job or cell by cell
+    (tmp_path / "new.json").write_text(json.dumps(data))
+    (tmp_path / "old.json").write_text(json.dumps(earlier))
+    cells = lambda blocks: [(a, t, s, lang) for a, t, s, langs in blocks for lang in langs]  # noqa: E731
+    assert cells(planned_eval_blocks(tmp_path / "new.json")) == cells(planned_eval_blocks(tmp_path / "old.json")) \
+        == [(c.arm, c.target, c.seed, c.lang) for c in grid.stage_cells("eval")]

@@ -1,5 +1,6 @@
 """Run directory: initialization, refusal of a different experiment, state, done markers, records."""
 
+import json
 import os
 import time
 
@@ -69,16 +70,64 @@ def test_state_and_done_marker(tmp_path):
         store.set_state(key, "exploded")
 
 
-def test_result_records_are_not_silently_replaced_by_another_config(tmp_path):
+def test_a_submission_is_one_record_and_every_cell_reads_its_state_from_it(tmp_path):
     store = RunStore(tmp_path)
-    record = {"key": "eval.en.xnli.s1.de", "split": "test", "score": 50.0, "config_hash": "aaa"}
-    path = store.write_result(record)
-    assert path.name == "eval.en.xnli.s1.de.test.json"
-    store.write_result({**record, "score": 51.0})  # same config: a rerun may refresh it
-    with pytest.raises(RunDirError, match="different config"):
-        store.write_result({**record, "config_hash": "bbb"})
-    store.write_result({**record, "config_hash": "bbb"}, overwrite=True)
-    assert [p.name for p in store.result_files()] == ["eval.en.xnli.s1.de.test.json"]
+    pattern = str(tmp_path / "logs" / "{job_id}_0_log.out")
+    cells = {f"eval.none.xnli.s1.{lang}": ("10_3", "eval-xnli") for lang in ("de", "fr")}
+    assert store.record_submission({"inter.en.s1": ("9", "inter"), **cells}, log_pattern=pattern) == 1
+    assert [p.name for p in (tmp_path / "submissions").iterdir()] == ["000001.json"]
+    assert not (tmp_path / "cells").exists()  # no file per cell
+    state = store.state("eval.none.xnli.s1.de")
+    assert state["state"] == "submitted" and state["job_id"] == "10_3" and state["array"] == "eval-xnli"
+    assert state["log"] == str(tmp_path / "logs" / "10_3_0_log.out") and state["requeues"] == 0
+    assert store.state("target.none.xnli.s1")["state"] == "pending"  # not in the record
+
+
+def test_the_newer_of_a_cell_file_and_a_submission_record_wins(tmp_path):
+    store = RunStore(tmp_path)
+    key, pattern = "inter.en.s1", "/logs/{job_id}.out"
+    store.record_submission({key: ("9", "inter")}, log_pattern=pattern)
+    # the job on its node: what it writes continues submission 1 and keeps what the record said
+    store.set_state(key, "running", attempts=1)
+    store.set_state(key, "failed", error="CUDA out of memory", requeues=2)
+    state = store.state(key)
+    assert (state["state"], state["job_id"], state["log"], state["attempts"]) == ("failed", "9", "/logs/9.out", 1)
+    # submitted again (a resume): the new record overrides the failure, keeps the attempts
+    assert store.record_submission({key: ("12", "inter")}, log_pattern=pattern) == 2
+    state = store.state(key)
+    assert (state["state"], state["job_id"], state["error"], state["requeues"], state["attempts"]) == \
+        ("submitted", "12", None, 0, 1)
+    store.set_state(key, "running", attempts=2)
+    assert store.state(key)["state"] == "running" and store.state(key)["job_id"] == "12"
+    # a second RunStore (another process) sees the same; a record number is never reused
+    other = RunStore(tmp_path)
+    assert other.state(key)["state"] == "running"
+    (tmp_path / "submissions" / "000004.json").write_text('{"seq": 4, "submitted": 0, "log_pattern": '
+                                                          '"{job_id}", "cells": {}}')
+    assert other.record_submission({key: ("13", "inter")}, log_pattern=pattern) == 5
+    assert store.state(key)["job_id"] == "13"
+
+
+def test_result_records_go_to_their_jobs_file_and_are_not_silently_replaced_by_another_config(tmp_path, demo):
+    _, grid = demo
+    store = RunStore(tmp_path)
+    job = grid.job_of("eval.none.xnli.s1.de").key
+    de = {"key": "eval.none.xnli.s1.de", "split": "test", "score": 50.0, "config_hash": "aaa"}
+    fr = {**de, "key": "eval.none.xnli.s1.fr", "score": 40.0}
+    path = store.add_results(job, [de])
+    assert path.name == f"{job}.jsonl"
+    store.add_results(job, [fr, {**de, "split": "dev"}])
+    store.add_results(job, [{**de, "score": 51.0}])  # same config: a rerun may refresh it
+    assert [(r["key"][-2:], r["split"], r["score"]) for r in map(json.loads, path.read_text().splitlines())] == \
+        [("fr", "test", 40.0), ("de", "dev", 50.0), ("de", "test", 51.0)]
+    before = path.read_bytes()
+    with pytest.raises(RunDirError, match=rf"{job}.jsonl:3 holds a test result for eval.none.xnli.s1.de of a "
+                                          "different config"):
+        store.add_results(job, [{**de, "config_hash": "bbb"}])
+    assert path.read_bytes() == before  # refused before anything was written
+    store.add_results(job, [{**de, "config_hash": "bbb"}], overwrite=True)
+    assert [r["config_hash"] for r in store.cell_records("eval.none.xnli.s1.de", grid)] == ["aaa", "bbb"]
+    assert [p.name for p in store.result_files()] == [f"{job}.jsonl"]
 
 
 def test_missing_run_dir_is_a_clear_error(tmp_path):

@@ -31,13 +31,18 @@ class ExampleRows:
     def __init__(self, store, qa_convention: str):
         self.store, self.qa_convention = store, qa_convention
         self._cache: dict[tuple[str, int, str, str], Any] = {}
+        self._labelled: dict[tuple[str, str], bool] = {}
 
     def get(self, arm: str, seed: int, target: str, lang: str):
         """ExampleStats, or None when the prediction or label file is missing or unreadable."""
         from hpcxlt.evaluate.decompose import example_stats
         from hpcxlt.evaluate.run import submission_dir
-        from hpcxlt.evaluate.submission import SubmissionError, read_pair
+        from hpcxlt.evaluate.submission import SubmissionError, file_path, read_pair
 
+        if (target, lang) not in self._labelled:  # one look per language, not one per arm and seed
+            self._labelled[(target, lang)] = file_path(self.store.labels_dir, target, lang).is_file()
+        if not self._labelled[(target, lang)]:
+            return None
         key = (arm, seed, target, lang)
         if key not in self._cache:
             try:

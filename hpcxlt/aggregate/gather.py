@@ -18,7 +18,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple
 
-from hpcxlt.aggregate.records import RECORD_SUFFIXES, Problem, read_records
+import numpy as np
+
+from hpcxlt.aggregate.records import RECORD_SUFFIXES, Problem, Record, parse_line, read_records
 from hpcxlt.launcher_env import launched_world
 
 GroupKey = tuple[str, str, str]
@@ -104,22 +106,38 @@ def world(env: Mapping[str, str] | None = None) -> World:
 
 
 class Entry(NamedTuple):
-    """One language's score on rank 0 (a NamedTuple: a million are built per large run)."""
+    """One language's score on rank 0 and where its record is."""
 
     score: float
-    metrics: dict[str, float]
     file: int
     """Index into Gathered.files."""
     line: int | None
-    """Line in a .jsonl shard, None for a one-record file."""
+    """Line in a .jsonl file, None for a one-record file."""
+
+
+class Columns(NamedTuple):
+    """The records of one (split, arm, target), one cell each, as arrays (duplicates already resolved)."""
+
+    seed: Any
+    """int64 seeds."""
+    lang: Any
+    """int32 codes into Gathered.langs."""
+    score: Any
+    """float64 scores (points, recomputed under the run's QA convention)."""
+    file: Any
+    """int32 indexes into Gathered.files."""
+    line: Any
+    """int32 lines in a .jsonl file; 0 for a one-record file."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Gathered:
     """Every valid record of a run, grouped, plus what was wrong with the rest."""
 
-    values: Mapping[GroupKey, Mapping[CellKey, Entry]]
-    """(split, arm, target) -> (seed, lang) -> Entry."""
+    columns: Mapping[GroupKey, Columns]
+    """(split, arm, target) -> its records as arrays."""
+    langs: tuple[str, ...]
+    """The languages that Columns.lang codes stand for."""
     files: tuple[str, ...]
     """Every record file read, sorted (paths)."""
     problems: tuple[Problem, ...]
@@ -132,6 +150,16 @@ class Gathered:
     """Ranks taking part (with several, rank 0 coordinates and ranks 1..N-1 read the records)."""
     timings: Mapping[str, float] = field(default_factory=dict)
     """Seconds per phase on rank 0: list, read (own block), root_task, gather (incl. waiting for readers), merge."""
+
+    @property
+    def values(self) -> dict[GroupKey, dict[CellKey, Entry]]:
+        """(split, arm, target) -> (seed, lang) -> Entry: the columns one cell at a time (for small uses)."""
+        out: dict[GroupKey, dict[CellKey, Entry]] = {}
+        for group, cols in self.columns.items():
+            out[group] = {(seed, self.langs[lang]): Entry(score, file, line or None) for seed, lang, score, file, line
+                          in zip(cols.seed.tolist(), cols.lang.tolist(), cols.score.tolist(), cols.file.tolist(),
+                                 cols.line.tolist())}
+        return out
 
     def where(self, entry: Entry) -> str:
         path = self.files[entry.file]
@@ -155,25 +183,56 @@ def partition(n_items: int, size: int, rank: int) -> slice:
 
 
 def read_block(results_dir: str, names: list[str], offset: int, qa_convention: str) -> dict[str, Any]:
-    """Read, validate and group one rank's files: {'groups', 'problems', 'n_records'}.
+    """Read, validate and group one rank's files: {'groups', 'langs', 'problems', 'n_records'}.
 
-    Groups map (split, arm, target) to rows (seed, lang, score, metrics, file index, line) in file
-    order; a plain dict of tuples pickles small and fast for the gather.
+    JSON-lines files go through the column-wise reader (`hpcxlt.aggregate.columns`) together; what it
+    cannot judge, and one-record .json files, record by record (`records.read_records`). Groups map
+    (split, arm, target) to column arrays (`Columns` fields; lang as codes into 'langs'): numpy arrays
+    pickle small and fast for the gather.
     """
-    groups: dict[GroupKey, list[tuple]] = {}
+    from hpcxlt.aggregate import columns
+
+    datas: list[bytes] = []
+    for name in names:
+        data = b""
+        if name.endswith(".jsonl"):
+            try:
+                with open(os.path.join(results_dir, name), "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                pass  # the record-by-record path reports it
+        datas.append(data)
+    block = columns.read_block(datas, qa_convention) if any(datas) else columns.Block({}, [], list(range(len(names))), [])
+    slow: dict[GroupKey, list[tuple]] = {}
     problems: list[Problem] = []
-    n_records = 0
-    for index, name in enumerate(names, start=offset):
-        for line, item in read_records(os.path.join(results_dir, name), qa_convention=qa_convention):
-            if isinstance(item, Problem):
-                problems.append(item)
-                continue
-            n_records += 1
-            rows = groups.get((item.split, item.arm, item.target))
-            if rows is None:
-                rows = groups[(item.split, item.arm, item.target)] = []
-            rows.append((item.seed, item.lang, item.score, item.metrics, index, line))
-    return {"groups": groups, "problems": problems, "n_records": n_records}
+
+    def keep(item: Record | Problem, position: int, line: int | None) -> None:
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            slow.setdefault((item.split, item.arm, item.target), []).append(
+                (item.seed, item.lang, item.score, position + offset, line or 0))
+
+    for position in block.slow_files:
+        for line, item in read_records(os.path.join(results_dir, names[position]), qa_convention=qa_convention):
+            keep(item, position, line)
+    for position, line, text in block.slow_lines:
+        keep(parse_line(os.path.join(results_dir, names[position]), line, text, qa_convention), position, line)
+    langs = list(block.langs)
+    code = {lang: i for i, lang in enumerate(langs)}
+    groups: dict[GroupKey, tuple] = {}
+    for group, (seed, lang, score, file, line) in block.groups.items():
+        groups[group] = (seed, lang, score, file + offset, line)
+    for group, rows in slow.items():
+        seeds, row_langs, scores, files, lines = zip(*rows)
+        arrays = (np.array(seeds, dtype=np.int64), np.array([code.setdefault(l, len(code)) for l in row_langs], dtype=np.int32),
+                  np.array(scores, dtype=np.float64), np.array(files, dtype=np.int32), np.array(lines, dtype=np.int32))
+        if group in groups:
+            arrays = tuple(np.concatenate([a, b]) for a, b in zip(groups[group], arrays))
+        groups[group] = arrays
+    langs = list(code) if len(code) > len(langs) else langs
+    n_records = sum(len(cols[0]) for cols in groups.values())
+    return {"groups": groups, "langs": langs, "problems": problems, "n_records": n_records}
 
 
 def readers(size: int) -> list[int]:
@@ -241,43 +300,59 @@ def gather_records(
     return Gathered(**{**gathered, "timings": timings}), task_result
 
 
-_new_entry = tuple.__new__
-
-
 def _merge(folder: str, names: list[str], payloads: list[dict[str, Any]], ranks: int) -> dict[str, Any]:
     files = tuple(os.path.join(folder, name) for name in names)
-    values: dict[GroupKey, dict[CellKey, Entry]] = {}
+    langs: dict[str, int] = {}
+    parts: dict[GroupKey, list[tuple]] = {}
     problems: list[Problem] = []
-    duplicates: list[str] = []
-    conflicted: set[tuple[GroupKey, CellKey]] = set()
-
-    def where(index: int, line: int | None) -> str:
-        return files[index] if line is None else f"{files[index]}:{line}"
-
-    for payload in payloads:  # rank order == file order, so "first" means first in the sorted listing
+    for payload in payloads:  # rank order == file order
         problems.extend(payload["problems"])
-        for group, rows in payload["groups"].items():
-            cells = values.get(group)
-            if cells is None:
-                cells = values[group] = {}
-            for seed, lang, score, metrics, index, line in rows:
-                cell = (seed, lang)
-                if (group, cell) in conflicted:
-                    continue
-                first = cells.get(cell)
-                if first is None:
-                    cells[cell] = _new_entry(Entry, (score, metrics, index, line))  # tuple.__new__: no Python-level __new__
-                elif first.score == score:
-                    duplicates.append(f"{where(index, line)} repeats {where(first.file, first.line)} (same score; ignored)")
-                else:
-                    split, arm, target = group
-                    key = f"eval.{arm}.{target}.s{seed}.{lang}"
-                    message = (f"conflicting records for {key} ({split}): {score} here, {first.score} in "
-                               f"{where(first.file, first.line)}; neither is used")
-                    problems.append(Problem(path=files[index], line=line, message=message, key=key, split=split))
-                    del cells[cell]
-                    conflicted.add((group, cell))
+        remap = np.array([langs.setdefault(lang, len(langs)) for lang in payload["langs"]], dtype=np.int32)
+        for group, (seed, lang, score, file, line) in payload["groups"].items():
+            parts.setdefault(group, []).append((seed, remap[lang] if len(lang) else lang.astype(np.int32), score, file, line))
+    vocab = tuple(langs)
+    merged: dict[GroupKey, Columns] = {}
+    duplicates: list[str] = []
+    for group, chunks in parts.items():
+        cols = Columns(*(np.concatenate(arrays) for arrays in zip(*chunks)))
+        cell = cols.seed * max(len(vocab), 1) + cols.lang
+        if len(np.unique(cell)) < len(cell):
+            cols = _resolve_duplicates(group, cols, vocab, files, problems, duplicates)
+        merged[group] = cols
     problems.sort(key=lambda p: (p.path, p.line or 0))
     n_records = sum(p["n_records"] for p in payloads)
-    return {"values": values, "files": files, "problems": tuple(problems), "duplicates": tuple(duplicates),
-            "n_records": n_records, "ranks": ranks}
+    return {"columns": merged, "langs": vocab, "files": files, "problems": tuple(problems),
+            "duplicates": tuple(duplicates), "n_records": n_records, "ranks": ranks}
+
+
+def _resolve_duplicates(group: GroupKey, cols: Columns, vocab: tuple[str, ...], files: tuple[str, ...],
+                        problems: list[Problem], duplicates: list[str]) -> Columns:
+    """One record per cell: the first in file order; a repeat with the same score is noted, a different
+    score drops the cell (neither is used) and is a problem. Rare, so plain Python."""
+    def where(file: int, line: int) -> str:
+        return files[file] if not line else f"{files[file]}:{line}"
+
+    order = np.lexsort((cols.line, cols.file)).tolist()
+    first: dict[tuple[int, int], int] = {}
+    conflicted: set[tuple[int, int]] = set()
+    for row in order:
+        cell = (int(cols.seed[row]), int(cols.lang[row]))
+        if cell in conflicted:
+            continue
+        if cell not in first:
+            first[cell] = row
+            continue
+        kept = first[cell]
+        here, there = where(int(cols.file[row]), int(cols.line[row])), where(int(cols.file[kept]), int(cols.line[kept]))
+        if cols.score[row] == cols.score[kept]:
+            duplicates.append(f"{here} repeats {there} (same score; ignored)")
+            continue
+        split, arm, target = group
+        key = f"eval.{arm}.{target}.s{cell[0]}.{vocab[cell[1]]}"
+        problems.append(Problem(path=files[int(cols.file[row])], line=int(cols.line[row]) or None,
+                                message=f"conflicting records for {key} ({split}): {float(cols.score[row])} here, "
+                                        f"{float(cols.score[kept])} in {there}; neither is used", key=key, split=split))
+        conflicted.add(cell)
+        del first[cell]
+    rows = sorted(first.values())
+    return Columns(*(array[rows] for array in cols))

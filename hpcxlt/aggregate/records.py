@@ -1,8 +1,9 @@
 """Result records: read one file, check every field, turn each record into the number the tables use.
 
-Two layouts are read. The contract's one record per file, `results/<key>.<split>.json`, and a
-JSON-lines shard, `results/<name>.jsonl` with one record per line (for sweeps so large that a file
-per record is the bottleneck). A bad file or line never stops aggregation: it comes back as a
+Two layouts are read: JSON lines, `results/<name>.jsonl` with one record per line (what evaluation jobs
+write, one file per job), and the one record per file, `results/<key>.<split>.json`, of earlier
+versions. This is the record-by-record path, which gives every precise error; the column-wise reader
+(`hpcxlt.aggregate.columns`) takes the bulk of well-formed JSON-lines records and leaves the rest here. A bad file or line never stops aggregation: it comes back as a
 `Problem` naming the path (and line) so the caller can report it and mark the tables partial.
 """
 
@@ -201,19 +202,22 @@ def _read_lines(path: str, qa_convention: str) -> Iterator[tuple[int | None, Rec
         yield None, Problem(path=path, line=None, message=_why(err))
         return
     for number, line in enumerate(data.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            yield number, Problem(path=path, line=number, message=_why(err))
-            continue
-        try:
-            yield number, parse_record(obj, qa_convention=qa_convention)
-        except RecordError as err:
-            key = obj.get("key") if isinstance(obj, dict) and isinstance(obj.get("key"), str) else None
-            split = obj.get("split") if key is not None and obj.get("split") in EVAL_SPLITS else None
-            yield number, Problem(path=path, line=number, message=_why(err), key=key, split=split)
+        if line.strip():
+            yield number, parse_line(path, number, line, qa_convention)
+
+
+def parse_line(path: str, number: int, line: bytes, qa_convention: str) -> Record | Problem:
+    """One line of a .jsonl file: its Record, or the Problem naming path, line and field."""
+    try:
+        obj = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return Problem(path=path, line=number, message=_why(err))
+    try:
+        return parse_record(obj, qa_convention=qa_convention)
+    except RecordError as err:
+        key = obj.get("key") if isinstance(obj, dict) and isinstance(obj.get("key"), str) else None
+        split = obj.get("split") if key is not None and obj.get("split") in EVAL_SPLITS else None
+        return Problem(path=path, line=number, message=_why(err), key=key, split=split)
 
 
 def _why(err: Exception) -> str:

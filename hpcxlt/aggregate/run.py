@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,29 +113,29 @@ def aggregate(run_dir: str | os.PathLike, options: Options = Options(), *, world
         if error is not None:
             raise error
         return None
-    from hpcxlt.aggregate.scores import planned_eval_cells
+    from hpcxlt.aggregate.scores import planned_eval_blocks
 
-    gathered, eval_cells = gather_mod.gather_records(
+    gathered, eval_blocks = gather_mod.gather_records(
         setup.store.results_dir if setup else None, qa_convention=setup.cfg.eval.qa_convention if setup else None,
-        world=world, root_task=(lambda: planned_eval_cells(setup.store.plan_path)) if setup else None,
+        world=world, root_task=(lambda: planned_eval_blocks(setup.store.plan_path)) if setup else None,
     )
     if world.rank != 0:
         return None
     clock = time.perf_counter()
-    report = _build(setup, options, gathered, eval_cells, world)
+    report = _build(setup, options, gathered, eval_blocks, world)
     timings = {"setup": setup_s, **gathered.timings, "tables": time.perf_counter() - clock}
     return Report(tables=report.tables, data=report.data, files=report.files,
-                  gathered=Gathered(**{**gathered.__dict__, "timings": timings}), notes=report.notes)
+                  gathered=replace(gathered, timings=timings), notes=report.notes)
 
 
-def _build(setup: _Setup, options: Options, gathered: Gathered, eval_cells: list, world: World) -> Report:
+def _build(setup: _Setup, options: Options, gathered: Gathered, eval_blocks: list, world: World) -> Report:
     from hpcxlt.aggregate import plots, render
     from hpcxlt.aggregate.comparisons import significance, significance_by_resource
     from hpcxlt.aggregate.scores import ScoreBook
     from hpcxlt.aggregate.tables import build_tables
     from hpcxlt.io import write_json_atomic, write_text_atomic
 
-    book = ScoreBook(gathered, eval_cells, setup.cfg, allow_partial=options.partial)
+    book = ScoreBook(gathered, eval_blocks, setup.cfg, allow_partial=options.partial)
     split = options.split
     tables = build_tables(book, split)
     # the tested comparisons go right after the descriptive tables they test

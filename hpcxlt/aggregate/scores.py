@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from functools import cached_property
 from typing import Any, Iterable, Mapping
 
@@ -23,10 +24,9 @@ from hpcxlt.aggregate.gather import Gathered
 from hpcxlt.aggregate.stats import SeedStat, mean, over_seeds
 from hpcxlt.config.schema import BASELINE_ARM, ExperimentConfig
 from hpcxlt.grid.plan import eval_key
-from hpcxlt.io import read_json
 
-EvalCell = tuple[str, str, str, int, str]
-"""(key, arm, target, seed, lang) of one planned eval cell."""
+EvalBlock = tuple[str, str, int, tuple[str, ...]]
+"""(arm, target, seed, languages) of planned eval cells: one eval job's, or a single cell."""
 
 COMPLETE, PARTIAL, INCOMPLETE = "complete", "partial", "incomplete"
 """Status of a figure: all planned cells; fewer (--partial); not computed (cells missing)."""
@@ -79,17 +79,22 @@ class Planned:
         return len(self.cells) if self.cells is not None else len(self.seeds) * len(self.langs)
 
 
-def planned_eval_cells(plan_path: str | os.PathLike) -> list[EvalCell]:
-    """The eval cells of plan.json as (key, arm, target, seed, lang), in plan order.
+def planned_eval_blocks(plan_path: str | os.PathLike) -> list[EvalBlock]:
+    """The eval cells of plan.json as (arm, target, seed, languages) blocks, in plan order.
 
     Read from the JSON directly: `Plan.from_dict` builds a frozen Cell (with deps and fingerprint)
-    per entry, which costs seconds for a million-cell grid whose tables need five fields.
+    per entry, which costs seconds for a million-cell grid whose tables need four fields. A plan of
+    the current format lists one entry per eval job; an earlier one every cell.
     """
+    import orjson
+
     try:
-        cells = read_json(plan_path)["cells"]
-        return [(c["key"], c["arm"], c["target"], c["seed"], c["lang"]) for c in cells if c["stage"] == "eval"]
+        data = orjson.loads(Path(plan_path).read_bytes())
+        if "eval_jobs" in data:
+            return [(j["arm"], j["target"], j["seed"], tuple(j["langs"])) for j in data["eval_jobs"]]
+        return [(c["arm"], c["target"], c["seed"], (c["lang"],)) for c in data["cells"] if c["stage"] == "eval"]
     except (KeyError, TypeError) as err:
-        raise ValueError(f"{plan_path}: not a plan written by `hpcxlt submit` (cell field {err} missing)") from None
+        raise ValueError(f"{plan_path}: not a plan written by `hpcxlt submit` (field {err} missing)") from None
 
 
 class ScoreBook:
@@ -100,7 +105,7 @@ class ScoreBook:
     whatever order the records were gathered in.
     """
 
-    def __init__(self, gathered: Gathered, eval_cells: Iterable[EvalCell], cfg: ExperimentConfig, *,
+    def __init__(self, gathered: Gathered, eval_blocks: Iterable[EvalBlock], cfg: ExperimentConfig, *,
                  allow_partial: bool):
         from hpcxlt.evaluate.scoring import XTREME_R_TASKS, category_tasks
 
@@ -115,21 +120,18 @@ class ScoreBook:
         self.baseline = BASELINE_ARM if BASELINE_ARM in self.arms else None
         self.xtreme_r_tasks = XTREME_R_TASKS
         self.categories = category_tasks()
-        seeds: dict[tuple[str, str], dict[int, None]] = {}
-        langs: dict[tuple[str, str], dict[str, None]] = {}
-        pairs: dict[tuple[str, str], set[tuple[int, str]]] = {}
-        for key, arm, target, seed, lang in eval_cells:
-            pair = (arm, target)
-            if pair not in seeds:
-                seeds[pair], langs[pair], pairs[pair] = {}, {}, set()
-            seeds[pair][seed] = None
-            langs[pair][lang] = None
-            pairs[pair].add((seed, lang))
+        # per (arm, target): seed -> its languages in plan order (a seed's eval jobs may split them)
+        by_pair: dict[tuple[str, str], dict[int, list[str]]] = {}
+        for arm, target, seed, block_langs in eval_blocks:
+            by_pair.setdefault((arm, target), {}).setdefault(seed, []).extend(block_langs)
         self.planned: dict[tuple[str, str], Planned] = {}
-        for pair in seeds:
-            product = len(pairs[pair]) == len(seeds[pair]) * len(langs[pair])
-            self.planned[pair] = Planned(seeds=tuple(sorted(seeds[pair])), langs=tuple(langs[pair]),
-                                         cells=None if product else frozenset(pairs[pair]))
+        for pair, per_seed in by_pair.items():
+            langs = tuple(dict.fromkeys(lang for seed_langs in per_seed.values() for lang in seed_langs))
+            every = set(langs)
+            product = all(len(seed_langs) == len(every) and set(seed_langs) == every for seed_langs in per_seed.values())
+            self.planned[pair] = Planned(
+                seeds=tuple(sorted(per_seed)), langs=langs,
+                cells=None if product else frozenset((seed, lang) for seed, ls in per_seed.items() for lang in ls))
         self._matrix_cache: dict[tuple[str, str, str], Any] = {}
         self._task_cache: dict[tuple[str, str, str], dict[int, SeedValue]] = {}
         self._suite_cache: dict[tuple, dict[str, SeedStat | None]] = {}
@@ -143,12 +145,19 @@ class ScoreBook:
         if group not in self._matrix_cache:
             planned = self.planned[(arm, target)]
             grid = np.full((len(planned.seeds), len(planned.langs)), np.nan)
-            if split in self.splits:
-                row, col = planned.seed_index, planned.lang_index
-                for (seed, lang), entry in self.gathered.values.get(group, {}).items():
-                    i, j = row.get(seed), col.get(lang)
-                    if i is not None and j is not None and (planned.cells is None or (seed, lang) in planned.cells):
-                        grid[i, j] = entry.score
+            cols = self.gathered.columns.get(group) if split in self.splits else None
+            if cols is not None and len(cols.seed):
+                # vectorized: a million records fill their matrices in well under a second
+                seeds = np.asarray(planned.seeds)
+                i = np.searchsorted(seeds, cols.seed).clip(0, len(seeds) - 1)
+                row_ok = seeds[i] == cols.seed
+                lang_column = np.array([planned.lang_index.get(lang, -1) for lang in self.gathered.langs] or [-1])
+                j = lang_column[cols.lang]
+                ok = row_ok & (j >= 0)
+                if planned.cells is not None:
+                    ok &= np.array([(s, self.gathered.langs[c]) in planned.cells
+                                    for s, c in zip(cols.seed.tolist(), cols.lang.tolist())], dtype=bool)
+                grid[i[ok], j[ok]] = cols.score[ok]
             self._matrix_cache[group] = grid
         return self._matrix_cache[group]
 
@@ -292,14 +301,16 @@ class ScoreBook:
         import numpy as np
 
         out = []
-        for (split, arm, target), cells in self.gathered.values.items():
+        for (split, arm, target), cols in self.gathered.columns.items():
             planned = self.planned.get((arm, target)) if split in self.splits else None
-            if planned is not None and int((~np.isnan(self.matrix(split, arm, target))).sum()) == len(cells):
+            if planned is not None and int((~np.isnan(self.matrix(split, arm, target))).sum()) == len(cols.seed):
                 continue  # every record of the group filled a planned cell
-            for (seed, lang), entry in cells.items():
-                if planned is not None and planned.has(seed, lang):
+            langs = self.gathered.langs
+            for seed, lang, file, line in zip(cols.seed.tolist(), cols.lang.tolist(), cols.file.tolist(), cols.line.tolist()):
+                if planned is not None and planned.has(seed, langs[lang]):
                     continue
-                out.append({"key": eval_key(arm, target, seed, lang), "split": split, "path": self.gathered.where(entry)})
+                path = self.gathered.files[file] + (f":{line}" if line else "")
+                out.append({"key": eval_key(arm, target, seed, langs[lang]), "split": split, "path": path})
         out.sort(key=lambda u: (u["key"], u["split"]))
         return out
 

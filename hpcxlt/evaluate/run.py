@@ -215,7 +215,8 @@ def inference_settings(cfg: ExperimentConfig, spec: TaskSpec, loaded: LoadedMode
 
 
 def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: LoadedModel) -> list[dict[str, Any]]:
-    """Evaluate one cell on every configured split that its language has; write records and files."""
+    """Evaluate one cell on every configured split that its language has; write its prediction and label
+    files and return its records (the caller adds them to the job's results file)."""
     from hpcxlt.evaluate import scoring, submission
     from hpcxlt.evaluate.predict import predict_split
 
@@ -238,7 +239,6 @@ def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: Lo
             submission.write_predictions(submission_dir(store, cell.arm, cell.seed), spec.name, cell.lang,
                                          prediction.predictions)
             submission.write_labels(store.labels_dir, spec.name, cell.lang, prediction.labels)
-        store.write_result(record)
         seconds = time.perf_counter() - started
         log.info("%s %s: score %.2f on %d examples in %.1f s", cell.key, split, score, prediction.n_examples, seconds)
         records.append(record)
@@ -246,12 +246,13 @@ def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: Lo
 
 
 def evaluate_cells(cfg: ExperimentConfig, cells: Iterable[Cell], store: RunStore, *,
-                   models: ModelCache | None = None) -> list[dict[str, Any]]:
+                   models: ModelCache | None = None, job_key: str | None = None) -> list[dict[str, Any]]:
     """Evaluate the cells of one eval job that are not done yet; return the records written.
 
     The model is loaded once (through `models`, a fresh ModelCache by default) and reused for every
-    language. Each cell gets its done marker right after its records. Under a multi-process launcher
-    only rank 0 evaluates; the others return [] at once.
+    language. Each cell's records go to the job's results file (`job_key`; looked up in the plan when
+    not given), then the cell gets its done marker. Under a multi-process launcher only rank 0
+    evaluates; the others return [] at once.
     """
     cells = list(cells)
     _check_job(cells)
@@ -261,6 +262,7 @@ def evaluate_cells(cfg: ExperimentConfig, cells: Iterable[Cell], store: RunStore
     if not todo:
         return []
     models = models if models is not None else ModelCache()
+    job_key = job_key or store.load_plan().job_of(todo[0].key).key
     records: list[dict[str, Any]] = []
     for cell in todo:
         source = model_source(cfg, cell, store)
@@ -268,7 +270,9 @@ def evaluate_cells(cfg: ExperimentConfig, cells: Iterable[Cell], store: RunStore
         loaded = models.get(source)
         started = time.perf_counter()
         cell_records = evaluate_cell(cfg, cell, store, loaded)
-        if not cell_records:
+        if cell_records:
+            store.add_results(job_key, cell_records)
+        else:
             log.warning("%s: none of the splits %s exists for %s in %s; marked done without a record",
                         cell.key, list(cfg.eval.splits), cell.target, cell.lang)
         store.mark_done(cell.key, {"checkpoint": loaded.source.checkpoint,

@@ -99,15 +99,22 @@ def dev_score(spec: TaskSpec, metrics: Mapping[str, float], *, qa_convention: st
     return _score_of(spec.metric, spec.name, metrics, qa_convention)
 
 
-def _score_of(metric: str, task: str, metrics: Mapping[str, float], qa_convention: str) -> float:
+def score_terms(metric: str, qa_convention: str) -> tuple[str, ...]:
+    """The metrics whose mean is a language's score under `metric` (the task's registry metric):
+    EM and F1 (or F1 alone) for QA, F1 for tagging, else accuracy or mAP@20. The one definition that
+    `language_score` and the aggregation's column-wise reader (`hpcxlt.aggregate.columns`) share."""
     _check_convention(qa_convention)
-    keys = {"accuracy": "accuracy", "seqeval_f1": "f1", "map_at_20": "map_at_20"}
+    if metric in QA_METRICS:
+        return ("f1",) if qa_convention == "f1" else ("exact_match", "f1")
+    return ({"accuracy": "accuracy", "seqeval_f1": "f1", "map_at_20": "map_at_20"}[metric],)
+
+
+def _score_of(metric: str, task: str, metrics: Mapping[str, float], qa_convention: str) -> float:
+    terms = score_terms(metric, qa_convention)
     try:
-        if metric in QA_METRICS:
-            if qa_convention == "f1":
-                return float(metrics["f1"])
-            return (float(metrics["exact_match"]) + float(metrics["f1"])) / 2
-        return float(metrics[keys[metric]])
+        if len(terms) == 1:
+            return float(metrics[terms[0]])
+        return (float(metrics[terms[0]]) + float(metrics[terms[1]])) / 2
     except KeyError as err:
         raise ValueError(f"task {task!r}: metrics {sorted(metrics)} lack {err.args[0]!r}") from None
 

@@ -17,7 +17,6 @@ import shutil
 from hpcxlt.evaluate import submission
 from hpcxlt.evaluate.run import submission_dir
 from hpcxlt.grid.plan import Cell, Plan
-from hpcxlt.io import read_json
 from hpcxlt.store import RunDirError, RunStore
 
 
@@ -25,14 +24,15 @@ def link_done_cells(store: RunStore, plan: Plan, other: RunStore) -> list[str]:
     """Mark this run's cells done from `other`'s done cells with equal fingerprints; return their keys."""
     if other.root == store.root:
         raise RunDirError(f"--reuse-from names the run directory itself ({store.root})")
-    done = {cell.fingerprint: cell for cell in other.load_plan().cells if other.is_done(cell.key)}
+    other_plan = other.load_plan()
+    done = {cell.fingerprint: cell for cell in other_plan.cells if other.is_done(cell.key)}
     linked = []
     for cell in plan.cells:  # plan order: a cell's upstream is linked before it
         source = done.get(cell.fingerprint)
         if source is None or store.is_done(cell.key):
             continue
         if cell.stage == "eval":
-            _copy_evaluation(store, cell, other, source)
+            _copy_evaluation(store, plan, cell, other, other_plan, source)
         else:
             _link_model(store, cell, other, source)
         info = other.done_info(source.key) or {}
@@ -55,12 +55,12 @@ def _link_model(store: RunStore, cell: Cell, other: RunStore, source: Cell) -> N
         os.symlink(target, link)
 
 
-def _copy_evaluation(store: RunStore, cell: Cell, other: RunStore, source: Cell) -> None:
-    for path in other.results_dir.glob(f"{source.key}.*.json"):
-        record = read_json(path)
-        record.update(key=cell.key, arm=cell.arm, seed=cell.seed, config_hash=cell.fingerprint,
-                      reused_from=str(path))
-        store.write_result(record, overwrite=True)
+def _copy_evaluation(store: RunStore, plan: Plan, cell: Cell, other: RunStore, other_plan: Plan,
+                     source: Cell) -> None:
+    records = [{**record, "key": cell.key, "arm": cell.arm, "seed": cell.seed, "config_hash": cell.fingerprint,
+                "reused_from": str(other.root)} for record in other.cell_records(source.key, other_plan)]
+    if records:
+        store.add_results(plan.job_of(cell.key).key, records, overwrite=True)
     task, lang = cell.target, cell.lang
     predictions = submission.file_path(submission_dir(other, source.arm, source.seed), task, lang)
     if predictions.is_file():

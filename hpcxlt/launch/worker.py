@@ -56,10 +56,10 @@ def _train(cfg, cell, store) -> None:
     train_cell(cfg, cell, store)
 
 
-def _evaluate(cfg, cells, store) -> None:
+def _evaluate(cfg, cells, store, job_key) -> None:
     from hpcxlt.evaluate.run import evaluate_cells
 
-    evaluate_cells(cfg, cells, store)
+    evaluate_cells(cfg, cells, store, job_key=job_key)
 
 
 def check_upstream(store: RunStore, plan, job: Job) -> None:
@@ -114,7 +114,7 @@ def run_job(run_dir: str | os.PathLike, job_key: str, *, job_id: str | None = No
         if job.stage in ("intermediate", "target"):
             _train(cfg, cells[0], store)
         elif job.stage == "eval":
-            _evaluate(cfg, cells, store)
+            _evaluate(cfg, cells, store, job.key)
         else:  # pragma: no cover - plan.STAGES is closed
             raise JobError(f"job {job_key}: unknown stage {job.stage!r}")
     except Exception as err:

@@ -1,8 +1,8 @@
 """The run directory: the single source of truth for what a grid has done.
 
 Layout (docs/architecture.md): config.yaml, plan.json, cells/<key>/{state.json, done.json, checkpoints/,
-model/, train_log.jsonl}, results/<key>.<split>.json, predictions/, labels/, logs/, tables/. Every write is
-atomic. A cell is done exactly when its done.json exists; done cells are never run again.
+model/, train_log.jsonl}, submissions/<n>.json, results/<eval job>.jsonl, predictions/, labels/, logs/,
+tables/. Every write is atomic. A cell is done exactly when its done.json exists; done cells are never run again.
 """
 
 from __future__ import annotations
@@ -10,29 +10,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from hpcxlt.config import ExperimentConfig, config_to_dict, dump_yaml, parse_config
 from hpcxlt.grid.plan import Plan
 from hpcxlt.io import read_json, write_json_atomic, write_text_atomic
-
-STATES = ("pending", "submitted", "running", "done", "failed")
-
-
-class RunDirError(Exception):
-    """The run directory cannot be used as asked (e.g. it holds a different experiment)."""
-
+from hpcxlt.store.cell_state import CellStates
+from hpcxlt.store.errors import RunDirError
+from hpcxlt.store.lock import LOCK_FILE, RunLock
 
 class RunStore:
     """Paths and state of one run directory."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
+        self.cell_states = CellStates(self.root)
 
     # -- layout -------------------------------------------------------------------------------
     @property
@@ -76,9 +70,6 @@ class RunStore:
     def train_log_path(self, key: str) -> Path:
         return self.cell_dir(key) / "train_log.jsonl"
 
-    def result_path(self, key: str, split: str) -> Path:
-        return self.results_dir / f"{key}.{split}.json"
-
     # -- experiment ---------------------------------------------------------------------------
     def exists(self) -> bool:
         return self.config_path.exists() and self.plan_path.exists()
@@ -95,14 +86,14 @@ class RunStore:
             added = self.growth(cfg, plan)
             if added is None:
                 if not self.plan_path.exists():
-                    write_json_atomic(self.plan_path, plan.to_dict())
+                    write_json_atomic(self.plan_path, plan.to_dict(), indent=None)
                 return False
-            write_json_atomic(self.plan_path, plan.to_dict())
+            write_json_atomic(self.plan_path, plan.to_dict(), indent=None)
             write_text_atomic(self.config_path, dump_yaml(cfg))
             return True
         for folder in (self.logs_dir, self.results_dir, self.root / "cells"):
             folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.plan_path, plan.to_dict())
+        write_json_atomic(self.plan_path, plan.to_dict(), indent=None)
         # config.yaml last: its presence marks an initialized run directory
         write_text_atomic(self.config_path, dump_yaml(cfg))
         return True
@@ -165,27 +156,19 @@ class RunStore:
         return read_json(path) if path.exists() else None
 
     def state(self, key: str) -> dict[str, Any]:
-        """The cell's recorded state; 'done' whenever its done marker exists."""
-        path = self.cell_dir(key) / "state.json"
-        try:
-            state = read_json(path)
-        except (FileNotFoundError, json.JSONDecodeError):
-            state = {"state": "pending"}
+        """The cell's state (`CellStates.view`); 'done' whenever its done marker exists."""
+        state = self.cell_states.view(key)
         if self.is_done(key):
             state["state"] = "done"
         return state
 
     def set_state(self, key: str, state: str, **fields: Any) -> dict[str, Any]:
-        if state not in STATES:
-            raise ValueError(f"state {state!r} is not one of {STATES}")
-        path = self.cell_dir(key) / "state.json"
-        try:
-            current = read_json(path)
-        except (FileNotFoundError, json.JSONDecodeError):
-            current = {}
-        current.update(fields, state=state, updated=time.time())
-        write_json_atomic(path, current)
-        return current
+        """Record a change of one cell's state (its own file: what a job on a node says of its cells)."""
+        return self.cell_states.write(key, state, **fields)
+
+    def record_submission(self, cells: Mapping[str, tuple[str, str]], *, log_pattern: str) -> int:
+        """Record one submission, cell -> (Slurm job id, array), in one file (`CellStates.record_submission`)."""
+        return self.cell_states.record_submission(cells, log_pattern=log_pattern)
 
     # -- lock -------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -195,132 +178,58 @@ class RunStore:
             yield
 
     # -- results ------------------------------------------------------------------------------
-    def write_result(self, record: dict[str, Any], *, overwrite: bool = False) -> Path:
-        """Write one per-language record; a record from a different config is never replaced silently."""
-        path = self.result_path(record["key"], record["split"])
-        if path.exists() and not overwrite:
-            try:
-                old = read_json(path)
-            except json.JSONDecodeError:
-                old = None
-            if old is not None and old.get("config_hash") != record.get("config_hash"):
+    def job_results_path(self, job_key: str) -> Path:
+        """The JSON-lines file of one evaluation job's records (every cell and split it evaluated)."""
+        return self.results_dir / f"{job_key}.jsonl"
+
+    def add_results(self, job_key: str, records: list[dict[str, Any]], *, overwrite: bool = False) -> Path:
+        """Add records to their job's file, rewritten atomically: the records already there (less any of
+        the same key and split) and these. One file per job, not per record, because a million records
+        in a million files take seconds to list and open; the rewrite keeps each job's file whole.
+
+        A record of a different config (config_hash) is never replaced silently: RunDirError unless
+        overwrite, before anything is written.
+        """
+        path = self.job_results_path(job_key)
+        new = {(r["key"], r["split"]): r for r in records}
+        kept = []
+        for line, old in enumerate(_read_lines(path), start=1):
+            ident = (old.get("key"), old.get("split"))
+            if ident not in new:
+                kept.append(old)
+            elif not overwrite and old.get("config_hash") != new[ident].get("config_hash"):
                 raise RunDirError(
-                    f"{path} holds a result of a different config ({old.get('config_hash')} != "
-                    f"{record.get('config_hash')}); pass overwrite=True to replace it"
-                )
-        return write_json_atomic(path, record)
+                    f"{path}:{line} holds a {ident[1]} result for {ident[0]} of a different config "
+                    f"({old.get('config_hash')} != {new[ident].get('config_hash')}); pass overwrite=True to replace it")
+        text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in [*kept, *records])
+        return write_text_atomic(path, text)
+
+    def cell_records(self, key: str, plan: Plan) -> list[dict[str, Any]]:
+        """Every record of one eval cell: from its job's file, and from one-record files
+        (`results/<key>.<split>.json`) that earlier versions wrote."""
+        records = [r for r in _read_lines(self.job_results_path(plan.job_of(key).key)) if r.get("key") == key]
+        records += [read_json(path) for path in sorted(self.results_dir.glob(f"{key}.*.json"))]
+        return records
 
     def result_files(self) -> Iterator[Path]:
+        """Every record file: the jobs' JSON-lines files and older one-record files."""
         if self.results_dir.exists():
-            yield from sorted(self.results_dir.glob("*.json"))
+            yield from sorted(p for p in self.results_dir.iterdir() if p.suffix in (".json", ".jsonl")
+                              and not p.name.startswith("."))
 
 
-LOCK_FILE = ".hpcxlt.lock"
-
-
-class RunLock:
-    """An exclusive lock on a run directory that works on shared (NFS-like) file systems.
-
-    The lock is a file created with O_EXCL (atomic on NFS v3+) holding its holder: host, pid, command
-    and since when. While held, a thread touches it every `heartbeat_s`; a lock whose holder is a dead
-    process on this host, or whose heartbeat stopped `stale_s` ago (its host crashed), is stale and
-    taken over. Waiting for a live holder prints who it is once; after `wait_s` a RunDirError names it.
-    Taking over a stale lock goes through a second O_EXCL file, so two waiters cannot both break it.
-    """
-
-    heartbeat_s = 15.0
-    stale_s = 120.0
-
-    def __init__(self, path: Path, command: str, *, wait_s: float = 300.0):
-        self.path, self.command, self.wait_s = Path(path), command, wait_s
-        self.holder = {"host": socket.gethostname(), "pid": os.getpid(), "command": command, "since": time.time()}
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
-
-    def _create(self, path: Path, content: dict) -> bool:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as handle:
-            json.dump(content, handle)
-        return True
-
-    def _read(self) -> dict | None:
-        try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    def _stale(self, holder: dict | None) -> bool:
-        try:
-            age = time.time() - self.path.stat().st_mtime
-        except FileNotFoundError:
-            return False
-        if holder is None:  # being written right now, or a crash mid-write
-            return age > self.stale_s
-        if holder.get("host") == socket.gethostname():
+def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
             try:
-                os.kill(int(holder["pid"]), 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:  # alive, another user's process
-                return False
-            return False
-        return age > self.stale_s
-
-    def _break(self, holder: dict | None) -> None:
-        breaker = self.path.with_name(self.path.name + ".break")
-        try:
-            if time.time() - breaker.stat().st_mtime > 60:
-                breaker.unlink(missing_ok=True)  # a breaker that died while breaking
-        except FileNotFoundError:
-            pass
-        if not self._create(breaker, self.holder):
-            return
-        try:
-            if self._read() == holder and self._stale(holder):
-                self.path.unlink(missing_ok=True)
-        finally:
-            breaker.unlink(missing_ok=True)
-
-    @staticmethod
-    def describe(holder: dict | None) -> str:
-        if not holder:
-            return "an unknown holder"
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
-        return f"`hpcxlt {holder.get('command')}` (host {holder.get('host')}, pid {holder.get('pid')}, since {since})"
-
-    def __enter__(self) -> "RunLock":
-        deadline = time.time() + self.wait_s
-        told = False
-        while not self._create(self.path, self.holder):
-            holder = self._read()
-            if self._stale(holder):
-                self._break(holder)
-                continue
-            if time.time() > deadline:
-                raise RunDirError(f"{self.path.parent} is locked by {self.describe(holder)}; wait for it to finish, "
-                                  f"or remove {self.path} if that process is gone")
-            if not told:
-                print(f"waiting for the run directory lock held by {self.describe(holder)}", file=sys.stderr)
-                told = True
-            time.sleep(0.5)
-        self._beat = threading.Thread(target=self._heartbeat, name="hpcxlt-lock", daemon=True)
-        self._beat.start()
-        return self
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            with contextlib.suppress(OSError):
-                os.utime(self.path)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-        if self._read() == self.holder:
-            self.path.unlink(missing_ok=True)
+                yield json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RunDirError(f"{path}:{number}: not a JSON record ({err.msg}); move the file away and "
+                                  "evaluate its cells again") from None
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
