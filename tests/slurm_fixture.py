@@ -159,8 +159,9 @@ def two_nodes(slurm_cluster) -> list[str]:
 
 
 def task_pids(job_id: str) -> list[int]:
-    """The job's training processes (srun tasks running submitit's entry point) on every node: one PID
-    namespace for the whole machine, so the host sees the tasks inside the nodes' network namespaces."""
+    """The job's training processes (srun tasks running submitit's entry point, or for an array task
+    hpcxlt's shared-pickle start that hands over to it) on every node: one PID namespace for the whole
+    machine, so the host sees the tasks inside the nodes' network namespaces."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -176,7 +177,8 @@ def task_pids(job_id: str) -> list[int]:
             ours = f"SLURM_ARRAY_JOB_ID={array}".encode() in environ and f"SLURM_ARRAY_TASK_ID={task}".encode() in environ
         else:
             ours = f"SLURM_JOB_ID={job_id}".encode() in environ
-        if ours and any(v.startswith(b"SLURM_STEP_ID=") for v in environ) and b"submitit.core._submit" in cmdline:
+        if ours and any(v.startswith(b"SLURM_STEP_ID=") for v in environ) and (b"submitit.core._submit" in cmdline
+                                                                           or b"hpcxlt.launch.shared_array" in cmdline):
             pids.append(int(entry))
     return pids
 

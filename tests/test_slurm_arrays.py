@@ -164,3 +164,23 @@ def test_a_wave_takes_jobs_in_plan_order_whose_upstream_is_done_queued_or_in_the
     assert not wave.aggregate
     everything, rest = split_wave(store, pending, len(pending.jobs) + 1)
     assert rest == 0 and everything.aggregate and len(everything.jobs) == len(pending.jobs)
+
+
+def test_arrays_go_in_side_by_side_only_when_none_waits_for_another_of_its_batch(demo):
+    from hpcxlt.launch.arrays import aggregate_spec
+    from hpcxlt.launch.slurm import independent_batches
+
+    _, grid = demo
+    specs = build_arrays(grid, list(grid.jobs), max_array_size=3)  # small arrays: several per stage
+    specs.append(aggregate_spec(specs, []))
+    batches = independent_batches(specs)
+    assert [spec for batch in batches for spec in batch] == specs  # every array, in order
+    assert len(batches) < len(specs) and max(len(b) for b in batches) > 1
+    for batch in batches:
+        names = {spec.name for spec in batch}
+        for spec in batch:
+            assert not ({spec.corr} | {name for name, _ in spec.after} | set(spec.after_all)) & names
+    position = {spec.name: index for index, batch in enumerate(batches) for spec in batch}
+    for spec in specs:  # what an array waits for went in an earlier batch
+        for upstream in {spec.corr} - {None} | {name for name, _ in spec.after} | set(spec.after_all):
+            assert position[upstream] < position[spec.name]

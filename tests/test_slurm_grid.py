@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -99,7 +100,10 @@ def test_dry_run_printed_exactly_the_submitted_sbatch_scripts(grid_run):
     for name, text in scripts.items():
         expected = re.sub(r"@([a-z]+\.\d+|aggregate)", lambda m: roots[m.group(1)], text)
         submitted = (store.logs_dir / "slurm" / f"{roots[name]}_submission.sh").read_text()
-        assert submitted == expected
+        # an array's shared pickle is named at submission: the dry run shows @uuid in its place
+        for pickle in re.findall(r"\S+/arrays/\S+\.[0-9a-f]{12}\.pkl", submitted):
+            assert Path(pickle.strip("'")).is_file()
+        assert re.sub(r"\.[0-9a-f]{12}\.pkl", ".@uuid.pkl", submitted) == expected
 
 
 def test_resume_of_a_finished_grid_submits_nothing(grid_run):

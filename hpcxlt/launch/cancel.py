@@ -16,13 +16,13 @@ def cancel_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     store = RunStore(run_dir)
     plan = store.load_plan()
     executor = (read_launch(store) or {}).get("executor")
-    states = {c.key: store.state(c.key) for c in plan.cells if not store.is_done(c.key)}
+    states = store.states([c.key for c in plan.cells if not store.is_done(c.key)])
     if executor == "slurm":
         from hpcxlt.launch import queue
 
         # under the run directory's lock: a resume that is submitting finishes (and records its job ids) first
         with store.lock("cancel"):
-            states = {c.key: store.state(c.key) for c in plan.cells if not store.is_done(c.key)}
+            states = store.states([c.key for c in plan.cells if not store.is_done(c.key)])
             # a COMPLETING job is ending already (e.g. cancelled a moment ago, in its KillWait): nothing to cancel
             alive = {job: state for job, state in queue.alive_jobs().items() if state != "COMPLETING"}
             ids = {s["job_id"] for s in states.values() if s.get("job_id") in alive}

@@ -30,11 +30,11 @@ class Pending:
     """Cells of those jobs that are not done (done cells of a resubmitted eval job are skipped again)."""
 
 
-def recorded_job_id(store: RunStore, job: Job) -> str | None:
-    for key in job.cells:
-        if not store.is_done(key):
-            return store.state(key).get("job_id")
-    return None
+def recorded_job_ids(store: RunStore, jobs: list[Job]) -> dict[str, str | None]:
+    """Job key -> the Slurm id recorded for its first cell that is not done (None: never submitted)."""
+    first = {job.key: next((key for key in job.cells if not store.is_done(key)), None) for job in jobs}
+    states = store.states([key for key in first.values() if key is not None])
+    return {job: states[key].get("job_id") if key is not None else None for job, key in first.items()}
 
 
 def pending_work(store: RunStore, plan: Plan, alive: dict[str, str], *, with_aggregate: bool,
@@ -44,7 +44,7 @@ def pending_work(store: RunStore, plan: Plan, alive: dict[str, str], *, with_agg
     new_only: only jobs never submitted (the next wave of a wave-wise submission, hpcxlt.launch.waves).
     """
     unfinished = unfinished_jobs(store, plan)
-    ids = {job.key: recorded_job_id(store, job) for job in unfinished}
+    ids = recorded_job_ids(store, unfinished)
     queued = {key for key, jid in ids.items() if jid and jid in alive}
     out = Pending()
     submit: set[str] = set()

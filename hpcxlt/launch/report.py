@@ -38,7 +38,7 @@ def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[st
     plan = store.load_plan()
     launch = read_launch(store) or {}
     executor = launch.get("executor")
-    states = {cell.key: store.state(cell.key) for cell in plan.cells}
+    states = store.states([cell.key for cell in plan.cells])
 
     alive: dict[str, str] = {}
     acct: dict[str, dict[str, str]] = {}

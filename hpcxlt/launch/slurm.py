@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,7 +22,7 @@ import submitit
 from submitit.slurm.slurm import _make_sbatch_string
 
 from hpcxlt.grid.plan import Plan
-from hpcxlt.launch import queue
+from hpcxlt.launch import queue, shared_array
 from hpcxlt.launch.arrays import ArraySpec, aggregate_spec, build_arrays, dependency, placeholder_ids
 from hpcxlt.launch.base import set_aggregate_state
 from hpcxlt.launch.heal import trap_line
@@ -78,15 +79,20 @@ def stage_parameters(site: SiteProfile, stage: str, experiment: str, run_dir: st
     return params
 
 
-def submitit_command(folder: Path) -> str:
-    """The command submitit puts in the sbatch script (SlurmExecutor._submitit_command_str)."""
+def submitit_command(folder: Path, shared: Path | str | None = None) -> str:
+    """The command in the sbatch script: submitit's runner for a single job (SlurmExecutor's own command),
+    `hpcxlt.launch.shared_array` for an array whose tasks share the pickle `shared`."""
+    if shared is not None:
+        return shared_array.command(folder, shared)
     return " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
 
 
-def sbatch_text(params: dict[str, Any], n_tasks: int, folder: Path, dep: str | None) -> str:
-    """The sbatch script submitit writes for this submission (submitit's own generator)."""
+def sbatch_text(params: dict[str, Any], n_tasks: int, folder: Path, dep: str | None, name: str = "array") -> str:
+    """The sbatch script submitit writes for this submission (submitit's own generator); an array's
+    shared pickle shows as @uuid (named at submission; like the @name ids, it needs no shell quoting)."""
     full = {**params, "dependency": dep} if dep else dict(params)
-    return _make_sbatch_string(command=submitit_command(folder), folder=folder,
+    shared = folder / shared_array.ARRAYS_DIR / f"{name}.@uuid.pkl" if n_tasks > 1 else None
+    return _make_sbatch_string(command=submitit_command(folder, shared), folder=folder,
                                map_count=n_tasks if n_tasks > 1 else None, **full)
 
 
@@ -144,22 +150,40 @@ def dry_run(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, ex
     for spec, row in zip(specs, rows):
         jobs = ", ".join(spec.jobs[:4]) + (f", ... ({len(spec.jobs)} tasks)" if len(spec.jobs) > 4 else "")
         row["sbatch"] = sbatch_text(stage_parameters(site, spec.stage, experiment, str(store.root)), len(spec.jobs), folder,
-                                    row["dependency"])
+                                    row["dependency"], spec.name)
         print(f"\n==> {spec.name}: {jobs}", file=out)
         print(row["sbatch"], file=out, end="")
     return rows
 
 
-def _submit_one(spec: ArraySpec, params: dict[str, Any], folder: Path, run_dir: str, site: SiteProfile,
-                dep: str | None) -> list[str]:
-    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=site.max_requeues)
-    executor.update_parameters(**params, **({"dependency": dep} if dep else {}))
+SBATCH_IN_FLIGHT = 4
+"""sbatch calls in flight at once: enough to overlap the controller's answers, few enough to be gentle on it."""
+
+
+def independent_batches(specs: list[ArraySpec]) -> list[list[ArraySpec]]:
+    """`specs` cut, in order, into runs of arrays none of which waits for another of its run."""
+    batches: list[list[ArraySpec]] = []
+    names: set[str] = set()
+    for spec in specs:
+        upstream = {spec.corr} | {name for name, _ in spec.after} | set(spec.after_all)
+        if not batches or upstream & names:
+            batches.append([])
+            names = set()
+        batches[-1].append(spec)
+        names.add(spec.name)
+    return batches
+
+
+def _submit_one(spec: ArraySpec, executor: submitit.SlurmExecutor, run_dir: str, site: SiteProfile) -> list[str]:
+    """Submit one array (or a single job) with an executor that holds its parameters and dependency."""
     if spec.stage == "aggregate":
         tasks: list[Any] = [AggregateTask(run_dir, aggregate_launcher(site))]
     else:
         tasks = [SlurmTask(run_dir, key, site.max_requeues) for key in spec.jobs]
-    jobs = executor.submit_array(tasks)
-    return [job.job_id for job in jobs]
+    if len(tasks) == 1:
+        return [executor.submit(tasks[0]).job_id]
+    # one pickle for the whole array, not one per task (hpcxlt.launch.shared_array)
+    return shared_array.submit(executor, tasks, shared_array.pickle_path(executor.folder, spec.name))
 
 
 def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, experiment: str, *,
@@ -174,23 +198,42 @@ def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, exp
     if pending.cancel:
         queue.cancel(pending.cancel)
     ids: dict[str, list[str]] = {}
-    try:
-        for spec in specs:
-            params = stage_parameters(site, spec.stage, experiment, str(store.root))
-            dep = dependency(spec, ids)
-            # retried only while sbatch could not reach the controller at all (nothing was submitted)
-            ids[spec.name] = queue.retrying(lambda: _submit_one(spec, params, folder, str(store.root), site, dep),
-                                            f"sbatch {spec.name}",
-                                            transient=lambda text: bool(queue.NOT_SUBMITTED.search(text)))
-    except Exception as err:
-        submitted = [jid for names in ids.values() for jid in names]
-        if submitted:
-            queue.cancel({queue.array_root(j) for j in submitted})
-        message = getattr(err, "args", [str(err)])[0] if err.args else str(err)
-        raise SubmitError(
-            f"sbatch refused {spec.name} ({spec.stage}, {len(spec.jobs)} tasks): {str(message).strip()[:800]}"
-            + (f"; cancelled the {len(ids)} submission(s) made before it (they were held, nothing ran)" if ids else "")
-        ) from err
+    checked: dict[str, dict[str, Any]] = {}  # stage -> its sbatch parameters, checked by submitit once
+
+    def one(spec: ArraySpec) -> list[str]:
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=site.max_requeues)
+        dep = dependency(spec, ids)
+        executor.parameters = {**checked[spec.stage], **({"dependency": dep} if dep else {})}
+        # retried only while sbatch could not reach the controller at all (nothing was submitted)
+        return queue.retrying(lambda: _submit_one(spec, executor, str(store.root), site),
+                              f"sbatch {spec.name}", transient=lambda text: bool(queue.NOT_SUBMITTED.search(text)))
+
+    for spec in specs:
+        if spec.stage not in checked:
+            stage = submitit.SlurmExecutor(folder=folder, max_num_timeout=site.max_requeues)
+            stage.update_parameters(**stage_parameters(site, spec.stage, experiment, str(store.root)))
+            checked[spec.stage] = dict(stage.parameters)
+    # arrays that do not wait for each other go in side by side: most of an sbatch call is waiting for
+    # the controller's answer, and a grid's arrays of one stage are independent
+    with ThreadPoolExecutor(max_workers=SBATCH_IN_FLIGHT) as pool:
+        for batch in independent_batches(specs):
+            futures = [(spec, pool.submit(one, spec)) for spec in batch]
+            failed = None
+            for spec, future in futures:
+                try:
+                    ids[spec.name] = future.result()
+                except Exception as err:
+                    failed = failed or (spec, err)
+            if failed is not None:
+                spec, err = failed
+                submitted = [jid for names in ids.values() for jid in names]
+                if submitted:
+                    queue.cancel({queue.array_root(j) for j in submitted})
+                message = err.args[0] if err.args else str(err)
+                raise SubmitError(
+                    f"sbatch refused {spec.name} ({spec.stage}, {len(spec.jobs)} tasks): {str(message).strip()[:800]}"
+                    + (f"; cancelled the {len(ids)} other submission(s) of this run (they were held, nothing ran)"
+                       if ids else "")) from err
     cells: dict[str, tuple[str, str]] = {}
     for spec in specs:
         for key, jid in zip(spec.jobs, ids[spec.name]):

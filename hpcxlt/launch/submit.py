@@ -73,11 +73,13 @@ def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfil
     out = sys.stdout if out is None else out
     if not dry_run and not queue.available():
         raise slurm.SubmitError("sbatch/squeue not found: submit from a Slurm login node, or use --local or --dry-run")
-    has_ids = store.exists() and any(store.state(c.key).get("job_id") for c in plan.cells)
+    recorded_ids = {s.get("job_id") for s in store.states([c.key for c in plan.cells]).values()} - {None} \
+        if store.exists() else set()
+    has_ids = bool(recorded_ids)
     alive = queue.alive_jobs() if (has_ids and (not dry_run or queue.available())) else {}
     if alive and not dry_run:
         # jobs left held by a submission that died before releasing them would wait forever
-        recorded = {store.state(c.key).get("job_id") for c in plan.cells} | {aggregate_state(store).get("job_id")}
+        recorded = recorded_ids | {aggregate_state(store).get("job_id")}
         stuck = sorted(recorded & queue.held_jobs())
         if stuck:
             queue.release({queue.array_root(j) for j in stuck})
@@ -113,7 +115,7 @@ def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfil
 
         if deferred:
             wave_ids = [jid for row in result.submissions for jid in row["job_ids"] or []]
-            run_ids = [jid for jid in alive if jid in {store.state(c.key).get("job_id") for c in plan.cells}]
+            run_ids = [jid for jid in alive if jid in recorded_ids]
             result.feeder = slurm.submit_feeder(store, site, experiment, wave_ids or run_ids)
         update_launch(store, lambda data: record_wave(data, jobs=len(pending.jobs), deferred=deferred,
                                                       feeder=result.feeder))

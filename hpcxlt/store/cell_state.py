@@ -100,12 +100,23 @@ class CellStates:
             state = read_json(self.path(key))
         except (FileNotFoundError, json.JSONDecodeError):
             state = {"state": "pending"}
-        entry = self.submissions().get(key)
-        if entry is not None and entry.seq > int(state.get("submission", 0)):
-            state.update(state="submitted", job_id=entry.job_id, array=entry.array, log=entry.log,
-                         submitted=entry.submitted, updated=entry.submitted, submission=entry.seq, requeues=0,
-                         error=None, traceback=None)
-        return state
+        return _newer(state, self.submissions().get(key))
+
+    def views(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """`view` of many cells; the cells folder is listed once, so cells without a folder (never run
+        on a node) cost no file lookup: a fresh 5,000-cell grid reads no file at all."""
+        try:
+            present = set(os.listdir(self.root / "cells"))
+        except FileNotFoundError:
+            present = set()
+        entries = self.submissions()
+        out = {}
+        for key in keys:
+            if key in present:
+                out[key] = self.view(key)
+                continue
+            out[key] = _newer({"state": "pending"}, entries.get(key))
+        return out
 
     def write(self, key: str, state: str, **fields: Any) -> dict[str, Any]:
         """Change one cell's state: its current view with `fields` and `state` written to its own file."""
@@ -115,3 +126,12 @@ class CellStates:
         current.update(fields, state=state, updated=time.time())
         write_json_atomic(self.path(key), current)
         return current
+
+
+def _newer(state: dict[str, Any], entry: Submitted | None) -> dict[str, Any]:
+    """`state` updated by a submission entry that is newer than what the state continues."""
+    if entry is not None and entry.seq > int(state.get("submission", 0)):
+        state.update(state="submitted", job_id=entry.job_id, array=entry.array, log=entry.log,
+                     submitted=entry.submitted, updated=entry.submitted, submission=entry.seq, requeues=0,
+                     error=None, traceback=None)
+    return state

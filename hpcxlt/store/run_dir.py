@@ -26,6 +26,7 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
+        self._cells = str(self.root / "cells")
         self.cell_states = CellStates(self.root)
 
     # -- layout -------------------------------------------------------------------------------
@@ -144,7 +145,8 @@ class RunStore:
 
     # -- cell state ---------------------------------------------------------------------------
     def is_done(self, key: str) -> bool:
-        return (self.cell_dir(key) / "done.json").exists()
+        # plain os.path: submission and status ask this for every cell, and pathlib costs 20 us a call
+        return os.path.exists(f"{self._cells}/{key}/done.json")
 
     def mark_done(self, key: str, info: dict[str, Any] | None = None) -> None:
         """Write the done marker (last step of a cell) and set its state to done."""
@@ -161,6 +163,14 @@ class RunStore:
         if self.is_done(key):
             state["state"] = "done"
         return state
+
+    def states(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """`state` of many cells at once (the cells folder listed once; see `CellStates.views`)."""
+        views = self.cell_states.views(keys)
+        for key, state in views.items():
+            if self.is_done(key):
+                state["state"] = "done"
+        return views
 
     def set_state(self, key: str, state: str, **fields: Any) -> dict[str, Any]:
         """Record a change of one cell's state (its own file: what a job on a node says of its cells)."""
