@@ -48,7 +48,10 @@ def _run(config: Path, run_dir: Path, *overrides: str) -> None:
 
 
 def _scores(run_dir: Path) -> dict:
-    return {path.name: json.loads(path.read_text())["metrics"] for path in sorted((run_dir / "results").glob("*.json"))}
+    """(key, split) -> metrics of every record the eval jobs wrote (one JSON-lines file per job)."""
+    records = [json.loads(line) for path in sorted((run_dir / "results").glob("*.jsonl"))
+               for line in path.read_text().splitlines()]
+    return {(r["key"], r["split"]): r["metrics"] for r in records}
 
 
 @pytest.mark.slow
