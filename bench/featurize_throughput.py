@@ -10,9 +10,9 @@ Baseline: `examples/pytorch/text-classification/run_glue.py`'s preprocessing, i.
 (batch size 1000) calling the fast tokenizer on the two text columns with `truncation=True, max_length`,
 no padding. Ours: `featurize(get_task("mnli"), rows, tokenizer, train=True, max_length=...)`. Same tokenizer
 object, same process (one), same max_length; both keep the result in memory and skip the datasets cache.
+Both outputs are checked to hold the same token ids, attention masks and labels.
 Each round times both back to back, alternating which goes first; the speedup is the median over rounds of
-the per-round ratio (ours / baseline, in pairs per second). The two outputs are checked to hold the
-same token ids. The last line is one JSON object.
+the per-round ratio (ours / baseline, in pairs per second). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -104,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         ratios.append(rates["hpcxlt"][-1] / rates["hf_map"][-1])
         print(f"round {round_ + 1}: hpcxlt {seconds['hpcxlt']:.1f} s, hf_map {seconds['hf_map']:.1f} s, "
               f"ratio {ratios[-1]:.2f}", file=sys.stderr)
-    same = outputs["hpcxlt"]["input_ids"] == outputs["hf_map"]["input_ids"]
+    same = (outputs["hpcxlt"]["input_ids"] == outputs["hf_map"]["input_ids"]
+            and outputs["hpcxlt"]["attention_mask"] == outputs["hf_map"]["attention_mask"]
+            and outputs["hpcxlt"]["labels"] == outputs["hf_map"]["label"])
     if not same:
-        raise SystemExit("the two featurizations differ in their token ids: not the same job")
+        raise SystemExit("the two featurizations differ in token ids, attention masks or labels: not the same job")
     result = {
         "bench": "featurize_throughput", "examples": len(rows), "rounds": args.rounds, "max_length": args.max_length,
         "tokenizer": args.tokenizer,

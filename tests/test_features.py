@@ -181,3 +181,24 @@ def test_featurize_without_cache_matches_cached_features(world, tmp_path):
     cached = load_features(spec, "et", "test", tokenizer, data, max_length=64).features
     direct = featurize(spec, load_split(spec, "et", "test", data), tokenizer, train=False, max_length=64)
     assert direct["input_ids"] == cached["input_ids"] and direct["labels"] == cached["labels"]
+
+
+def test_classification_features_equal_the_tokenizer_and_labels_are_checked_column_wise(world):
+    import datasets
+
+    tokenizer, _ = world
+    spec = get_task("xnli")
+    rows = datasets.Dataset.from_dict({"premise": ["a man sleeps .", "two dogs run far away ."],
+                                       "hypothesis": ["nobody sleeps .", "dogs move ."],
+                                       "label": ["contradiction", "entailment"]})
+    features = featurize(spec, rows, tokenizer, train=True, max_length=8)
+    reference = tokenizer(list(rows["premise"]), list(rows["hypothesis"]), truncation=True, max_length=8)
+    assert features["input_ids"] == reference["input_ids"]
+    assert features["attention_mask"] == reference["attention_mask"]
+    assert features["labels"] == [spec.label_names.index("contradiction"), spec.label_names.index("entailment")]
+    ids = featurize(spec, rows.remove_columns("label").add_column("label", [2, -1]), tokenizer, train=True, max_length=8)
+    assert ids["labels"] == [2, IGNORE]
+    for bad in (True, 7, "maybe"):  # True is not label 1; out of range; no such name
+        rows_bad = datasets.Dataset.from_dict({"premise": ["x ."], "hypothesis": ["y ."], "label": [bad]})
+        with pytest.raises(ValueError, match="task 'xnli'.*label"):
+            featurize(spec, rows_bad, tokenizer, train=True, max_length=8)

@@ -69,11 +69,11 @@ def _rows(batch: dict[str, list]) -> list[dict]:
 
 
 def _classification(batch, *, spec, tokenizer, max_length, **_):
-    fields = [schemas.classification_fields(spec, row) for row in _rows(batch)]
-    texts = [f[0] for f in fields]
-    pairs = [f[1] for f in fields] if spec.columns.get("text_pair") else None
-    enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": [f[2] for f in fields]}
+    texts, pairs, labels = schemas.classification_columns(spec, batch)
+    # no padding, so every mask is all ones: [1] * n in C instead of the tokenizer's mask converted
+    # element by element from Rust (a third of this function's time on MNLI-sized sets)
+    ids = tokenizer(texts, pairs, truncation=True, max_length=max_length, return_attention_mask=False)["input_ids"]
+    return {"input_ids": ids, "attention_mask": [[1] * len(seq) for seq in ids], "labels": labels}
 
 
 def _multiple_choice(batch, *, spec, tokenizer, max_length, **_):

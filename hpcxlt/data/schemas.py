@@ -90,6 +90,24 @@ def classification_fields(spec: TaskSpec, row: Mapping[str, Any]) -> tuple[str, 
     return text, pair, label_id(row[spec.columns["label"]], spec.label_names, where=where)
 
 
+def classification_columns(spec: TaskSpec, batch: Mapping[str, list]) -> tuple[list, list | None, list[int]]:
+    """(texts, text pairs or None, label ids) of a batch of classification rows, column by column: the
+    same values and checks as `classification_fields` row by row, without building a dict per row. Each
+    distinct label value is checked once (keyed with its type: True must not pass as 1)."""
+    where = f"task {spec.name!r}"
+    pair_col = spec.columns.get("text_pair")
+    known: dict[tuple[type, Any], int] = {}
+    labels = []
+    for value in batch[spec.columns["label"]]:
+        try:
+            labels.append(known[(value.__class__, value)])
+        except KeyError:
+            labels.append(known.setdefault((value.__class__, value), label_id(value, spec.label_names, where=where)))
+        except TypeError:  # an unhashable value: label_id names the problem
+            labels.append(label_id(value, spec.label_names, where=where))
+    return batch[spec.columns["text"]], batch[pair_col] if pair_col else None, labels
+
+
 def choice_fields(spec: TaskSpec, row: Mapping[str, Any]) -> tuple[str, list[str], int]:
     """(first segment, choice texts, gold index or IGNORE) of a multiple-choice row.
 
