@@ -130,6 +130,20 @@ def test_result_records_go_to_their_jobs_file_and_are_not_silently_replaced_by_a
     assert [p.name for p in store.result_files()] == [f"{job}.jsonl"]
 
 
+def test_a_jobs_records_are_read_by_cell_with_the_one_record_files_of_earlier_versions(tmp_path, demo):
+    _, grid = demo
+    store = RunStore(tmp_path)
+    job = grid.job_of("eval.none.xnli.s1.de").key
+    de = {"key": "eval.none.xnli.s1.de", "split": "test", "score": 50.0}
+    store.add_results(job, [de, {**de, "key": "eval.none.xnli.s1.fr"}])
+    store.results_dir.joinpath("eval.none.xnli.s1.de.dev.json").write_text(json.dumps({**de, "split": "dev"}))
+    store.results_dir.joinpath("eval.none.xnli.s1.def.dev.json").write_text("{}")  # another key's prefix
+    records = store.job_records(job, ["eval.none.xnli.s1.de", "eval.none.xnli.s1.ar"])
+    assert {key: [r["split"] for r in rs] for key, rs in records.items()} == \
+        {"eval.none.xnli.s1.de": ["test", "dev"], "eval.none.xnli.s1.ar": []}
+    assert store.cell_records("eval.none.xnli.s1.de", grid) == records["eval.none.xnli.s1.de"]
+
+
 def test_missing_run_dir_is_a_clear_error(tmp_path):
     with pytest.raises(RunDirError, match="is not a run directory"):
         RunStore(tmp_path / "nope").load_plan()

@@ -26,19 +26,29 @@ def link_done_cells(store: RunStore, plan: Plan, other: RunStore) -> list[str]:
         raise RunDirError(f"--reuse-from names the run directory itself ({store.root})")
     other_plan = other.load_plan()
     done = {cell.fingerprint: cell for cell in other_plan.cells if other.is_done(cell.key)}
-    linked = []
-    for cell in plan.cells:  # plan order: a cell's upstream is linked before it
-        source = done.get(cell.fingerprint)
-        if source is None or store.is_done(cell.key):
-            continue
-        if cell.stage == "eval":
-            _copy_evaluation(store, plan, cell, other, other_plan, source)
-        else:
+    pairs = [(cell, done[cell.fingerprint]) for cell in plan.cells
+             if cell.fingerprint in done and not store.is_done(cell.key)]
+    # Training cells first (plan order: a cell's upstream is linked before it), then evaluation cells a
+    # job at a time: each of the other run's job files is read once and each of ours written once, not
+    # once per cell (a job evaluates every language of its target).
+    for cell, source in pairs:
+        if cell.stage != "eval":
             _link_model(store, cell, other, source)
-        info = other.done_info(source.key) or {}
-        store.mark_done(cell.key, {**info, "key": cell.key, "reused_from": str(other.cell_dir(source.key))})
-        linked.append(cell.key)
-    return linked
+            _mark_reused(store, cell, other, source)
+    by_job: dict[str, list[tuple[Cell, Cell]]] = {}
+    for cell, source in pairs:
+        if cell.stage == "eval":
+            by_job.setdefault(plan.job_of(cell.key).key, []).append((cell, source))
+    for job_key, job_pairs in by_job.items():
+        _copy_evaluations(store, job_key, job_pairs, other, other_plan)
+        for cell, source in job_pairs:  # done only once its records are written
+            _mark_reused(store, cell, other, source)
+    return [cell.key for cell, _ in pairs]
+
+
+def _mark_reused(store: RunStore, cell: Cell, other: RunStore, source: Cell) -> None:
+    info = other.done_info(source.key) or {}
+    store.mark_done(cell.key, {**info, "key": cell.key, "reused_from": str(other.cell_dir(source.key))})
 
 
 def _link_model(store: RunStore, cell: Cell, other: RunStore, source: Cell) -> None:
@@ -55,12 +65,24 @@ def _link_model(store: RunStore, cell: Cell, other: RunStore, source: Cell) -> N
         os.symlink(target, link)
 
 
-def _copy_evaluation(store: RunStore, plan: Plan, cell: Cell, other: RunStore, other_plan: Plan,
-                     source: Cell) -> None:
+def _copy_evaluations(store: RunStore, job_key: str, pairs: list[tuple[Cell, Cell]], other: RunStore,
+                      other_plan: Plan) -> None:
+    """Write one job's reused records in one rewrite of its file, then copy each cell's official files."""
+    sources: dict[str, list[str]] = {}  # the other run's jobs these cells come from -> their cells
+    for _, source in pairs:
+        sources.setdefault(other_plan.job_of(source.key).key, []).append(source.key)
+    theirs: dict[str, list[dict]] = {}
+    for other_job, keys in sources.items():  # each of its files read once
+        theirs.update(other.job_records(other_job, keys))
     records = [{**record, "key": cell.key, "arm": cell.arm, "seed": cell.seed, "config_hash": cell.fingerprint,
-                "reused_from": str(other.root)} for record in other.cell_records(source.key, other_plan)]
+                "reused_from": str(other.root)} for cell, source in pairs for record in theirs[source.key]]
     if records:
-        store.add_results(plan.job_of(cell.key).key, records, overwrite=True)
+        store.add_results(job_key, records, overwrite=True)
+    for cell, source in pairs:
+        _copy_official_files(store, cell, other, source)
+
+
+def _copy_official_files(store: RunStore, cell: Cell, other: RunStore, source: Cell) -> None:
     task, lang = cell.target, cell.lang
     predictions = submission.file_path(submission_dir(other, source.arm, source.seed), task, lang)
     if predictions.is_file():

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from hpcxlt.config import ExperimentConfig, config_to_dict, dump_yaml, parse_config
 from hpcxlt.grid.plan import Plan
@@ -215,11 +215,21 @@ class RunStore:
         return write_text_atomic(path, text)
 
     def cell_records(self, key: str, plan: Plan) -> list[dict[str, Any]]:
-        """Every record of one eval cell: from its job's file, and from one-record files
-        (`results/<key>.<split>.json`) that earlier versions wrote."""
-        records = [r for r in _read_lines(self.job_results_path(plan.job_of(key).key)) if r.get("key") == key]
-        records += [read_json(path) for path in sorted(self.results_dir.glob(f"{key}.*.json"))]
-        return records
+        """Every record of one eval cell (`job_records` of its job)."""
+        return self.job_records(plan.job_of(key).key, [key])[key]
+
+    def job_records(self, job_key: str, keys: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """The records of these cells of one evaluation job, by cell key: from the job's file (read
+        once), then from one-record files (`results/<key>.<split>.json`) that earlier versions wrote."""
+        wanted: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
+        for record in _read_lines(self.job_results_path(job_key)):
+            if record.get("key") in wanted:
+                wanted[record["key"]].append(record)
+        for path in sorted(self.results_dir.glob("*.json")):  # the folder listed once, not once per cell
+            key = path.name[:-len(".json")].rsplit(".", 1)[0]
+            if key in wanted:
+                wanted[key].append(read_json(path))
+        return wanted
 
     def result_files(self) -> Iterator[Path]:
         """Every record file: the jobs' JSON-lines files and older one-record files."""
