@@ -96,11 +96,7 @@ class CellStates:
     # -- one cell ---------------------------------------------------------------------------------
     def view(self, key: str) -> dict[str, Any]:
         """The cell's state: its own file, updated by a newer submission that names it."""
-        try:
-            state = read_json(self.path(key))
-        except (FileNotFoundError, json.JSONDecodeError):
-            state = {"state": "pending"}
-        return _newer(state, self.submissions().get(key))
+        return _newer(self._own(key), self.submissions().get(key))
 
     def views(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """`view` of many cells; the cells folder is listed once, so cells without a folder (never run
@@ -110,13 +106,15 @@ class CellStates:
         except FileNotFoundError:
             present = set()
         entries = self.submissions()
-        out = {}
-        for key in keys:
-            if key in present:
-                out[key] = self.view(key)
-                continue
-            out[key] = _newer({"state": "pending"}, entries.get(key))
-        return out
+        return {key: _newer(self._own(key) if key in present else {"state": "pending"}, entries.get(key))
+                for key in keys}
+
+    def _own(self, key: str) -> dict[str, Any]:
+        """What the cell's own file says; pending without one (or with one cut short by a crash)."""
+        try:
+            return read_json(self.path(key))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {"state": "pending"}
 
     def write(self, key: str, state: str, **fields: Any) -> dict[str, Any]:
         """Change one cell's state: its current view with `fields` and `state` written to its own file."""
