@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from hpcxlt.train import dist
 from hpcxlt.train.dist import DistError, DistEnv, detect, expand_hostlist, export_env, first_host, job_port
+from tests.slurm_fixture import slurm_cluster  # noqa: F401  (fixture used by name)
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = "import json; from dataclasses import asdict; from hpcxlt.train.dist import detect; print(json.dumps(asdict(detect())))"
@@ -148,9 +148,9 @@ def _ranks(cmd: list[str], env: dict[str, str]) -> list[dict]:
     return sorted((json.loads(text) for text in objects), key=lambda r: r["rank"])
 
 
-def _clean_env() -> dict[str, str]:
+def _clean_env(base: dict[str, str] | None = None) -> dict[str, str]:
     drop = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    return {**{k: v for k, v in os.environ.items() if k not in drop}, "PYTHONPATH": str(REPO)}
+    return {**{k: v for k, v in (base or os.environ).items() if k not in drop}, "PYTHONPATH": str(REPO)}
 
 
 @pytest.mark.mpi
@@ -162,9 +162,7 @@ def test_real_mpiexec_ranks():
 
 
 @pytest.mark.slurm
-def test_real_srun_ranks():
-    if not os.environ.get("SLURM_CONF") or not shutil.which("srun"):
-        pytest.skip("needs the local Slurm cluster: make slurm-up, then source its env.sh")
-    ranks = _ranks(["srun", "--ntasks", "2", "--time", "2", sys.executable, "-c", PROBE], _clean_env())
+def test_real_srun_ranks(slurm_cluster):  # the fixture fails under CI without the cluster, skips elsewhere
+    ranks = _ranks(["srun", "--ntasks", "2", "--time", "2", sys.executable, "-c", PROBE], _clean_env(slurm_cluster))
     assert [(r["launcher"], r["rank"], r["world_size"]) for r in ranks] == [("slurm", 0, 2), ("slurm", 1, 2)]
     assert ranks[0]["master_port"] == ranks[1]["master_port"] and ranks[0]["master_addr"] == "127.0.0.1"
