@@ -8,6 +8,9 @@ writes its own pickle (`JobPaths.submitted_pickle`, where submitit's runner look
 and hands over to submitit's own runner, which handles signals, checkpoint and requeue as for any
 submitit job. A requeued task finds its own pickle (re-dumped by submitit at the requeue, with its
 time-out countdown) and keeps it.
+
+A refused sbatch call leaves nothing behind: submitit's own submission keeps the pickle and batch script
+of a call that failed, and a submission retried through a controller outage would pile them up.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any, Sequence
+
+import submitit
 
 ARRAYS_DIR = "arrays"
 """Sub-folder of the submitit folder that holds the shared pickles."""
@@ -34,20 +39,49 @@ def command(folder: Path, shared: Path | str) -> str:
                      shlex.quote(str(shared))])
 
 
-def submit(executor: Any, tasks: Sequence[Any], shared: Path) -> list[str]:
-    """Submit `tasks` as one array with the submitit SlurmExecutor `executor`; return the task ids."""
-    from submitit.core.utils import DelayedSubmission, cloudpickle_dump
+class Executor(submitit.SlurmExecutor):
+    """submitit's SlurmExecutor that remembers the batch script of its last sbatch call (to remove it
+    when sbatch refuses the call)."""
+
+    script: Path | None = None
+
+    def _make_submission_command(self, submission_file_path: Path) -> list[str]:
+        self.script = submission_file_path
+        return super()._make_submission_command(submission_file_path)
+
+
+def submit(executor: Executor, tasks: Sequence[Any], name: str) -> list[str]:
+    """Submit `tasks`, one job or one array (`name`) whose tasks share one pickle; return the job ids
+    (`<array>_<index>` for an array). If sbatch refuses, its pickle and batch script are removed."""
+    from submitit.core.utils import DelayedSubmission, JobPaths, cloudpickle_dump
 
     delayed = []
     for task in tasks:
         item = DelayedSubmission(task)
-        item.set_timeout(executor.parameters.get("time", 5), executor.max_num_timeout)  # as submit_array does
+        item.set_timeout(executor.parameters.get("time", 5), executor.max_num_timeout)  # as submitit does
         delayed.append(item)
-    shared.parent.mkdir(parents=True, exist_ok=True)
-    cloudpickle_dump(delayed, shared)
-    executor.parameters["map_count"] = len(delayed)
-    first = executor._submit_command(command(executor.folder, shared))  # the sbatch call of submit_array
-    return [f"{first.job_id}_{index}" for index in range(len(delayed))]
+    single = len(delayed) == 1
+    if single:  # where submitit puts a single job's pickle until its id is known
+        pickle = JobPaths.get_first_id_independent_folder(executor.folder) / f"{uuid.uuid4().hex}.pkl"
+        line = executor._submitit_command_str
+    else:
+        pickle = pickle_path(executor.folder, name)
+        line = command(executor.folder, pickle)
+        executor.parameters["map_count"] = len(delayed)
+    pickle.parent.mkdir(parents=True, exist_ok=True)
+    cloudpickle_dump(delayed[0] if single else delayed, pickle)
+    executor.script = None
+    try:
+        job = executor._submit_command(line)  # submitit's sbatch call
+    except BaseException:
+        for path in (pickle, executor.script):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        raise
+    if single:
+        job.paths.move_temporary_file(pickle, "submitted_pickle")
+        return [job.job_id]
+    return [f"{job.job_id}_{index}" for index in range(len(delayed))]
 
 
 def start(folder: str, shared: str, env: dict[str, str] | None = None) -> None:

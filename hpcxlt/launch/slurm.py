@@ -174,16 +174,14 @@ def independent_batches(specs: list[ArraySpec]) -> list[list[ArraySpec]]:
     return batches
 
 
-def _submit_one(spec: ArraySpec, executor: submitit.SlurmExecutor, run_dir: str, site: SiteProfile) -> list[str]:
+def _submit_one(spec: ArraySpec, executor: shared_array.Executor, run_dir: str, site: SiteProfile) -> list[str]:
     """Submit one array (or a single job) with an executor that holds its parameters and dependency."""
     if spec.stage == "aggregate":
         tasks: list[Any] = [AggregateTask(run_dir, aggregate_launcher(site))]
     else:
         tasks = [SlurmTask(run_dir, key, site.max_requeues) for key in spec.jobs]
-    if len(tasks) == 1:
-        return [executor.submit(tasks[0]).job_id]
     # one pickle for the whole array, not one per task (hpcxlt.launch.shared_array)
-    return shared_array.submit(executor, tasks, shared_array.pickle_path(executor.folder, spec.name))
+    return shared_array.submit(executor, tasks, spec.name)
 
 
 def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, experiment: str, *,
@@ -201,7 +199,7 @@ def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, exp
     checked: dict[str, dict[str, Any]] = {}  # stage -> its sbatch parameters, checked by submitit once
 
     def one(spec: ArraySpec) -> list[str]:
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=site.max_requeues)
+        executor = shared_array.Executor(folder=folder, max_num_timeout=site.max_requeues)
         dep = dependency(spec, ids)
         executor.parameters = {**checked[spec.stage], **({"dependency": dep} if dep else {})}
         # retried only while sbatch could not reach the controller at all (nothing was submitted)
@@ -264,8 +262,8 @@ def submit_feeder(store: RunStore, site: SiteProfile, experiment: str, after: li
     folder = slurm_folder(store)
 
     def once() -> str:
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=site.max_requeues)
+        executor = shared_array.Executor(folder=folder, max_num_timeout=site.max_requeues)
         executor.update_parameters(**params)
-        return executor.submit(FeederTask(str(store.root))).job_id
+        return shared_array.submit(executor, [FeederTask(str(store.root))], "feeder")[0]
 
     return queue.retrying(once, "sbatch feeder", transient=lambda text: bool(queue.NOT_SUBMITTED.search(text)))
