@@ -129,8 +129,8 @@ def run_ours(root: Path, *, steps: int, stage: int, workdir: Path) -> dict:
     from hpcxlt.train import dist
     from hpcxlt.train.engine import Engine
     from hpcxlt.train.loop import LoopConfig, train_loop
-    from hpcxlt.train.run import _proportional, build_streams, cell_setup
-    from hpcxlt.train.sampling import Mixture, stream_probabilities
+    from hpcxlt.train.run import build_streams, cell_setup, mixture_probabilities
+    from hpcxlt.train.sampling import Mixture
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cfg = experiment(root, steps=steps, micro_batch=BATCH // world, stage=stage)
@@ -143,7 +143,7 @@ def run_ours(root: Path, *, steps: int, stage: int, workdir: Path) -> dict:
     streams, _ = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world)
     engine = Engine(model, setup.train, total_steps=steps)
     sizes = {s.key: s.size for s in streams}
-    mixture = Mixture(streams, stream_probabilities(sizes, _proportional()), seed=cell.seed, rank=dist.get_rank(),
+    mixture = Mixture(streams, mixture_probabilities(cfg, cell, setup, sizes)[0], seed=cell.seed, rank=dist.get_rank(),
                       world_size=world)
     loop = LoopConfig(total_steps=steps, checkpoint_dir=workdir / "ckpt", log_path=workdir / "log.jsonl",
                       save_every=0, keep_last=1, log_every=max(1, steps // 4))

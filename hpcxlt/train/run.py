@@ -154,15 +154,22 @@ def _stream_seed(seed: int, key: str) -> int:
 
 
 def build_streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, world: int, split: str = "train",
-                  languages: dict[str, tuple[str, ...]] | None = None) -> tuple[list[Stream], dict[str, tuple[str, ...]]]:
+                  languages: dict[str, tuple[str, ...]] | None = None,
+                  allocation: Mapping[str, Mapping[str, int]] | None = None,
+                  ) -> tuple[list[Stream], dict[str, tuple[str, ...]]]:
     """One length-grouped stream per (task, language) of training features; also the label names per task.
+    `allocation` (`example_allocation`, computed here for the train split when not given) caps the
+    examples each budgeted language contributes.
 
     Called before the process group exists, in every rank: no rank waits in a collective (with its timeout)
     while another tokenizes. The feature cache takes concurrent builders of one key (the first rename wins),
     so ranks that start together at worst tokenize the same split side by side; `hpcxlt prepare --features`
     fills the cache ahead for large sets, and then every rank only reads it.
     """
-    return _streams(cfg, setup, tokenizer, seed=seed, world=world, split=split, languages=languages or setup.languages)
+    if allocation is None:
+        allocation = example_allocation(cfg, setup) if split == "train" and setup.examples else {}
+    return _streams(cfg, setup, tokenizer, seed=seed, world=world, split=split, languages=languages or setup.languages,
+                    allocation=allocation)
 
 
 def example_allocation(cfg: ExperimentConfig, setup: CellSetup) -> dict[str, dict[str, int]]:
@@ -179,14 +186,14 @@ def example_allocation(cfg: ExperimentConfig, setup: CellSetup) -> dict[str, dic
 
 
 def _streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, world: int, split: str,
-             languages: dict[str, tuple[str, ...]]) -> tuple[list[Stream], dict[str, tuple[str, ...]]]:
+             languages: dict[str, tuple[str, ...]], allocation: Mapping[str, Mapping[str, int]],
+             ) -> tuple[list[Stream], dict[str, tuple[str, ...]]]:
     from hpcxlt.data.collate import LengthGroupedBatchSampler, PadCollator, model_inputs
     from hpcxlt.data.features import MODEL_INPUTS, feature_lengths, load_features
 
     train = setup.train
     collator = PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if device_type() == "cuda" else None)
     streams, label_names = [], {}
-    allocation = example_allocation(cfg, setup) if split == "train" else {}
     for spec in setup.specs:
         for lang in languages[spec.name]:
             limit = allocation.get(spec.name, {}).get(lang)
@@ -222,18 +229,15 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.name_or_path,
                                               **({"revision": cfg.model.revision} if cfg.model.revision else {}))
     # the data first, the process group after it (see build_streams)
-    streams, label_names = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world)
+    allocation = example_allocation(cfg, setup) if setup.examples else {}  # read once: streams and the log
+    streams, label_names = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world, allocation=allocation)
     dev_streams = None
     if train.eval_every and train.select_by == "loss":
         dev_langs = {s.name: (dev_language(setup.languages[s.name]),) for s in setup.specs}
         dev_streams, _ = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world, split="dev", languages=dev_langs)
     init_distributed(launched)
     sizes = {s.key: s.size for s in streams}
-    if setup.multi_task and cell.stage == "intermediate":
-        sampling = cfg.arm(cell.arm).sampling
-        probabilities, rule = stream_probabilities(sizes, sampling), sampling.rule
-    else:
-        probabilities, rule = stream_probabilities(sizes, _proportional()), "proportional"
+    probabilities, rule = mixture_probabilities(cfg, cell, setup, sizes)
     total_steps = train.max_steps or epochs_to_steps(
         sizes, epochs=train.epochs, global_batch=train.micro_batch_size * world, grad_accum=train.grad_accum)
 
@@ -256,7 +260,7 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     encoder_config = getattr(model, "config", None) or model.encoder.config
     extra = {"cell": cell.key, "seed": cell.seed, "fingerprint": cell.fingerprint, "init_from": init_from,
              "stream_sizes": sizes, "attention": getattr(encoder_config, "_attn_implementation", None),
-             "examples": example_allocation(cfg, setup) if setup.examples else None,
+             "examples": allocation or None,
              "precision": engine.precision, "zero_stage": train.zero_stage,
              "selection_rule": {"by": train.select_by, "eval_every": train.eval_every, "patience": train.patience,
                            "min_delta": train.min_delta}}
@@ -285,10 +289,15 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     dist.barrier()
 
 
-def _proportional():
+def mixture_probabilities(cfg: ExperimentConfig, cell: Cell, setup: CellSetup,
+                          sizes: Mapping[str, int]) -> tuple[dict[str, float], str]:
+    """(probability of each stream, rule): an intermediate mix samples by its arm's rule; any other cell
+    (one task, its languages' streams) in proportion to the streams' sizes, as one concatenated set would."""
     from hpcxlt.config import SamplingConfig
 
-    return SamplingConfig(rule="proportional")
+    sampling = cfg.arm(cell.arm).sampling if setup.multi_task and cell.stage == "intermediate" else \
+        SamplingConfig(rule="proportional")
+    return stream_probabilities(sizes, sampling), sampling.rule
 
 
 def export_model(builder: Callable[[], Any], checkpoint: Path, out: Path, tokenizer) -> Path:
