@@ -424,6 +424,26 @@ INDICXNLI_LANGS = _langs("as bn gu hi kn ml mr or pa ta te")
 # There is no dev split: GoldP dev is the tydiqa target's test set.
 TYDIQA_LOWRES_LANGS = _langs("sw te bn fi id ko ru ar")
 
+def _wikiann(name: str, langs: tuple[str, ...]) -> TaskSpec:
+    """A WikiANN NER intermediate task in `langs` (the low-resource one and its high-resource control)."""
+    return _intermediate(
+        name, format="tagging", metric="seqeval_f1", schema="tagging",
+        train=_per_lang(langs, lambda l: DataRef(hf_id="unimelb-nlp/wikiann", config=l, split="train")),
+        dev=_per_lang(langs, lambda l: DataRef(hf_id="unimelb-nlp/wikiann", config=l, split="validation")),
+        columns=NER_COLUMNS, label_names=PANX_LABELS,
+        source="WikiANN, Pan et al. 2017, partition of Rahimi et al. 2019 (unimelb-nlp/wikiann)")
+
+
+def _sib200(name: str, configs: dict[str, str]) -> TaskSpec:
+    """A SIB-200 topic-classification intermediate task in the languages of `configs` (code -> config)."""
+    return _intermediate(
+        name, format="classification", metric="accuracy", schema="sib200",
+        train=_by_config("Davlan/sib200", configs, "train", revision=PARQUET),
+        dev=_by_config("Davlan/sib200", configs, "validation", revision=PARQUET),
+        columns=MappingProxyType({"text": "text", "label": "category"}), label_names=SIB200_LABELS,
+        source="Adelani et al. 2024, SIB-200 (Davlan/sib200)")
+
+
 LOWRES_INTERMEDIATES: tuple[TaskSpec, ...] = (
     _intermediate(
         "masakhaner2", format="tagging", metric="seqeval_f1", schema="tagging",
@@ -431,19 +451,8 @@ LOWRES_INTERMEDIATES: tuple[TaskSpec, ...] = (
         dev=_by_config("masakhane/masakhaner2", MASAKHANER2_CONFIGS, "validation", revision=PARQUET),
         columns=NER_COLUMNS, label_names=MASAKHANER_LABELS,
         source="Adelani et al. 2022, MasakhaNER 2.0 (masakhane/masakhaner2)"),
-    _intermediate(
-        "wikiann_lowres", format="tagging", metric="seqeval_f1", schema="tagging",
-        train=_per_lang(WIKIANN_LOWRES_LANGS, lambda l: DataRef(hf_id="unimelb-nlp/wikiann", config=l, split="train")),
-        dev=_per_lang(WIKIANN_LOWRES_LANGS,
-                      lambda l: DataRef(hf_id="unimelb-nlp/wikiann", config=l, split="validation")),
-        columns=NER_COLUMNS, label_names=PANX_LABELS,
-        source="WikiANN, Pan et al. 2017, partition of Rahimi et al. 2019 (unimelb-nlp/wikiann)"),
-    _intermediate(
-        "sib200", format="classification", metric="accuracy", schema="sib200",
-        train=_by_config("Davlan/sib200", SIB200_CONFIGS, "train", revision=PARQUET),
-        dev=_by_config("Davlan/sib200", SIB200_CONFIGS, "validation", revision=PARQUET),
-        columns=MappingProxyType({"text": "text", "label": "category"}), label_names=SIB200_LABELS,
-        source="Adelani et al. 2024, SIB-200 (Davlan/sib200)"),
+    _wikiann("wikiann_lowres", WIKIANN_LOWRES_LANGS),
+    _sib200("sib200", SIB200_CONFIGS),
     _intermediate(
         "afrisenti", format="classification", metric="accuracy", schema="afrisenti",
         train=_by_config("shmuhammad/AfriSenti-twitter-sentiment", AFRISENTI_CONFIGS, "train", revision=PARQUET),
@@ -474,18 +483,8 @@ SIB200_HIGHRES_CONFIGS = {"de": "deu_Latn", "fr": "fra_Latn", "es": "spa_Latn", 
                           "ar": "arb_Arab"}
 
 HIGHRES_INTERMEDIATES: tuple[TaskSpec, ...] = (
-    _intermediate(
-        "wikiann_highres", format="tagging", metric="seqeval_f1", schema="tagging",
-        train=_per_lang(HIGHRES_LANGS, lambda l: DataRef(hf_id="unimelb-nlp/wikiann", config=l, split="train")),
-        dev=_per_lang(HIGHRES_LANGS, lambda l: DataRef(hf_id="unimelb-nlp/wikiann", config=l, split="validation")),
-        columns=NER_COLUMNS, label_names=PANX_LABELS,
-        source="WikiANN, Pan et al. 2017, partition of Rahimi et al. 2019 (unimelb-nlp/wikiann)"),
-    _intermediate(
-        "sib200_highres", format="classification", metric="accuracy", schema="sib200",
-        train=_by_config("Davlan/sib200", SIB200_HIGHRES_CONFIGS, "train", revision=PARQUET),
-        dev=_by_config("Davlan/sib200", SIB200_HIGHRES_CONFIGS, "validation", revision=PARQUET),
-        columns=MappingProxyType({"text": "text", "label": "category"}), label_names=SIB200_LABELS,
-        source="Adelani et al. 2024, SIB-200 (Davlan/sib200)"),
+    _wikiann("wikiann_highres", HIGHRES_LANGS),
+    _sib200("sib200_highres", SIB200_HIGHRES_CONFIGS),
     _intermediate(
         # XNLI's train split in each language is MNLI machine-translated (Conneau et al. 2018): the
         # high-resource counterpart of IndicXNLI (MNLI machine-translated into Indic languages).
