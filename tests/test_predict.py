@@ -208,3 +208,59 @@ def test_ccg_tags_follow_the_release_tag_map_and_unseen_dev_tags_count_as_errors
     prediction = predict_split(spec, "en", "dev", model, tokenizer, cfg)
     assert prediction.labels == [["N", "S\\NP", "(S\\NP)\\(S\\NP)"]]  # the unseen tag stays in the gold
     assert prediction.predictions[0][2] in names  # ... and no prediction can match it
+
+
+# --------------------------------------------------------------------------------------------------
+# Sharded between the ranks of a process group (a training job's dev evaluation)
+# --------------------------------------------------------------------------------------------------
+SHARDED_CASES = (("xnli", "en", 5), ("panx", "de", 7), ("xquad", "en", 3), ("xcopa", "sw", 64))
+"""(task, language, batch size): batch counts odd, even and one batch for two ranks; every format."""
+
+
+def _predictions(assets: Path, settings_of) -> tuple[dict, dict]:
+    """Predictions of every SHARDED_CASES split, and the forward calls per split."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(assets / "tiny")
+    predictions, forwards = {}, {}
+    for task, lang, batch_size in SHARDED_CASES:
+        model, calls = model_for(assets, task), []
+        model.register_forward_hook(lambda *_: calls.append(1))
+        prediction = predict_split(get_task(task), lang, "test", model, tokenizer, data_config(assets),
+                                   settings_of(batch_size))
+        predictions[task] = (prediction.labels, prediction.predictions)
+        forwards[task] = len(calls)
+    return predictions, forwards
+
+
+def _sharded_rank(rank: int, world: int, assets: str, init_file: str, out: str) -> None:
+    """One rank of a real gloo process group: sharded predictions, written to OUT/rank-R.pkl."""
+    import pickle
+
+    import torch
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        result = _predictions(Path(assets), lambda size: InferenceSettings(
+            batch_size=size, max_length=64, doc_stride=16, sharded=True, inference_mode=False))
+    finally:
+        torch.distributed.destroy_process_group()
+    Path(out, f"rank-{rank}.pkl").write_bytes(pickle.dumps(result))
+
+
+def test_sharded_ranks_each_get_every_prediction_of_one_process_with_equal_forward_counts(assets, tmp_path):
+    import math
+    import pickle
+
+    import torch.multiprocessing as mp
+
+    single, single_forwards = _predictions(assets, lambda size: InferenceSettings(
+        batch_size=size, max_length=64, doc_stride=16))
+    mp.spawn(_sharded_rank, args=(2, str(assets), str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [pickle.loads((tmp_path / f"rank-{rank}.pkl").read_bytes()) for rank in (0, 1)]
+    for predictions, forwards in ranks:
+        assert predictions == single  # every rank: all of them, in input order
+        # each rank half the batches (rounded up: the rank with fewer repeats one), together no more than one process
+        assert forwards == {task: math.ceil(n / 2) for task, n in single_forwards.items()}
+    assert single_forwards["xcopa"] == 1 and single_forwards["xnli"] % 2 == 1  # both uneven cases happened

@@ -180,6 +180,18 @@ def test_intermediate_then_targets_on_two_processes_zero3(assets: Path, tmp_path
 
     multi = MultiTaskModel.from_pretrained(store.model_dir(inter))
     assert set(multi.heads) == {"mnli", "masakhaner2"}
+    # the two ranks split the dev batches (ZeRO-3): the exported (selected) model, evaluated by one
+    # process on every batch, scores what the ranks logged at its step (the path end to end; that the
+    # ranks' gathered predictions equal one process's, one by one, is tests/test_predict.py's)
+    from types import SimpleNamespace
+
+    from hpcxlt.train.selection import dev_metric
+
+    setup = cell_setup(cfg, p.cell(inter))
+    single = dev_metric(cfg, setup.specs, setup.languages, AutoTokenizer.from_pretrained(store.model_dir(inter)),
+                        multi_task=True, max_length=setup.train.max_length, doc_stride=setup.train.doc_stride)
+    again = single(SimpleNamespace(module=multi, global_step=best["step"]))
+    assert again["dev"] == pytest.approx(best["dev"]) and again["metric"] == pytest.approx(best["metric"])
     AutoModel.from_pretrained(store.model_dir(inter))
     target = AutoModelForSequenceClassification.from_pretrained(store.model_dir(chained))
     tokenizer = AutoTokenizer.from_pretrained(store.model_dir(chained))

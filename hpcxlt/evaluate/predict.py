@@ -51,6 +51,9 @@ class InferenceSettings:
     inference_mode: bool = True
     """torch.inference_mode (False: no_grad, for a model still in training: ZeRO-3 gathers its parameters
     into buffers that later training steps write, and inference tensors refuse that)."""
+    sharded: bool = False
+    """Split the batches between the ranks of the process group and gather the outputs on every rank
+    (a training job's dev evaluation); without a process group of more than one rank, no effect."""
 
     def check(self) -> None:
         if self.batch_size <= 0:
@@ -114,12 +117,14 @@ def _rows(features, index: list[int], columns: Sequence[str]) -> list[dict]:
 
 def run_batches(model, features, forward: Callable[[Any, dict], Sequence[Any]], *, batch_size: int,
                 pad_token_id: int, sort_by_length: bool = True, columns: Sequence[str] = INPUT_COLUMNS,
-                lengths: Sequence[int] | None = None, inference_mode: bool = True) -> list[Any]:
+                lengths: Sequence[int] | None = None, inference_mode: bool = True,
+                sharded: bool = False) -> list[Any]:
     """`forward(model, batch)` over every feature row in batches; its per-example outputs in input order.
 
     `features` is a `datasets.Dataset`; `batch` holds the padded `columns` as tensors on the model's
     device; `forward` returns one output per row of the batch (moved to the host by the caller's
-    choice). `lengths` defaults to `hpcxlt.data.features.feature_lengths(features)`.
+    choice). `lengths` defaults to `hpcxlt.data.features.feature_lengths(features)`. `sharded`: see
+    `InferenceSettings.sharded`; every rank returns every output.
     """
     from hpcxlt.data.collate import PadCollator
     from hpcxlt.data.features import feature_lengths
@@ -129,18 +134,38 @@ def run_batches(model, features, forward: Callable[[Any, dict], Sequence[Any]], 
     device = device_of(model)
     collate = PadCollator(pad_token_id, pad_to_multiple_of=8 if device.type == "cuda" else None)
     lengths = feature_lengths(features) if lengths is None else lengths
-    outputs: list[Any] = [None] * len(features)
+    batches = length_batches(lengths, batch_size, sort_by_length=sort_by_length)
+    rank, world = _group() if sharded else (0, 1)
+    # round robin over length-sorted batches: each rank gets long and short ones alike
+    mine = batches[rank::world]
+    # every rank runs the same number of forwards, repeating one of its own batches where it has fewer:
+    # under ZeRO-3 each forward gathers the parameters collectively, so the ranks' forwards must pair up
+    rounds = -(-len(batches) // world)
+    outputs: dict[int, Any] = {}
     grad_off = torch.inference_mode() if inference_mode else torch.no_grad()
     with grad_off, autocast_for(device):
-        for index in length_batches(lengths, batch_size, sort_by_length=sort_by_length):
+        for number in range(rounds):
+            index = mine[number] if number < len(mine) else (mine or batches)[0]
             batch = collate(_rows(features, index, columns))
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             results = forward(model, batch)
             if len(results) != len(index):
                 raise RuntimeError(f"forward returned {len(results)} outputs for a batch of {len(index)}")
-            for i, result in zip(index, results):
-                outputs[i] = result
-    return outputs
+            if number < len(mine):
+                outputs.update(zip(index, results))
+    if world > 1:
+        gathered: list[Any] = [None] * world
+        torch.distributed.all_gather_object(gathered, outputs)
+        for part in gathered:
+            outputs.update(part)
+    return [outputs[i] for i in range(len(features))]
+
+
+def _group() -> tuple[int, int]:
+    """(rank, world size) of the default process group; (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,7 +213,8 @@ def _classification(spec, lang, split, fs, model, settings, pad_id) -> Predictio
     _check_head(model, spec, names)
     gold = _gold_ids(spec, lang, split, fs.features["labels"])
     pred = run_batches(model, fs.features, _argmax, batch_size=settings.batch_size, pad_token_id=pad_id,
-                       sort_by_length=settings.sort_by_length, inference_mode=settings.inference_mode)
+                       sort_by_length=settings.sort_by_length, inference_mode=settings.inference_mode,
+                       sharded=settings.sharded)
     return Prediction(task=spec.name, lang=lang, split=split, labels=[names[i] for i in gold],
                       predictions=[names[i] for i in pred], n_examples=len(gold))
 
@@ -196,7 +222,8 @@ def _classification(spec, lang, split, fs, model, settings, pad_id) -> Predictio
 def _multiple_choice(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
     gold = _gold_ids(spec, lang, split, fs.features["labels"])
     pred = run_batches(model, fs.features, _argmax, batch_size=settings.batch_size, pad_token_id=pad_id,
-                       sort_by_length=settings.sort_by_length, inference_mode=settings.inference_mode)
+                       sort_by_length=settings.sort_by_length, inference_mode=settings.inference_mode,
+                       sharded=settings.sharded)
     return Prediction(task=spec.name, lang=lang, split=split, labels=gold, predictions=[int(p) for p in pred],
                       n_examples=len(gold))
 
@@ -217,7 +244,7 @@ def _tagging(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
         gold.append([names[i] if i != IGNORE else str(raw[k]) for k, i in enumerate(ids)])
     token_tags = run_batches(model, fs.features, _token_argmax, batch_size=settings.batch_size,
                              pad_token_id=pad_id, sort_by_length=settings.sort_by_length,
-                             inference_mode=settings.inference_mode)
+                             inference_mode=settings.inference_mode, sharded=settings.sharded)
     fallback = FALLBACK_TAG if FALLBACK_TAG in names else names[0]
     pred, uncovered = [], 0
     for tags, word_index, n_words in zip(token_tags, fs.features["word_index"], fs.features["n_words"]):
@@ -238,7 +265,8 @@ def _qa(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
     from hpcxlt.data.features import postprocess_qa
 
     spans = run_batches(model, fs.features, _span_logits, batch_size=settings.batch_size, pad_token_id=pad_id,
-                        sort_by_length=settings.sort_by_length, inference_mode=settings.inference_mode)
+                        sort_by_length=settings.sort_by_length, inference_mode=settings.inference_mode,
+                       sharded=settings.sharded)
     answers = postprocess_qa(fs.examples, fs.features, [s for s, _ in spans], [e for _, e in spans])
     gold = {str(row["id"]): list(row["answers"]["text"]) for row in fs.examples}
     return Prediction(task=spec.name, lang=lang, split=split, labels=gold,

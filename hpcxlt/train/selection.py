@@ -8,9 +8,10 @@ XTREME (Hu et al. 2020) and XTREME-R keep the checkpoint with the best English d
 evaluations without improvement. `dev_metric` scores with the same prediction and scoring code as the
 zero-shot test evaluation (`hpcxlt.evaluate`), on the engine's model as it trains.
 
-Every rank runs the whole dev evaluation on the same examples: under ZeRO-3 each forward gathers the
-parameters collectively, so all ranks must run the same forwards, and English dev sets are small
-next to training. A multi-task (intermediate) cell selects by the mean of its tasks' dev scores.
+The ranks split the dev batches and gather the outputs (`InferenceSettings.sharded`): each runs the
+same number of forwards, since under ZeRO-3 each forward gathers the parameters collectively, and then
+every rank scores the whole split, so all agree on the metric without another collective. Retrieval
+tasks embed on every rank. A multi-task (intermediate) cell selects by the mean of its tasks' dev scores.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def dev_metric(cfg: ExperimentConfig, specs: tuple[TaskSpec, ...], languages: di
                 model, layer = _predictor(module, spec, multi_task)
                 settings = InferenceSettings(
                     batch_size=cfg.eval.batch_size, max_length=max_length, doc_stride=doc_stride,
-                    retrieval_layer=cfg.eval.retrieval_layer if layer is None else layer, inference_mode=False)
+                    retrieval_layer=cfg.eval.retrieval_layer if layer is None else layer, inference_mode=False,
+                    sharded=True)
                 lang = dev_langs[spec.name]
                 prediction = predict_split(spec, lang, "dev", model, tokenizer, cfg.data, settings, pools={})
                 metrics = dev_metrics(spec, lang, prediction.labels, prediction.predictions)
