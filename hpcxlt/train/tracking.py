@@ -12,7 +12,10 @@ A requeued job continues the same curves. TensorBoard: the writer reopens cells/
 `purge_step` at the step the job resumed from, so events the killed attempt wrote after its checkpoint
 are dropped by the reader. W&B: the run id is derived from the run directory and the cell key (stable
 across requeues, distinct between run directories) and `resume="allow"` continues it; offline mode
-writes to cells/<key>/wandb for `wandb sync` from a login node.
+writes to cells/<key>/wandb for `wandb sync` from a login node. Unlike TensorBoard, W&B keeps what the
+killed attempt logged past its checkpoint: it refuses steps that go back, so the resumed attempt's
+curve joins at the first step beyond them (its rewind, `resume_from`, is beta and needs the server).
+The train log and TensorBoard hold the exact curve.
 """
 
 from __future__ import annotations
