@@ -266,7 +266,7 @@ def _qa(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
 
     spans = run_batches(model, fs.features, _span_logits, batch_size=settings.batch_size, pad_token_id=pad_id,
                         sort_by_length=settings.sort_by_length, inference_mode=settings.inference_mode,
-                       sharded=settings.sharded)
+                        sharded=settings.sharded)
     answers = postprocess_qa(fs.examples, fs.features, [s for s, _ in spans], [e for _, e in spans])
     gold = {str(row["id"]): list(row["answers"]["text"]) for row in fs.examples}
     return Prediction(task=spec.name, lang=lang, split=split, labels=gold,
