@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def current_umask() -> int:
@@ -45,6 +46,29 @@ def follow_umask(folder: str | os.PathLike) -> Path:
         if not path.is_symlink():
             path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
     return folder
+
+
+def publish_dir(out: str | os.PathLike, fill: Callable[[Path], Any], *, replace: bool = False) -> Path:
+    """Build a folder atomically: `fill(tmp)` writes into a fresh folder beside `out`, whose contents then
+    get the modes the umask gives (`follow_umask`) before it is renamed to `out`. An empty `out` is
+    taken over; one with contents only when `replace` (else OSError: e.g. another process published the
+    same folder first). Whatever fails, the temporary folder goes and `out` is as it was."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
+    try:
+        fill(tmp)
+        follow_umask(tmp)
+        if out.exists():
+            if replace:
+                shutil.rmtree(out)
+            else:
+                out.rmdir()  # only an empty folder (OSError otherwise)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, replace: bool = True) -> Path:

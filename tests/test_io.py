@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from hpcxlt.io import read_json, write_json_atomic, write_text_atomic
+from hpcxlt.io import publish_dir, read_json, write_json_atomic, write_text_atomic
 
 
 def test_write_json_atomic_round_trips_and_leaves_no_temp_files(tmp_path):
@@ -31,3 +31,30 @@ def test_write_text_atomic_replaces_content(tmp_path):
     write_text_atomic(path, "one")
     write_text_atomic(path, "two ü")
     assert path.read_text(encoding="utf-8") == "two ü"
+
+
+def test_publish_dir_moves_a_whole_group_readable_folder_in_and_never_leaves_half_of_one(tmp_path):
+    out = tmp_path / "model"
+
+    def private(tmp):  # as safetensors writes its files, whatever the umask
+        (tmp / "w.bin").write_bytes(b"1")
+        os.chmod(tmp / "w.bin", 0o600)
+
+    old = os.umask(0o027)
+    try:
+        publish_dir(out, private)
+    finally:
+        os.umask(old)
+    assert (out / "w.bin").read_bytes() == b"1" and (out / "w.bin").stat().st_mode & 0o777 == 0o640
+
+    def broken(tmp):
+        (tmp / "w.bin").write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        publish_dir(out, broken, replace=True)
+    with pytest.raises(OSError):  # another process's folder is not replaced unless asked
+        publish_dir(out, lambda tmp: (tmp / "w.bin").write_bytes(b"2"))
+    assert (out / "w.bin").read_bytes() == b"1" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    publish_dir(out, lambda tmp: (tmp / "w.bin").write_bytes(b"2"), replace=True)
+    assert (out / "w.bin").read_bytes() == b"2" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -8,11 +8,10 @@ The tokenizer is the same kind XLM-R uses (SentencePiece Unigram with the '▁' 
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hpcxlt.io import follow_umask, make_temp_dir, write_json_atomic
+from hpcxlt.io import publish_dir, write_json_atomic
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 MARKER = "hpcxlt_tiny.json"
@@ -148,22 +147,15 @@ def build_tiny(out: str | os.PathLike, spec: TinySpec = TinySpec(), *,
     )
     torch.manual_seed(spec.seed)
     model = XLMRobertaForMaskedLM(config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
-    try:
+
+    def fill(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        follow_umask(tmp)
         write_json_atomic(tmp / MARKER, {**asdict(spec), "languages": list(langs)})
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
+
+    try:
+        return publish_dir(out, fill)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
         if is_built(out):  # another process finished the same build first
             return out
         raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out

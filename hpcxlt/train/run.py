@@ -16,7 +16,6 @@ it again to continue); finishing returns None; a cell already done returns at on
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 import zlib
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from hpcxlt.config import ExperimentConfig, TrainConfig, arm_train_config, target_train_config
-from hpcxlt.io import follow_umask, make_temp_dir
+from hpcxlt.io import publish_dir
 from hpcxlt.grid.plan import Cell, dev_language
 from hpcxlt.store import RunStore
 from hpcxlt.tasks.registry import get_task
@@ -317,17 +316,7 @@ def export_model(builder: Callable[[], Any], checkpoint: Path, out: Path, tokeni
     missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
     if missing or unexpected:
         raise RuntimeError(f"{checkpoint}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        follow_umask(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # what an earlier, interrupted export of this checkpoint left is replaced
+    publish_dir(out, lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)), replace=True)
     log.info("exported %s to %s in %.1f s", checkpoint, out, time.perf_counter() - started)
     return out
