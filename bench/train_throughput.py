@@ -8,7 +8,7 @@ Data: 4,000 NLI pairs of random words (lognormal lengths, median 40 tokens, capp
 local XNLI training data (`<root>/xnli/en/train.jsonl`), tokenized once by `hpcxlt.data.features` into
 its Arrow feature cache before any timing; both trainers then read that same cached Arrow dataset.
 Compared, one process each, batch 32:
-  ours         `hpcxlt.train.run.build_streams` (the function `train_cell` calls: cached features,
+  ours         `hpcxlt.train.streams.build_streams` (the function `train_cell` calls: cached features,
                length-grouped stream, dynamic padding) + `Engine` (ZeRO-0 fp32) + `train_loop`
   hf_grouped   Trainer, DataCollatorWithPadding, train_sampling_strategy="group_by_length"
   hf_padded    Trainer, every batch padded to 256
@@ -129,7 +129,8 @@ def run_ours(root: Path, *, steps: int, stage: int, workdir: Path) -> dict:
     from hpcxlt.train import dist
     from hpcxlt.train.engine import Engine
     from hpcxlt.train.loop import LoopConfig, train_loop
-    from hpcxlt.train.run import build_streams, cell_setup, mixture_probabilities
+    from hpcxlt.train.cell_setup import cell_setup
+    from hpcxlt.train.streams import build_streams, mixture_probabilities
     from hpcxlt.train.sampling import Mixture
 
     world = int(os.environ.get("WORLD_SIZE", "1"))

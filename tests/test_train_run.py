@@ -17,7 +17,7 @@ import pytest
 from hpcxlt.config import parse_config
 from hpcxlt.grid.plan import plan
 from hpcxlt.store import RunStore
-from hpcxlt.train.run import cell_setup, intermediate_of
+from hpcxlt.train.cell_setup import cell_setup, intermediate_of
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -202,7 +202,7 @@ def test_intermediate_then_targets_on_two_processes_zero3(assets: Path, tmp_path
     start = json.loads(store.train_log_path(chained).read_text().splitlines()[0])
     assert start["init_from"]["cell"] == inter and start["init_from"]["checkpoint"] == done["checkpoint"]
     assert store.done_info(chained)["init_from"]["cell"] == inter and store.done_info(base)["init_from"] is None
-    from hpcxlt.train.run import build_cell_model
+    from hpcxlt.train.cell_model import build_cell_model
 
     setups = {key: cell_setup(cfg, p.cell(key)) for key in (base, chained)}
     labels = {"xnli": setups[base].specs[0].label_names}
