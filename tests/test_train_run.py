@@ -61,9 +61,8 @@ def test_cell_setup_merges_arm_and_target_settings(tmp_path: Path):
     assert inter.train.max_steps == 10 and inter.train.eval_every == 5
     target = cell_setup(cfg, cells["target.mt.xnli.s1"])
     assert not target.multi_task and target.languages == {"xnli": ("en",)} and target.train.max_steps == 6
-    store = RunStore(tmp_path / "run")
-    assert intermediate_of(cells["target.mt.xnli.s1"], store) == "inter.mt.s1"
-    assert intermediate_of(cells["target.none.xnli.s1"], store) is None
+    assert intermediate_of(cells["target.mt.xnli.s1"]) == "inter.mt.s1"
+    assert intermediate_of(cells["target.none.xnli.s1"]) is None
     with pytest.raises(ValueError, match="not a training stage"):
         cell_setup(cfg, next(c for c in cells.values() if c.stage == "eval"))
 

@@ -67,7 +67,7 @@ def build_cell_model(cfg: ExperimentConfig, cell: Cell, store: RunStore, setup: 
     builder = model_builder(cfg, setup, label_names)
     ckpt.seed_everything(cell.seed)  # the new heads' initialization depends only on the seed
     model = builder()
-    source = intermediate_of(cell, store)
+    source = intermediate_of(cell)
     if source is None:
         return model, builder, None
     info = store.done_info(source)

@@ -1,7 +1,7 @@
 """What a training cell trains, read from the experiment and the plan: hyperparameters, tasks and their
 languages, and the cells whose models it starts from.
 
-    cell_setup(cfg, cell) -> CellSetup    prelude_of(cell)    intermediate_of(cell, store)
+    cell_setup(cfg, cell) -> CellSetup    prelude_of(cell)    intermediate_of(cell)
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Mapping
 
 from hpcxlt.config import ExperimentConfig, TrainConfig, arm_train_config, target_train_config
 from hpcxlt.grid.plan import Cell
-from hpcxlt.store import RunStore
 from hpcxlt.tasks.registry import get_task
 from hpcxlt.tasks.spec import TaskSpec
 
@@ -57,7 +56,7 @@ def prelude_of(cell: Cell) -> str | None:
     return deps[0] if cell.stage == "target" and deps else None
 
 
-def intermediate_of(cell: Cell, store: RunStore) -> str | None:
+def intermediate_of(cell: Cell) -> str | None:
     """Key of the intermediate cell a target cell starts from (None for the 'none' baseline)."""
     deps = [d for d in cell.deps if d.startswith("inter.")]
     if cell.stage != "target" or not deps:
