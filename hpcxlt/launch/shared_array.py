@@ -33,8 +33,11 @@ def pickle_path(folder: Path, name: str) -> Path:
     return Path(folder) / ARRAYS_DIR / f"{name}.{uuid.uuid4().hex[:12]}.pkl"
 
 
-def command(folder: Path, shared: Path | str) -> str:
-    """What each array task runs."""
+def command(folder: Path, shared: Path | str | None = None) -> str:
+    """The command in the batch script: submitit's own runner for a single job (what
+    SlurmExecutor._submitit_command_str says), this module for an array whose tasks share `shared`."""
+    if shared is None:
+        return " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
     return " ".join([shlex.quote(sys.executable), "-u -m hpcxlt.launch.shared_array", shlex.quote(str(folder)),
                      shlex.quote(str(shared))])
 
@@ -63,7 +66,7 @@ def submit(executor: Executor, tasks: Sequence[Any], name: str) -> list[str]:
     single = len(delayed) == 1
     if single:  # where submitit puts a single job's pickle until its id is known
         pickle = JobPaths.get_first_id_independent_folder(executor.folder) / f"{uuid.uuid4().hex}.pkl"
-        line = executor._submitit_command_str
+        line = command(executor.folder)
     else:
         pickle = pickle_path(executor.folder, name)
         line = command(executor.folder, pickle)

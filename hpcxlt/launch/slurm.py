@@ -11,8 +11,6 @@ what runs on the nodes: `hpcxlt.launch.node`.
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -79,20 +77,12 @@ def stage_parameters(site: SiteProfile, stage: str, experiment: str, run_dir: st
     return params
 
 
-def submitit_command(folder: Path, shared: Path | str | None = None) -> str:
-    """The command in the sbatch script: submitit's runner for a single job (SlurmExecutor's own command),
-    `hpcxlt.launch.shared_array` for an array whose tasks share the pickle `shared`."""
-    if shared is not None:
-        return shared_array.command(folder, shared)
-    return " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
-
-
 def sbatch_text(params: dict[str, Any], n_tasks: int, folder: Path, dep: str | None, name: str = "array") -> str:
     """The sbatch script submitit writes for this submission (submitit's own generator); an array's
     shared pickle shows as @uuid (named at submission; like the @name ids, it needs no shell quoting)."""
     full = {**params, "dependency": dep} if dep else dict(params)
     shared = folder / shared_array.ARRAYS_DIR / f"{name}.@uuid.pkl" if n_tasks > 1 else None
-    return _make_sbatch_string(command=submitit_command(folder, shared), folder=folder,
+    return _make_sbatch_string(command=shared_array.command(folder, shared), folder=folder,
                                map_count=n_tasks if n_tasks > 1 else None, **full)
 
 

@@ -159,18 +159,16 @@ class RunStore:
 
     def state(self, key: str) -> dict[str, Any]:
         """The cell's state (`CellStates.view`); 'done' whenever its done marker exists."""
-        state = self.cell_states.view(key)
-        if self.is_done(key):
-            state["state"] = "done"
-        return state
+        return self._done_wins(key, self.cell_states.view(key))
 
     def states(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """`state` of many cells at once (the cells folder listed once; see `CellStates.views`)."""
-        views = self.cell_states.views(keys)
-        for key, state in views.items():
-            if self.is_done(key):
-                state["state"] = "done"
-        return views
+        return {key: self._done_wins(key, state) for key, state in self.cell_states.views(keys).items()}
+
+    def _done_wins(self, key: str, state: dict[str, Any]) -> dict[str, Any]:
+        if self.is_done(key):  # the done marker is the last thing a cell writes: it outranks every state
+            state["state"] = "done"
+        return state
 
     def set_state(self, key: str, state: str, **fields: Any) -> dict[str, Any]:
         """Record a change of one cell's state (its own file: what a job on a node says of its cells)."""
