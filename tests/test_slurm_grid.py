@@ -30,7 +30,10 @@ def grid_run(tmp_path_factory, assets, slurm_env):
                       arms=[{"name": "a", "tasks": ["mnli"]}, {"name": "b", "tasks": ["mnli"], "train": {"max_steps": 60, "save_every": 30}}],
                       targets={"tasks": ["xnli"], "languages": {"xnli": ["en", "de"]}})
     config = write_config(tmp, data)
-    run_dir = tmp / "run"
+    # the run directory's path holds what an unquoted batch script would run, both quotes and spaces
+    # (issue: paths reached the EXIT trap unquoted): every job must run there and nothing else run
+    run_dir = tmp / "run $(touch $HPCXLT_PWNED_MARK) it's \"q\""
+    os.environ["HPCXLT_PWNED_MARK"] = str(tmp / "pwned")  # sbatch exports it to every job
     code, dry = run_cli("submit", str(config), "--run-dir", str(run_dir), "--site", SITE, "--dry-run")
     assert code == 0 and not run_dir.exists()
     # rendezvous variables in the submitting shell (as an in-process run leaves them) must not reach the
@@ -59,7 +62,15 @@ def grid_run(tmp_path_factory, assets, slurm_env):
         return done and agg.get("state") in ("done", "failed")
 
     wait_for(finished, timeout=420, what="the grid and its aggregation to finish", interval=2)
-    return {"run_dir": run_dir, "dry": dry, "submit": out, "store": store}
+    return {"run_dir": run_dir, "dry": dry, "submit": out, "store": store, "tmp": tmp}
+
+
+def test_a_run_directory_path_with_shell_syntax_runs_its_jobs_and_nothing_else(grid_run):
+    assert not Path(os.environ["HPCXLT_PWNED_MARK"]).exists()
+    assert sorted(p.name for p in grid_run["tmp"].iterdir()) == sorted([grid_run["run_dir"].name, "slurm-grid.yaml"])
+    # every job's EXIT trap ran heal on the literal path (it says what it found in the job's log)
+    logs = list((grid_run["store"].logs_dir / "slurm").glob("*_0_log.out"))
+    assert logs and all("hpcxlt heal: job" in log.read_text() for log in logs if "_submission" not in log.name)
 
 
 def test_every_cell_is_done_and_the_aggregation_ran(grid_run):
@@ -101,8 +112,8 @@ def test_dry_run_printed_exactly_the_submitted_sbatch_scripts(grid_run):
         expected = re.sub(r"@([a-z]+\.\d+|aggregate)", lambda m: roots[m.group(1)], text)
         submitted = (store.logs_dir / "slurm" / f"{roots[name]}_submission.sh").read_text()
         # an array's shared pickle is named at submission: the dry run shows @uuid in its place
-        for pickle in re.findall(r"\S+/arrays/\S+\.[0-9a-f]{12}\.pkl", submitted):
-            assert Path(pickle.strip("'")).is_file()
+        for pickle in re.findall(r"arrays/[^/'\s]+\.[0-9a-f]{12}\.pkl", submitted):
+            assert (store.logs_dir / "slurm" / pickle).is_file()
         assert re.sub(r"\.[0-9a-f]{12}\.pkl", ".@uuid.pkl", submitted) == expected
 
 

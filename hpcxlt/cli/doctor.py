@@ -65,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--nodes: must be >= 1, got {args.nodes}")
     if args.timeout is not None and args.timeout < 1:
         raise UserError(f"--timeout: must be >= 1 second, got {args.timeout}")
+    from hpcxlt.launch.slurm import SubmitError, check_batch_path
+
+    try:
+        check_batch_path(args.dir, "--dir folder")
+    except SubmitError as err:
+        raise UserError(str(err)) from None
     paths = _config_paths(args.config) if args.config else []
     shown: list[str] = []
 

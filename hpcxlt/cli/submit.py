@@ -61,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
 
         site_raw = read_yaml(args.site, "site profile", SiteError)
         site = parse_site(site_raw, args.site)  # validated before anything is written or submitted
+        from hpcxlt.launch.slurm import SubmitError, check_batch_path
+
+        try:
+            check_batch_path(args.run_dir)
+        except SubmitError as err:
+            raise UserError(str(err)) from None
         if site.offline and cfg.data.source == "hub":
             raise UserError(
                 f"site {site.name!r} ({args.site}) is offline: its compute nodes cannot reach the hub that "

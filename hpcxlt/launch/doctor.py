@@ -88,7 +88,8 @@ def sbatch_directives(site: SiteProfile, stage: str, nodes: int, time_minutes: i
     """#SBATCH lines asking for what one job of `stage` asks for (with `nodes` nodes and a short limit)."""
     res = site.stage(stage)
     lines = ["--job-name=hpcxlt-doctor", f"--nodes={nodes}", f"--ntasks-per-node={res.ntasks_per_node(stage)}",
-             f"--cpus-per-task={res.cpus_per_task}", f"--time={time_minutes}", f"--output={output}"]
+             f"--cpus-per-task={res.cpus_per_task}", f"--time={time_minutes}",
+             f"--output={shlex.quote(str(output))}"]  # sbatch reads #SBATCH values shell-quoted
     for key in ("partition", "account", "qos", "constraint", "gres"):
         value = getattr(res, key)
         if value is not None:

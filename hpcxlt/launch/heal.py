@@ -1,6 +1,6 @@
 """Self-healing: a Slurm job whose process was killed (the OOM killer's SIGKILL, a segfault) requeues itself.
 
-Every sbatch script hpcxlt submits sets an EXIT trap (`trap_line`) that runs, after the job's srun has
+Every sbatch script hpcxlt submits sets an EXIT trap (`trap_lines`) that runs, after the job's srun has
 ended, `python -m hpcxlt.launch.heal RUN_DIR STATUS`. When the job's cells are not done, their process
 died without recording an error (state still 'running') and srun's status says a signal ended it
 (128 + N), the job is requeued (`scontrol requeue`, as submitit does on SIGUSR2) and may start again
@@ -20,6 +20,7 @@ No process stays on a login node: the trap runs inside the job's own allocation.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -29,9 +30,15 @@ from hpcxlt.store import RunStore
 MAX_BACKOFF_S = 3600
 
 
-def trap_line(run_dir: str, max_retries: int, backoff_s: int) -> str:
-    """The bash line of the sbatch script that heals the job when it ends (its output goes to the job's log)."""
-    return f"trap '\"{sys.executable}\" -m hpcxlt.launch.heal \"{run_dir}\" $? {max_retries} {backoff_s} || true' EXIT"
+def trap_lines(run_dir: str, max_retries: int, backoff_s: int) -> list[str]:
+    """The bash lines of the sbatch script that heal the job when it ends (output goes to the job's log).
+
+    A function holds the command, its paths shell-quoted once, and the trap only calls it: a trap's
+    text is parsed again when it fires, so a path written into the trap itself would need two levels of
+    quoting (a run directory named `x$(touch y)` or `it's` stays one literal argument here)."""
+    command = shlex.join([sys.executable, "-m", "hpcxlt.launch.heal", str(run_dir)])
+    return [f'hpcxlt_heal() {{ {command} "$1" {int(max_retries)} {int(backoff_s)} || true; }}',
+            "trap 'hpcxlt_heal $?' EXIT"]
 
 
 def job_id(environ=os.environ) -> str:

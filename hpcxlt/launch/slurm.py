@@ -23,7 +23,7 @@ from hpcxlt.grid.plan import Plan
 from hpcxlt.launch import queue, shared_array
 from hpcxlt.launch.arrays import ArraySpec, aggregate_spec, build_arrays, dependency, placeholder_ids
 from hpcxlt.launch.base import set_aggregate_state
-from hpcxlt.launch.heal import trap_line
+from hpcxlt.launch.heal import trap_lines
 # jobs submitted before the split pickled these two under this module's name
 from hpcxlt.launch.node import AggregateTask, FeederTask, SlurmTask, aggregate_launcher  # noqa: F401
 from hpcxlt.launch.pending import Pending
@@ -36,6 +36,33 @@ RENDEZVOUS_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROU
 
 class SubmitError(RuntimeError):
     """sbatch refused a submission (nothing of this submission is left in the queue)."""
+
+
+# -- paths in a batch script -------------------------------------------------------------------------
+def batch_path_problem(path: str | Path) -> str | None:
+    """Why `path` cannot stand in an sbatch script (None: it can).
+
+    Paths reach the script shell-quoted (the #SBATCH lines, the command, the EXIT trap), which sbatch and
+    bash both read back literally: spaces, quotes, `$(...)` are fine. Three things cannot be carried: a
+    control character (a newline splits an #SBATCH line), `%` (sbatch and srun read it as a file-name
+    pattern: `%j` would become the job id) and a backslash (it turns those patterns off, so every task of
+    an array would write one log file)."""
+    text = str(Path(path).resolve())
+    for char in text:
+        if ord(char) < 32 or ord(char) == 127:
+            return f"{text!r} holds the control character {char!r}, which cannot stand in an #SBATCH line"
+        if char in "%\\":
+            return (f"{text!r} holds {char!r}, which sbatch and srun read as part of a log-file pattern "
+                    "(%j, %A, ...)")
+    return None
+
+
+def check_batch_path(path: str | Path, what: str = "run directory") -> None:
+    """Refuse, before anything is written or submitted, a path that cannot stand in a batch script."""
+    problem = batch_path_problem(path)
+    if problem:
+        raise SubmitError(f"the {what} {problem}; choose a path without it (letters, digits, spaces, quotes and "
+                          "other punctuation are fine)")
 
 
 # -- sbatch parameters -----------------------------------------------------------------------------
@@ -70,7 +97,7 @@ def stage_parameters(site: SiteProfile, stage: str, experiment: str, run_dir: st
     # in-process run (torch.distributed reads RANK, MASTER_PORT, ...) would make every task of every
     # job claim rank 0 of one world and the same port
     params["setup"] = [f"unset {' '.join(RENDEZVOUS_VARS)}", *site.setup, *site.network_exports(),
-                       trap_line(run_dir, site.max_retries, site.retry_backoff_s)]  # self-healing (launch.heal)
+                       *trap_lines(run_dir, site.max_retries, site.retry_backoff_s)]  # self-healing (launch.heal)
     if stage == "aggregate":
         # one process in the batch step; it starts the MPI ranks itself with the site's launcher
         params["use_srun"] = False

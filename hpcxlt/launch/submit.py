@@ -57,6 +57,9 @@ def launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile
     submission holds the run directory's lock from reading the queue to recording the job ids, so two
     concurrent submits or resumes never submit the same work twice.
     """
+    from hpcxlt.launch.slurm import check_batch_path
+
+    check_batch_path(store.root)  # before the lock file or anything else is written
     if dry_run:
         return _launch_slurm(store, plan, experiment, site, site_raw, dry_run=True, aggregate=aggregate, out=out,
                              next_wave=next_wave)
