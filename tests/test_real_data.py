@@ -9,8 +9,8 @@ and 500 test rows per language; XQuAD 1,190 questions per language; LAReQA's off
 
 from __future__ import annotations
 
-import csv
 import json
+import re
 
 import pytest
 
@@ -27,16 +27,22 @@ def data_cfg(tmp_path_factory) -> DataConfig:
     return DataConfig(source="local", root=str(real_root(tmp_path_factory.mktemp("real"))))
 
 
-def _blocks(path) -> int:
-    """Sentences of a token-per-line file, counted independently of the loader."""
-    count, inside = 0, False
-    for line in open(path, encoding="utf-8"):
-        if line.strip() and not line.startswith("#"):
-            count += not inside
-            inside = True
-        else:
-            inside = False
-    return count
+def _token_blocks(path) -> list[tuple[list[str], list[str]]]:
+    """(tokens, tags) of a `token TAG` file from the file's own structure, not the loader's rules: a
+    sentence is a run of non-blank lines, every non-blank line is one token, its tag after the last
+    space. (MasakhaNER has no comment lines: `# O` is a hashtag token.)"""
+    text = open(path, encoding="utf-8").read()
+    blocks = [block for block in re.split(r"\n[ \t]*\n", text.strip("\n")) if block.strip()]
+    pairs = [[line.rsplit(" ", 1) for line in block.split("\n")] for block in blocks]
+    return [([tok for tok, _ in block], [tag for _, tag in block]) for block in pairs]
+
+
+def _pandas_rows(path) -> list[dict[str, str]]:
+    """Rows as the publishers' code reads them: SIB-200's util_textclass.py and AfriSenti's starter kit
+    both call pandas.read_csv(path, sep='\\t') (texts kept as strings: no 'NA' -> NaN here)."""
+    import pandas
+
+    return pandas.read_csv(path, sep="\t", dtype=str, keep_default_na=False).to_dict("records")
 
 
 @pytest.mark.parametrize("lang", XCOPA_LANGS)
@@ -116,7 +122,10 @@ def test_masakhaner_release_files_load_with_known_tags(data_cfg, lang):
     spec = get_task("masakhaner2")
     for split in ("dev", "test"):
         rows = load_split(spec, lang, split, data_cfg)
-        assert len(rows) == _blocks(real_dir() / "masakhaner2" / MASAKHANER[lang] / f"{split}.txt")
+        release = _token_blocks(real_dir() / "masakhaner2" / MASAKHANER[lang] / f"{split}.txt")
+        assert len(rows) == len(release)
+        for number, (row, (tokens, tags)) in enumerate(zip(rows, release)):
+            assert (row["tokens"], row["ner_tags"]) == (tokens, tags), f"sentence {number}"
         assert {tag for tags in rows["ner_tags"] for tag in tags} <= set(MASAKHANER_LABELS)
         assert {"B-PER", "B-LOC", "B-DATE"} <= {tag for tags in rows["ner_tags"] for tag in tags}
 
@@ -128,9 +137,9 @@ def test_sib200_release_files_load_with_labels_by_name(data_cfg, lang):
     assert set(labels) == set(spec.label_names)  # the registry's names are the release's
     for split in ("dev", "test"):
         rows = load_split(spec, lang, split, data_cfg)
-        with open(real_dir() / "sib200" / SIB200[lang] / f"{split}.tsv", encoding="utf-8", newline="") as handle:
-            release = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+        release = _pandas_rows(real_dir() / "sib200" / SIB200[lang] / f"{split}.tsv")
         assert len(rows) == len(release)
+        assert rows["text"] == [row["text"] for row in release]
         ids = [schemas.classification_fields(spec, row)[2] for row in rows]
         assert [spec.label_names[i] for i in ids] == [row["category"] for row in release]
 
@@ -139,7 +148,10 @@ def test_sib200_release_files_load_with_labels_by_name(data_cfg, lang):
 def test_afrisenti_labels_map_by_name(data_cfg, lang):
     spec = get_task("afrisenti")
     rows = load_split(spec, lang, "dev", data_cfg)
+    release = _pandas_rows(real_dir() / "afrisenti" / f"{lang}_dev.tsv")
+    assert rows["tweet"] == [row["tweet"] for row in release]
     words = rows["label"]
+    assert words == [row["label"] for row in release]
     assert set(words) == {"positive", "neutral", "negative"}
     ids = [schemas.classification_fields(spec, row)[2] for row in rows]
     assert [spec.label_names[i] for i in ids] == words

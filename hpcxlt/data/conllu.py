@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hpcxlt.data.readers import DataFileError, Problems, text_lines
+
 # UPOS precedence used to break ties between equally high span tokens, per --lang
 # (conllu_to_conll.py's POSRANKPRECEDENCEDICT; 'default' for every other language).
 SPAN_HEAD_PRECEDENCE = {
@@ -29,10 +31,6 @@ SPAN_HEAD_PRECEDENCE = {
     "it": ("VERB", "AUX", "ADV", "PRON", "ADP", "DET", "INTJ"),
 }
 COLUMNS = 10
-
-
-class ConlluError(ValueError):
-    """A CoNLL-U file that cannot be read; the message names the file and line."""
 
 
 def _ancestor_counts(heads: dict[int, set[int]]) -> dict[int, int]:
@@ -82,9 +80,13 @@ def _convert(words: dict[int, tuple[str, str]], heads: dict[int, set[int]], mult
     return tokens, tags
 
 
-def read_conllu(path: str | Path, lang: str) -> list[tuple[list[str], list[str]]]:
-    """Sentences of a UD CoNLL-U file as (words, UPOS tags), converted as XTREME does (module docstring)."""
+def read_conllu(path: str | Path, lang: str, tag_names: tuple[str, ...] = ()) -> list[tuple[list[str], list[str]]]:
+    """Sentences of a UD CoNLL-U file as (words, UPOS tags), converted as XTREME does (module docstring).
+    Comment lines (`#`, the format's own rule) are skipped; a line without the 10 columns, an empty FORM,
+    a bad ID or HEAD, or a word's UPOS outside `tag_names` is refused with the others of the file."""
     path = Path(path)
+    problems = Problems(path)
+    allowed = set(tag_names)
     precedence = SPAN_HEAD_PRECEDENCE.get(lang, SPAN_HEAD_PRECEDENCE["default"])
     sentences: list[tuple[list[str], list[str]]] = []
     words: dict[int, tuple[str, str]] = {}
@@ -99,35 +101,43 @@ def read_conllu(path: str | Path, lang: str) -> list[tuple[list[str], list[str]]
                 sentences.append((tokens, tags))
         words.clear(), heads.clear(), multiword.clear()
 
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                finish()
+    for number, line in enumerate(text_lines(path, problems), 1):
+        if not line.strip():
+            finish()
+            continue
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != COLUMNS:
+            problems.add(number, f"{len(fields)} tab-separated field(s); a CoNLL-U word line has {COLUMNS}")
+            continue
+        ident, form, _, tag, _, _, head, _, deps, _ = fields
+        if "." in ident:  # empty node of the enhanced graph: no word
+            continue
+        if not form.strip():
+            problems.add(number, f"empty FORM in word {ident!r}; CoNLL-U writes '_' for an unknown form")
+            continue
+        try:
+            if "-" in ident:
+                start, end = (int(x) for x in ident.split("-"))
+                multiword[start] = (end, form)
                 continue
-            if line.startswith("#"):
-                continue
-            fields = line.split("\t")
-            if len(fields) != COLUMNS:
-                raise ConlluError(f"{path}:{number}: expected {COLUMNS} tab-separated CoNLL-U columns, got {len(fields)}")
-            ident, form, _, tag, _, _, head, _, deps, _ = fields
-            if "." in ident:  # empty node of the enhanced graph: no word
-                continue
-            try:
-                if "-" in ident:
-                    start, end = (int(x) for x in ident.split("-"))
-                    multiword[start] = (end, form)
-                    continue
-                word = int(ident)
-                parents = {int(head)} if head != "_" else set()
-            except ValueError:
-                raise ConlluError(f"{path}:{number}: bad ID {ident!r} or HEAD {head!r}") from None
-            if deps != "_":  # enhanced heads count as ancestors in XTREME's graph too
-                parents |= {int(pair.split(":")[0]) for pair in deps.split("|") if pair.split(":")[0].isdigit()}
-            words[word] = (form, tag)
-            heads[word] = parents
+            word = int(ident)
+            parents = {int(head)} if head != "_" else set()
+        except ValueError:
+            problems.add(number, f"bad ID {ident!r} or HEAD {head!r}; expected integers")
+            continue
+        if allowed and tag not in allowed:
+            problems.add(number, f"UPOS {tag!r} of word {ident!r} is not one of {sorted(allowed)}")
+        if deps != "_":  # enhanced heads count as ancestors in XTREME's graph too
+            parents |= {int(pair.split(":")[0]) for pair in deps.split("|") if pair.split(":")[0].isdigit()}
+        words[word] = (form, tag)
+        heads[word] = parents
     finish()
+    problems.raise_any()
+    if not sentences:
+        raise DataFileError(path, [(None, "holds no sentence")])
     return sentences
 
 
-__all__ = ["ConlluError", "SPAN_HEAD_PRECEDENCE", "read_conllu"]
+__all__ = ["SPAN_HEAD_PRECEDENCE", "read_conllu"]

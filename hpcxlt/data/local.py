@@ -5,9 +5,12 @@
 | .jsonl    | one row per line in the registry schema (`hpcxlt synth`, XCOPA's `{val,test}.<lang>.jsonl`)     |
 | .json     | SQuAD v1.1 JSON (SQuAD, XQuAD, MLQA, TyDiQA-GoldP; LAReQA's XQuAD-R with `sentence_breaks`), or a JSON list of rows |
 | .parquet  | rows in the registry schema (a hub parquet file)                                                |
-| .tsv      | a header row, then rows (SIB-200 `index_id category text`, AfriSenti `ID tweet label`)          |
-| .conll    | `token<TAB>...<TAB>tag`, blank line between sentences (XTREME's PAN-X/UD-POS files)            |
+| .tsv      | a header row, then rows, quoted as pandas reads them (SIB-200 `index_id category text`, AfriSenti `ID tweet label`) |
+| .conll    | `token<TAB>...<TAB>tag`, empty line between sentences (XTREME's PAN-X/UD-POS files)            |
 | .txt      | `token tag` separated by spaces, blank line between sentences (MasakhaNER `{train,dev,test}.txt`) |
+
+Each format is read by the rules of its publishers' own reader (`hpcxlt.data.readers`, docs/data.md);
+a bad row stops the load with a `DataFileError` naming the file and every bad line.
 | .conllu   | UD CoNLL-U, converted as XTREME does (multiword tokens keep their surface form; `conllu.py`)    |
 
 Labels may be stored as ids or as names; names are mapped by the registry's label names, never by
@@ -16,14 +19,13 @@ position. `docs/data.md` lists, per task, which release file goes where.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from hpcxlt.config.schema import DataConfig
 from hpcxlt.data.conllu import read_conllu
+from hpcxlt.data.readers import DataFileError, read_json, read_jsonl, read_tagged, read_tsv
 from hpcxlt.tasks.spec import TaskSpec
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".tsv", ".conll", ".txt", ".conllu")
@@ -98,70 +100,53 @@ def _squad_json_rows(obj: dict) -> list[dict]:
     return rows
 
 
-def _tagged_rows(path: Path, spec: TaskSpec, lang: str, *, separator: str | None) -> list[dict]:
-    """Token-per-line files: first field the token, last field the tag, blank line between sentences."""
+def _tagging_spec(path: Path, spec: TaskSpec) -> None:
     if spec.format != "tagging":
         raise ValueError(f"{path}: {path.suffix} files hold tagging data, but task {spec.name!r} is {spec.format}")
+
+
+def _tagged_rows(path: Path, spec: TaskSpec, lang: str, *, tsv: bool) -> list[dict]:
+    """Token-per-line files (XTREME's `.conll`, MasakhaNER's `.txt`), read as their publishers read them
+    (`hpcxlt.data.readers`)."""
+    _tagging_spec(path, spec)
     tokens_col, tags_col = spec.columns["tokens"], spec.columns["tags"]
-    rows, tokens, tags = [], [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\n")
-            if not line.strip() or line.startswith("#"):
-                if tokens:
-                    rows.append({tokens_col: tokens, tags_col: tags})
-                    tokens, tags = [], []
-                continue
-            fields = line.split(separator)
-            if len(fields) < 2:
-                layout = "token<TAB>...<TAB>tag" if separator == "\t" else "token tag"
-                raise ValueError(f"{path}:{number}: expected '{layout}', got {line!r}")
-            token = fields[0]
-            # XTREME's PAN-X files prefix tokens with the language ('en:Paris').
-            token = token[len(lang) + 1:] if token.startswith(f"{lang}:") else token
-            tokens.append(token)
-            tags.append(fields[-1])
-    if tokens:
-        rows.append({tokens_col: tokens, tags_col: tags})
-    return rows
+    return [{tokens_col: tokens, tags_col: tags}
+            for tokens, tags in read_tagged(path, spec.label_names, lang, tsv=tsv)]
 
 
 def _conllu_rows(path: Path, spec: TaskSpec, lang: str) -> list[dict]:
-    if spec.format != "tagging":
-        raise ValueError(f"{path}: CoNLL-U files hold tagging data, but task {spec.name!r} is {spec.format}")
-    return [{spec.columns["tokens"]: words, spec.columns["tags"]: tags} for words, tags in read_conllu(path, lang)]
+    _tagging_spec(path, spec)
+    return [{spec.columns["tokens"]: words, spec.columns["tags"]: tags}
+            for words, tags in read_conllu(path, lang, spec.label_names)]
 
 
 def _json_rows(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8")
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError:  # JSON lines under a .json name
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        obj = read_json(path)
+    except DataFileError as not_json:  # JSON lines under a .json name; else the JSON error stands
+        try:
+            return read_jsonl(path)
+        except DataFileError:
+            raise not_json from None
     if isinstance(obj, dict) and "data" in obj:
         return _squad_json_rows(obj)
     if isinstance(obj, list):
         return obj
-    raise ValueError(f"{path}: expected a list of rows or the SQuAD {{'data': [...]}} layout")
+    raise DataFileError(path, [(None, "expected a list of rows or the SQuAD {'data': [...]} layout")])
 
 
-def _jsonl_rows(path: Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{number}: not a JSON object: {err}") from None
-    return rows
+def _tsv_rows(path: Path, spec: TaskSpec) -> list[dict]:
+    if spec.format == "classification":
+        texts = tuple(spec.columns[role] for role in ("text", "text_pair") if role in spec.columns)
+        return read_tsv(path, text_columns=texts, label_column=spec.columns["label"], label_names=spec.label_names)
+    return read_tsv(path)
 
 
 def read_local_rows(path: Path, spec: TaskSpec, lang: str) -> list[dict] | Any:
     """Rows of a local file (a pyarrow Table for parquet)."""
     suffix = path.suffix
     if suffix == ".jsonl":
-        return _jsonl_rows(path)
+        return read_jsonl(path)
     if suffix == ".json":
         return _json_rows(path)
     if suffix == ".parquet":
@@ -169,12 +154,11 @@ def read_local_rows(path: Path, spec: TaskSpec, lang: str) -> list[dict] | Any:
 
         return pq.read_table(path)
     if suffix == ".tsv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+        return _tsv_rows(path, spec)
     if suffix == ".conll":
-        return _tagged_rows(path, spec, lang, separator="\t")
+        return _tagged_rows(path, spec, lang, tsv=True)
     if suffix == ".txt":
-        return _tagged_rows(path, spec, lang, separator=None)
+        return _tagged_rows(path, spec, lang, tsv=False)
     if suffix == ".conllu":
         return _conllu_rows(path, spec, lang)
     raise ValueError(f"{path}: unsupported suffix {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}")
