@@ -71,3 +71,27 @@ def test_almost_stochastic_order_over_seeds_when_asked(tmp_path):
     assert gain["aso_epsilon"] < 0.1 and paired["aso_epsilon"] < 0.1  # +30 points in every seed: dominance
     assert 0.0 <= same["aso_epsilon"] <= 1.0  # three seeds of equal arms: anything (ASO is a weak test at n = 3)
     assert any(note.startswith("ASO ε") for note in table["notes"])
+
+
+def test_one_common_seed_is_descriptive_only_no_p_no_star_not_in_the_family(tmp_path):
+    store = make_run(tmp_path / "run", arms=ARMS, targets=TARGETS, seeds=SEEDS,
+                     score=lambda arm, target, seed, lang, split: 100 * ACCURACY[arm])
+    _write_predictions(store)
+    # --partial cuts 'en' vs 'none' down to seed 1: en lacks seeds 2 and 3 in de
+    for seed in (2, 3):
+        (submission_dir(store, "en", seed) / "xnli" / "test-de.tsv").unlink()
+    report = aggregate(store.root, Options(plots=False, partial=True))
+    cut = row(report.data, "significance", comparison="vs none", arm="en", target="xnli")
+    assert cut["seeds"] == 1 and cut["p"] is None and cut["p_adjusted"] is None and cut["significant"] is False
+    assert "fewer than stats.min_seeds = 2" in cut["untested"] and cut["se_seeds"] is None
+    table = report.data["tables"]["significance"]
+    # en_lr vs en is cut to seed 1 too; the family is en_lr vs none alone (3 seeds)
+    paired = row(report.data, "significance", comparison="vs compare_to", arm="en_lr", target="xnli")
+    assert paired["seeds"] == 1 and paired["p"] is None and not paired["significant"]
+    assert any(note.startswith("p adj.: holm over the 1 tests") for note in table["notes"])
+    assert any(note.startswith("untested: 2 row(s)") for note in table["notes"])
+    sig = next(t for t in report.tables if t.name == "significance")
+    shown = [r for r in sig.display if r[0] == "vs none" and r[1] == "en" and r[3] == "xnli"][0]
+    assert shown[-1] == "untested" and "(test set only)" in shown[-4]
+    gain = row(report.data, "significance", comparison="vs none", arm="en_lr", target="xnli")
+    assert gain["significant"] and gain["seeds"] == 3

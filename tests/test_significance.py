@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpcxlt.aggregate.significance import PairedLanguage, adjust, combine, estimate, paired_draws
+from hpcxlt.aggregate.significance import Draws, PairedLanguage, adjust, combine, estimate, paired_draws
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,8 +75,23 @@ def test_a_cross_task_mean_averages_the_draws():
                        50, rng)
     both = combine([one, two])
     assert both.per_seed.tolist() == pytest.approx(((one.per_seed + two.per_seed) / 2).tolist())
-    with pytest.raises(ValueError, match="different shapes"):
-        combine([one, paired_draws([PairedLanguage(_accuracy, [_rows([1, 0])], [_rows([0, 0])])], 50, rng)])
+    with pytest.raises(ValueError, match="different bootstrap counts"):
+        combine([one, paired_draws([PairedLanguage(_accuracy, [_rows([1, 0])], [_rows([0, 0])])], 40, rng)])
+
+
+def test_combine_matches_seeds_by_id_not_by_position():
+    rng = np.random.default_rng(4)
+    a = [_rows(rng.random(40) < p) for p in (0.9, 0.5, 0.1)]  # seeds 1, 2, 3 score very differently
+    b = [_rows(rng.random(40) < 0.5) for _ in range(3)]
+    first = paired_draws([PairedLanguage(_accuracy, a, b)], 50, rng, seeds=(1, 2, 3))
+    # the second target has seeds 3 and 1 only (a --partial run), in another order
+    second = paired_draws([PairedLanguage(_accuracy, [a[2], a[0]], [b[2], b[0]])], 50, rng, seeds=(3, 1))
+    both = combine([first, second])
+    assert both.seeds == (1, 3)
+    # hand-worked: seed 1's Δ is the same in both targets (same rows), so is seed 3's
+    assert both.per_seed.tolist() == pytest.approx([first.per_seed[0], first.per_seed[2]])
+    with pytest.raises(ValueError, match="share no seed"):
+        combine([first, paired_draws([PairedLanguage(_accuracy, [a[0]], [b[0]])], 50, rng, seeds=(7,))])
 
 
 def test_mismatched_test_sets_are_refused():
@@ -94,3 +109,20 @@ def test_holm_and_benjamini_hochberg_adjustments():
     assert adjust(p, "none") == p
     with pytest.raises(ValueError, match="choose one of holm, bh, none"):
         adjust(p, "bonferroni")
+
+
+def test_zero_or_non_finite_se_is_untested_not_p_zero():
+    import math
+
+    from hpcxlt.aggregate.significance import untested
+
+    rng = np.random.default_rng(5)
+    same = [_rows(rng.random(50) < 0.6) for _ in range(3)]
+    est = estimate(paired_draws([PairedLanguage(_accuracy, same, same)], 100, rng))
+    assert est.se == 0 and math.isnan(est.p) and "standard error is zero" in untested(est, 2)
+    nan = Draws(per_seed=np.array([np.nan, 1.0]), resampled=np.zeros((100, 2)), a_per_seed=np.zeros(2),
+                b_per_seed=np.zeros(2), seeds=(1, 2))
+    est = estimate(nan)
+    assert math.isnan(est.p) and "not finite" in untested(est, 2)
+    one = estimate(paired_draws([PairedLanguage(_accuracy, same[:1], [_rows(rng.random(50) < 0.2)])], 100, rng))
+    assert "1 common seed(s)" in untested(one, 2) and untested(one, 1) is None

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from hpcxlt.aggregate.scores import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook
-from hpcxlt.aggregate.significance import PairedLanguage, adjust, combine, estimate, paired_draws
+from hpcxlt.aggregate.significance import PairedLanguage, adjust, combine, estimate, paired_draws, untested
 from hpcxlt.aggregate.tables import RESOURCE_CLASSES, PValue, Table
 
 ALL_TARGETS = "all targets"
@@ -79,7 +79,7 @@ def _draws(book: ScoreBook, rows: ExampleRows, arm: str, other: str, target: str
                             a=[rows.get(arm, s, target, lang).rows for s in common],
                             b=[rows.get(other, s, target, lang).rows for s in common]) for lang, _ in pairs]
     rng = np.random.default_rng([book.cfg.stats.seed, zlib.crc32(f"{arm}|{other}|{target}|{','.join(langs)}".encode())])
-    return paired_draws(stats, book.cfg.stats.bootstrap, rng), len(common), len(pairs), partial
+    return paired_draws(stats, book.cfg.stats.bootstrap, rng, seeds=common), len(common), len(pairs), partial
 
 
 def _comparisons(book: ScoreBook) -> list[tuple[str, str, str]]:
@@ -107,7 +107,15 @@ def _finish(name: str, title: str, header: list[str], found: list[tuple[dict, An
     from hpcxlt.aggregate.significance import aso_epsilon
 
     cfg = book.cfg.stats
-    tested = [(row, est, draws) for row, est, draws in found if est is not None]
+    tested = []
+    for row, est, draws in found:
+        if est is None:
+            continue
+        why = untested(est, cfg.min_seeds)
+        if why is None:
+            tested.append((row, est, draws))
+        else:  # descriptive: Δ and its interval, outside the family
+            row.update(est.to_json(), p=None, p_adjusted=None, significant=False, untested=why)
     adjusted = adjust([est.p for _, est, _ in tested], cfg.correction)
     for (row, est, draws), p_adj in zip(tested, adjusted):
         row.update(est.to_json(), p_adjusted=float(f"{p_adj:.4g}"), significant=bool(p_adj <= cfg.alpha))
@@ -126,6 +134,9 @@ def _finish(name: str, title: str, header: list[str], found: list[tuple[dict, An
         aso_cell = ((f"{row['aso_epsilon']:.2f}" if "aso_epsilon" in row else "n/a"),) if cfg.aso else ()
         if est is None:
             display.append((*lead, "—", PValue(None), PValue(None), "", *aso_cell))
+        elif row.get("untested"):
+            label = " (test set only)" if est.n_seeds < 2 else ""
+            display.append((*lead, _interval(est) + label, PValue(None), PValue(None), "untested", *aso_cell))
         else:
             display.append((*lead, _interval(est), PValue(est.p), PValue(row["p_adjusted"]),
                             "*" if row["significant"] else "", *aso_cell))
@@ -135,6 +146,11 @@ def _finish(name: str, title: str, header: list[str], found: list[tuple[dict, An
              f"{cfg.seed}); docs/statistics.md.",
              f"p adj.: {cfg.correction} over the {len(tested)} tests of this table; * = significant at "
              f"{cfg.alpha} after correction.",
+             *([f"untested: {sum(1 for r, e, _ in found if e is not None and r.get('untested'))} row(s) have fewer "
+                f"than stats.min_seeds = {cfg.min_seeds} common seeds or no finite standard error: Δ and its "
+                "interval are shown (with one seed the interval holds the test set's variance alone, not the "
+                "model's), without p-value or star, and they are not in the family."]
+               if any(r.get("untested") for r, e, _ in found if e is not None) else []),
              *(["ASO ε: Almost Stochastic Order of the per-seed scores (Dror et al. 2019, deepsig; 3+ seeds; "
                 "ε < 0.5: the arm is almost stochastically better)."] if cfg.aso else [])]
     return Table(name=name, title=title, rows=tuple(rows), header=tuple(header), display=tuple(display),
@@ -168,7 +184,7 @@ def significance(book: ScoreBook, store, split: str) -> Table:
             draws = combine(usable) if same else None
             found.append(({"comparison": kind, "arm": arm, "vs": other, "target": ALL_TARGETS,
                            "langs": sum(len(book.planned[(arm, t)].langs) for t in book.targets),
-                           "seeds": usable[0].per_seed.shape[0] if usable else 0,
+                           "seeds": draws.per_seed.shape[0] if draws is not None else 0,
                            "status": _status(draws, False)},
                           estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None, draws))
     notes = [] if found else ["no 'none' arm and no compare_to pair: nothing to compare"]
@@ -210,7 +226,7 @@ def significance_by_resource(book: ScoreBook, store, split: str) -> Table:
                 found.append(({"comparison": kind, "arm": arm, "vs": other, "target": ALL_TARGETS, "class": group,
                                "langs": sum(1 for t in book.targets for lang in book.planned[(arm, t)].langs
                                             if resource_group(lang) == group),
-                               "seeds": usable[0].per_seed.shape[0] if usable else 0, "status": _status(draws, False)},
+                               "seeds": draws.per_seed.shape[0] if draws is not None else 0, "status": _status(draws, False)},
                               estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None, draws))
     notes = ["Does low-resource multilingual data added to English intermediate training help, for which target "
              "languages, and more than as much high-resource data ('vs control')? Classes: Joshi et al. (2020) 0-2 "

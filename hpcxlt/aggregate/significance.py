@@ -3,6 +3,7 @@
     paired_draws(languages, n_boot, rng)  -> Draws: per-seed Δ, and Δ per seed under resampled test sets
     combine(draws)                        -> Draws of the mean of several targets' Δ (cross-task summary)
     estimate(draws)                       -> Estimate: Δ, 95% interval, p, and where the uncertainty comes from
+    untested(estimate, min_seeds)         -> why a comparison gets no p-value (too few seeds, no finite se)
     adjust(p_values, method)              -> Holm or Benjamini-Hochberg adjusted p-values
 
 Two sources of chance move a Δ between two arms (Dror et al. 2018, "The Hitchhiker's Guide to Testing
@@ -17,7 +18,8 @@ Statistical Significance in NLP"; Reimers & Gurevych 2017 on seeds):
    were scored on the same examples), and re-scores the official metric on the draw
    (`hpcxlt.evaluate.decompose`).
 The interval adds both variances, se² = s²_seeds / n + var_boot(Δ), and uses t with n - 1 degrees
-of freedom (normal with one seed, where model variance cannot be estimated and the interval says so).
+of freedom. With one seed model variance cannot be estimated: the interval is the test set's alone
+(normal), labelled so, and the comparison is not tested (`untested`: no p, no star, not in the family).
 The p-value is the two-sided t test of Δ = 0 with the same se. Seeded: the same inputs give the same
 interval to the last digit.
 """
@@ -57,6 +59,8 @@ class Draws:
     """(n_seeds,): the arm's own score per seed (mean over languages); per_seed = a_per_seed - b_per_seed."""
     b_per_seed: np.ndarray
     """(n_seeds,): the other arm's."""
+    seeds: tuple[int, ...] = ()
+    """The seed ids of the columns, in order (seeds are matched by id, never by position)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,12 +92,13 @@ class Estimate:
         def r(x):
             return None if x is None else round(float(x), 4)
 
-        return {"delta": r(self.delta), "low": r(self.low), "high": r(self.high), "p": float(f"{self.p:.4g}"),
+        return {"delta": r(self.delta), "low": r(self.low), "high": r(self.high), "p": None if math.isnan(self.p) else float(f"{self.p:.4g}"),
                 "se": r(self.se), "se_seeds": r(self.se_seeds), "se_examples": r(self.se_examples),
                 "n_seeds": self.n_seeds, "df": None if math.isinf(self.df) else self.df, "level": self.level}
 
 
-def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.random.Generator) -> Draws:
+def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.random.Generator,
+                 seeds: Sequence[int] = ()) -> Draws:
     """Per-seed Δ averaged over `languages`, and the same under `n_boot` paired resamples of each test set."""
     if not languages:
         raise ValueError("no language to compare")
@@ -119,20 +124,32 @@ def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.rando
             resampled[:, s] += lang.score(weights @ a) - lang.score(weights @ b)
     k = len(languages)
     a_scores, b_scores = a_scores / k, b_scores / k
-    return Draws(per_seed=a_scores - b_scores, resampled=resampled / k, a_per_seed=a_scores, b_per_seed=b_scores)
+    ids = tuple(seeds) if seeds else tuple(range(n_seeds))
+    if len(ids) != n_seeds:
+        raise ValueError(f"{len(ids)} seed ids for {n_seeds} seeds")
+    return Draws(per_seed=a_scores - b_scores, resampled=resampled / k, a_per_seed=a_scores, b_per_seed=b_scores,
+                 seeds=ids)
 
 
 def combine(draws: Sequence[Draws]) -> Draws:
-    """The mean of several Δs (e.g. over targets: a cross-task summary), seeds matched; test sets drawn independently."""
+    """The mean of several Δs (e.g. over targets: a cross-task summary), seeds matched by id (only the seeds
+    every Δ has are kept); test sets drawn independently."""
     if not draws:
         raise ValueError("nothing to combine")
-    shapes = {d.resampled.shape for d in draws}
+    shapes = {d.resampled.shape[0] for d in draws}
     if len(shapes) != 1:
-        raise ValueError(f"draws of different shapes cannot be combined: {sorted(shapes)}")
-    return Draws(per_seed=np.mean([d.per_seed for d in draws], axis=0),
-                 resampled=np.mean([d.resampled for d in draws], axis=0),
-                 a_per_seed=np.mean([d.a_per_seed for d in draws], axis=0),
-                 b_per_seed=np.mean([d.b_per_seed for d in draws], axis=0))
+        raise ValueError(f"draws with different bootstrap counts cannot be combined: {sorted(shapes)}")
+    common = [s for s in draws[0].seeds if all(s in d.seeds for d in draws[1:])]
+    if not common:
+        raise ValueError("the Δs to combine share no seed")
+
+    def columns(d: Draws) -> list[int]:
+        return [d.seeds.index(s) for s in common]
+
+    return Draws(per_seed=np.mean([d.per_seed[columns(d)] for d in draws], axis=0),
+                 resampled=np.mean([d.resampled[:, columns(d)] for d in draws], axis=0),
+                 a_per_seed=np.mean([d.a_per_seed[columns(d)] for d in draws], axis=0),
+                 b_per_seed=np.mean([d.b_per_seed[columns(d)] for d in draws], axis=0), seeds=tuple(common))
 
 
 def estimate(draws: Draws, *, level: float = 0.95) -> Estimate:
@@ -158,13 +175,27 @@ def estimate(draws: Draws, *, level: float = 0.95) -> Estimate:
     df = float(n - 1) if n > 1 else math.inf
     dist = stats.t(df) if n > 1 else stats.norm()
     half = float(dist.ppf(0.5 + level / 2)) * se
-    if se > 0:
+    if math.isfinite(delta) and math.isfinite(se) and se > 0:
         p = float(2 * dist.sf(abs(delta) / se))
     else:
-        p = 1.0 if delta == 0 else 0.0
-    return Estimate(delta=delta, low=delta - half, high=delta + half, p=min(1.0, p), se=se,
+        p = math.nan  # nothing to test against: no p-value rather than p = 0 (see untested())
+    return Estimate(delta=delta, low=delta - half, high=delta + half, p=p if math.isnan(p) else min(1.0, p), se=se,
                     se_seeds=math.sqrt(var_seeds) if var_seeds is not None else None,
                     se_examples=math.sqrt(var_examples), n_seeds=n, df=df, level=level)
+
+
+def untested(est: Estimate, min_seeds: int) -> str | None:
+    """Why an estimate must not be tested (None: it may be). With fewer than `min_seeds` seeds the model
+    variance is unknown and a p-value would rest on the test-set bootstrap alone, which is far too narrow
+    (one seed: 20-59% false positives at alpha 0.05 in the issue's simulation); a non-finite Δ or a
+    zero or non-finite standard error has no test at all."""
+    if not (math.isfinite(est.delta) and math.isfinite(est.se)):
+        return "Δ or its standard error is not finite (an empty language?)"
+    if est.se <= 0:
+        return "the standard error is zero (identical predictions?)"
+    if est.n_seeds < min_seeds:
+        return f"{est.n_seeds} common seed(s), fewer than stats.min_seeds = {min_seeds}: descriptive only"
+    return None
 
 
 def adjust(p_values: Sequence[float], method: str) -> list[float]:

@@ -305,8 +305,13 @@ class StatsConfig:
     """Seed of the bootstrap draws (the same run gives the same intervals)."""
     aso: bool = False
     """Also report Almost Stochastic Order over seeds (Dror et al. 2019; needs `deepsig` and 3+ seeds; slow)."""
+    min_seeds: int = 2
+    """Fewest common seeds a comparison needs to be tested (fewer: Δ and a test-set interval only, no p, no star)."""
 
     def check(self, path: str) -> None:
+        if self.min_seeds < 2:
+            raise ConfigError(f"{path}.min_seeds: must be at least 2 (one seed cannot tell model variance from an "
+                              f"effect), got {self.min_seeds}")
         if not 0 < self.alpha < 0.5:
             raise ConfigError(f"{path}.alpha: must be in (0, 0.5), got {self.alpha}")
         if self.correction not in CORRECTIONS:
