@@ -1,19 +1,23 @@
 """The tables that answer "is this arm better?": Δ with a 95% interval, p, and what survives correction.
 
+    tested_tables(book, store, split)  both tables below, their p-values corrected as one family (stats.family)
     significance(book, store, split)   arm vs 'none' and arm vs its `compare_to`, per target and over targets
     significance_by_resource(...)      arm vs `compare_to` per resource class of the target language
 
 Every figure comes from `hpcxlt.aggregate.significance`: the per-seed Δ is the unit of model variance
 (t with seeds - 1 degrees of freedom), and each language's test examples are bootstrapped, the same
-draw for both arms and all seeds, from the stored test predictions (predictions/<arm>/s<seed>/ and
+draw for both arms and all seeds (and for every language of a target whose test set is one set
+translated into each: the registry's `parallel_key`), from the stored test predictions (predictions/<arm>/s<seed>/ and
 labels/, the official layout). No test pools different metrics: a row is one target, or the mean of
-per-target Δs ("all targets", each target weighing the same). The p-values of one table form one
-family, corrected by `stats.correction`; `*` marks the rows that survive at `stats.alpha`.
+per-target Δs ("all targets", each target weighing the same). The p-values of both tables form one
+family (`stats.family: question`, or one per table: `table`), corrected by `stats.correction`; `*`
+marks the rows that survive at `stats.alpha`.
 """
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +25,7 @@ import numpy as np
 from hpcxlt.aggregate.scores import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook
 from hpcxlt.aggregate.significance import PairedLanguage, adjust, combine, estimate, paired_draws, untested
 from hpcxlt.aggregate.tables import RESOURCE_CLASSES, PValue, Table
+from hpcxlt.tasks.registry import get_task
 
 ALL_TARGETS = "all targets"
 
@@ -75,11 +80,15 @@ def _draws(book: ScoreBook, rows: ExampleRows, arm: str, other: str, target: str
     if not common:
         return None, len(seeds), len(langs), False
     partial = partial or len(common) < len(seeds)
+    parallel_key = get_task(target).parallel_key
     stats = [PairedLanguage(score=rows.get(arm, common[0], target, lang).score,
                             a=[rows.get(arm, s, target, lang).rows for s in common],
-                            b=[rows.get(other, s, target, lang).rows for s in common]) for lang, _ in pairs]
+                            b=[rows.get(other, s, target, lang).rows for s in common],
+                            keys=rows.get(arm, common[0], target, lang).keys if parallel_key == "id" else None)
+             for lang, _ in pairs]
     rng = np.random.default_rng([book.cfg.stats.seed, zlib.crc32(f"{arm}|{other}|{target}|{','.join(langs)}".encode())])
-    return paired_draws(stats, book.cfg.stats.bootstrap, rng, seeds=common), len(common), len(pairs), partial
+    draws = paired_draws(stats, book.cfg.stats.bootstrap, rng, seeds=common, parallel=parallel_key is not None)
+    return draws, len(common), len(pairs), partial
 
 
 def _comparisons(book: ScoreBook) -> list[tuple[str, str, str]]:
@@ -99,28 +108,69 @@ def _interval(est) -> str:
     return f"{est.delta:+.2f} [{est.low:+.2f}, {est.high:+.2f}]"
 
 
-def _finish(name: str, title: str, header: list[str], found: list[tuple[dict, Any, Any]], book: ScoreBook,
-            notes: list[str]) -> Table:
-    """Correct the family of p-values, mark survivors, add ASO when asked, build display rows.
+@dataclass
+class _Draft:
+    """A tested table before its family is corrected: (row, Estimate or None, Draws or None) per comparison."""
 
-    `found` holds (row, Estimate or None, Draws or None) per comparison."""
+    name: str
+    title: str
+    header: list[str]
+    found: list[tuple[dict, Any, Any]]
+    notes: list[str]
+
+
+def _effect_sizes(draws) -> dict[str, Any]:
+    """What a reviewer asks for beside the p-value (Dror et al. 2018; Bouthillier et al. 2021): each arm's
+    per-seed scores, their mean and sd, Δ / sd of the per-seed Δ (Cohen's d_z over seeds) and P(A > B),
+    the share of (seed of A, seed of B) pairs where A scored higher."""
+    a, b, d = draws.a_per_seed, draws.b_per_seed, draws.per_seed
+    sd = float(d.std(ddof=1)) if d.size > 1 else None
+
+    def r(x):
+        return None if x is None or not np.isfinite(x) else round(float(x), 4)
+
+    return {"seed_ids": list(draws.seeds), "a_per_seed": [r(x) for x in a], "b_per_seed": [r(x) for x in b],
+            "a_mean": r(a.mean()), "a_sd": r(a.std(ddof=1)) if a.size > 1 else None,
+            "b_mean": r(b.mean()), "b_sd": r(b.std(ddof=1)) if b.size > 1 else None,
+            "delta_over_seed_sd": r(d.mean() / sd) if sd else None,
+            "p_a_beats_b": r(float((a[:, None] > b[None, :]).mean() + 0.5 * (a[:, None] == b[None, :]).mean()))}
+
+
+def correct_family(drafts: list[_Draft], cfg) -> None:
+    """Mark untested rows, then correct the tested ones' p-values as one family (stats.family 'question':
+    every tested row of every table, which together answer the research question) or one per table."""
+    families: list[list[tuple[dict, Any, Any]]] = []
+    for draft in drafts:
+        tested = []
+        for row, est, draws in draft.found:
+            if est is None:
+                continue
+            row.update(est.to_json(), **_effect_sizes(draws))
+            why = untested(est, cfg.min_seeds)
+            if why is None:
+                tested.append((row, est, draws))
+            else:  # descriptive: Δ and its interval, outside the family
+                row.update(p=None, p_adjusted=None, significant=False, untested=why)
+        if cfg.family == "table" or not families:
+            families.append(tested)
+        else:
+            families[0].extend(tested)
+    for family in families:
+        adjusted = adjust([est.p for _, est, _ in family], cfg.correction)
+        for (row, est, _), p_adj in zip(family, adjusted):
+            row.update(p_adjusted=float(f"{p_adj:.4g}"), significant=bool(p_adj <= cfg.alpha), family_size=len(family))
+
+
+def _finish(draft: _Draft, book: ScoreBook) -> Table:
+    """Add ASO when asked and build the display rows of a draft whose family was corrected."""
     from hpcxlt.aggregate.significance import aso_epsilon
 
     cfg = book.cfg.stats
-    tested = []
-    for row, est, draws in found:
-        if est is None:
-            continue
-        why = untested(est, cfg.min_seeds)
-        if why is None:
-            tested.append((row, est, draws))
-        else:  # descriptive: Δ and its interval, outside the family
-            row.update(est.to_json(), p=None, p_adjusted=None, significant=False, untested=why)
-    adjusted = adjust([est.p for _, est, _ in tested], cfg.correction)
-    for (row, est, draws), p_adj in zip(tested, adjusted):
-        row.update(est.to_json(), p_adjusted=float(f"{p_adj:.4g}"), significant=bool(p_adj <= cfg.alpha))
+    header, found = draft.header, draft.found
+    tested = [(row, est, draws) for row, est, draws in found if est is not None and not row.get("untested")]
+    for row, est, draws in tested:
         if cfg.aso and est.n_seeds >= 3:
-            row["aso_epsilon"] = round(aso_epsilon(draws, alpha=cfg.alpha, comparisons=len(tested),
+            row["aso_epsilon"] = round(aso_epsilon(draws, alpha=cfg.alpha, comparisons=row["family_size"],
                                                    bootstrap=cfg.bootstrap, seed=cfg.seed), 4)
     if cfg.aso:
         header = [*header, "ASO ε"]
@@ -140,33 +190,44 @@ def _finish(name: str, title: str, header: list[str], found: list[tuple[dict, An
         else:
             display.append((*lead, _interval(est), PValue(est.p), PValue(row["p_adjusted"]),
                             "*" if row["significant"] else "", *aso_cell))
-    notes = [*notes,
-             f"Δ [95% interval]: mean over seeds of the per-seed Δ (mean over languages), t on seeds - 1 degrees "
-             f"of freedom plus the test examples' shared paired-bootstrap variance ({cfg.bootstrap} draws, seed "
-             f"{cfg.seed}); docs/statistics.md.",
-             f"p adj.: {cfg.correction} over the {len(tested)} tests of this table; * = significant at "
-             f"{cfg.alpha} after correction.",
-             *([f"untested: {sum(1 for r, e, _ in found if e is not None and r.get('untested'))} row(s) have fewer "
-                f"than stats.min_seeds = {cfg.min_seeds} common seeds or no finite standard error: Δ and its "
-                "interval are shown (with one seed the interval holds the test set's variance alone, not the "
-                "model's), without p-value or star, and they are not in the family."]
-               if any(r.get("untested") for r, e, _ in found if e is not None) else []),
+    family = (f"this table's {len(tested)} tests" if cfg.family == "table" else
+              f"the {tested[0][0]['family_size'] if tested else 0} tests of the research question's family "
+              "(every tested row of the significance tables: stats.family 'question')")
+    untested_count = sum(1 for r, e, _ in found if e is not None and r.get("untested"))
+    notes = [*draft.notes,
+             f"Δ [95% interval]: mean over seeds of the per-seed Δ (mean over languages), t with Welch-Satterthwaite "
+             f"degrees of freedom for the seeds' spread plus the test examples' shared paired-bootstrap variance "
+             f"({cfg.bootstrap} draws, seed {cfg.seed}; one draw for all languages of a parallel test set); "
+             "docs/statistics.md.",
+             f"p: unadjusted; p adj.: {cfg.correction} over {family}; * = significant at {cfg.alpha} after "
+             "correction. The JSON rows add each arm's per-seed scores, mean and sd, Δ / seed sd and P(A > B).",
+             *([f"untested: {untested_count} row(s) have fewer than stats.min_seeds = {cfg.min_seeds} common seeds "
+                "or no finite standard error: Δ and its interval are shown (with one seed the interval holds the "
+                "test set's variance alone, not the model's), without p-value or star, and they are not in the "
+                "family."] if untested_count else []),
              *(["ASO ε: Almost Stochastic Order of the per-seed scores (Dror et al. 2019, deepsig; 3+ seeds; "
                 "ε < 0.5: the arm is almost stochastically better)."] if cfg.aso else [])]
-    return Table(name=name, title=title, rows=tuple(rows), header=tuple(header), display=tuple(display),
+    return Table(name=draft.name, title=draft.title, rows=tuple(rows), header=tuple(header), display=tuple(display),
                  notes=tuple(notes), partial=bool(statuses[PARTIAL] or statuses[INCOMPLETE]), statuses=statuses)
+
+
+def tested_tables(book: ScoreBook, store, split: str) -> dict[str, Table]:
+    """The two significance tables, their p-values corrected as the config's family says."""
+    drafts = [significance(book, store, split), significance_by_resource(book, store, split)]
+    correct_family(drafts, book.cfg.stats)
+    return {draft.name: _finish(draft, book) for draft in drafts}
 
 
 def _status(draws, partial: bool) -> str:
     return INCOMPLETE if draws is None else PARTIAL if partial else COMPLETE
 
 
-def significance(book: ScoreBook, store, split: str) -> Table:
+def significance(book: ScoreBook, store, split: str) -> _Draft:
     header = ["comparison", "arm", "vs", "target", "langs", "seeds", "Δ [95% interval]", "p", "p adj.", "sig."]
     title = f"Significance of arm differences ({split})"
     if split != "test":
-        return _finish("significance", title, header, [], book,
-                       ["per-example predictions are stored for the test split only; run with --split test"])
+        return _Draft("significance", title, header, [],
+                      ["per-example predictions are stored for the test split only; run with --split test"])
     rows = ExampleRows(store, book.qa_convention)
     found = []
     for kind, arm, other in _comparisons(book):
@@ -190,10 +251,10 @@ def significance(book: ScoreBook, store, split: str) -> Table:
     notes = [] if found else ["no 'none' arm and no compare_to pair: nothing to compare"]
     notes.append(f"'{ALL_TARGETS}': the mean of the per-target Δs (each target weighs the same; different metrics "
                  "are averaged as Δs, never pooled into one test).")
-    return _finish("significance", title, header, found, book, notes)
+    return _Draft("significance", title, header, found, notes)
 
 
-def significance_by_resource(book: ScoreBook, store, split: str) -> Table:
+def significance_by_resource(book: ScoreBook, store, split: str) -> _Draft:
     """The research question: multilingual arm vs its English-only `compare_to`, per resource class of the target language."""
     from hpcxlt.tasks.languages import resource_group
 
@@ -203,7 +264,7 @@ def significance_by_resource(book: ScoreBook, store, split: str) -> Table:
     if split != "test" or not pairs:
         why = ("per-example predictions are stored for the test split only; run with --split test" if split != "test"
                else "no arm sets compare_to or control: there is no pair to compare")
-        return _finish("significance_resource", title, header, [], book, [why])
+        return _Draft("significance_resource", title, header, [], [why])
     rows = ExampleRows(store, book.qa_convention)
     found = []
     for kind, arm, other in pairs:
@@ -232,4 +293,4 @@ def significance_by_resource(book: ScoreBook, store, split: str) -> Table:
              "languages, and more than as much high-resource data ('vs control')? Classes: Joshi et al. (2020) 0-2 "
              "low, 3-5 high. Targets without a language of a class have no row for it; 'all targets' is the mean of "
              "the per-target Δs of that class."]
-    return _finish("significance_resource", title, header, found, book, notes)
+    return _Draft("significance_resource", title, header, found, notes)

@@ -130,7 +130,7 @@ def aggregate(run_dir: str | os.PathLike, options: Options = Options(), *, world
 
 def _build(setup: _Setup, options: Options, gathered: Gathered, eval_blocks: list, world: World) -> Report:
     from hpcxlt.aggregate import plots, render
-    from hpcxlt.aggregate.comparisons import significance, significance_by_resource
+    from hpcxlt.aggregate.comparisons import tested_tables
     from hpcxlt.aggregate.scores import ScoreBook
     from hpcxlt.aggregate.tables import build_tables
     from hpcxlt.io import write_json_atomic, write_text_atomic
@@ -139,7 +139,8 @@ def _build(setup: _Setup, options: Options, gathered: Gathered, eval_blocks: lis
     split = options.split
     tables = build_tables(book, split)
     # the tested comparisons go right after the descriptive tables they test
-    tested = {"deltas": significance(book, setup.store, split), "resource": significance_by_resource(book, setup.store, split)}
+    by_kind = tested_tables(book, setup.store, split)
+    tested = {"deltas": by_kind["significance"], "resource": by_kind["significance_resource"]}
     tables = [t for table in tables for t in ((table, tested[table.name]) if table.name in tested else (table,))]
     missing = book.missing(split, setup.store)
     unplanned = book.unplanned()

@@ -1,6 +1,7 @@
 """Is an arm better than another? Mean Δ with a confidence interval where the seed is the unit of model variance.
 
-    paired_draws(languages, n_boot, rng)  -> Draws: per-seed Δ, and Δ per seed under resampled test sets
+    paired_draws(languages, n_boot, rng, parallel=...) -> Draws: per-seed Δ, and Δ per seed under resampled
+                                            test sets (one draw for all languages of a parallel test set)
     combine(draws)                        -> Draws of the mean of several targets' Δ (cross-task summary)
     estimate(draws)                       -> Estimate: Δ, 95% interval, p, and where the uncertainty comes from
     untested(estimate, min_seeds)         -> why a comparison gets no p-value (too few seeds, no finite se)
@@ -17,8 +18,9 @@ Statistical Significance in NLP"; Reimers & Gurevych 2017 on seeds):
    each language's test examples with replacement, the same draw for both arms and every seed (they
    were scored on the same examples), and re-scores the official metric on the draw
    (`hpcxlt.evaluate.decompose`).
-The interval adds both variances, se² = s²_seeds / n + var_boot(Δ), and uses t with n - 1 degrees
-of freedom. With one seed model variance cannot be estimated: the interval is the test set's alone
+The interval adds both variances, se² = s²_seeds / n + var_boot(Δ), and uses t with the
+Welch-Satterthwaite degrees of freedom of that sum (n - 1 where the seeds dominate, more where the test
+set does; the seeds' variance taken at its 80% upper bound: `welch_satterthwaite`). With one seed model variance cannot be estimated: the interval is the test set's alone
 (normal), labelled so, and the comparison is not tested (`untested`: no p, no star, not in the family).
 The p-value is the two-sided t test of Δ = 0 with the same se. Seeded: the same inputs give the same
 interval to the last digit.
@@ -32,7 +34,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from hpcxlt.config.schema import CORRECTIONS  # Holm (1979): family-wise error; Benjamini-Hochberg (1995): FDR
+from hpcxlt.config.schema import CORRECTIONS  # Holm (1979): family-wise error; Benjamini-Hochberg (1995), -Yekutieli (2001): FDR
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class PairedLanguage:
     """Per seed: the (n_examples, k) per-example rows of the arm."""
     b: Sequence[np.ndarray]
     """Per seed: the rows of the arm it is compared with."""
+    keys: Sequence[str] | None = None
+    """Per example (row), the key that names it across languages (parallel test sets); None: its position."""
 
 
 @dataclass(frozen=True)
@@ -97,9 +101,30 @@ class Estimate:
                 "n_seeds": self.n_seeds, "df": None if math.isinf(self.df) else self.df, "level": self.level}
 
 
+def _counts(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
+    """(n_boot, n): how often each of n examples is drawn in each of n_boot draws of n with replacement
+    (bincount gives the multinomial's counts, several times faster than rng.multinomial)."""
+    draw = rng.integers(0, n, size=(n_boot, n)) + (np.arange(n_boot) * n)[:, None]
+    return np.bincount(draw.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+
+
+def _keys(lang: PairedLanguage, n: int) -> list[str]:
+    keys = list(lang.keys) if lang.keys is not None else [str(i) for i in range(n)]
+    if len(keys) != n:
+        raise ValueError(f"{len(keys)} example keys for {n} examples")
+    return keys
+
+
 def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.random.Generator,
-                 seeds: Sequence[int] = ()) -> Draws:
-    """Per-seed Δ averaged over `languages`, and the same under `n_boot` paired resamples of each test set."""
+                 seeds: Sequence[int] = (), *, parallel: bool = False) -> Draws:
+    """Per-seed Δ averaged over `languages`, and the same under `n_boot` paired resamples of the test sets.
+
+    Every draw is shared by both arms and every seed (they were scored on the same examples). With
+    `parallel` (one test set translated into every language: XNLI, XQuAD, ...) it is also shared by the
+    languages: one draw of example keys, each language scored on its rows of the drawn keys, since an
+    example that is easy in one language is easy in its translations; drawing each language on its own
+    would treat 7-40 translations as independent evidence and shrink the test-set variance (by about
+    1 / (1 + (L - 1) r) for L languages correlated r). Otherwise each language is drawn on its own."""
     if not languages:
         raise ValueError("no language to compare")
     n_seeds = len(languages[0].a)
@@ -107,16 +132,22 @@ def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.rando
         raise ValueError("every language needs the same (non-zero) number of seeds under both arms")
     a_scores, b_scores = np.zeros(n_seeds), np.zeros(n_seeds)
     resampled = np.zeros((n_boot, n_seeds))
+    shared: tuple[dict[str, int], np.ndarray] | None = None
+    if parallel:
+        index: dict[str, int] = {}
+        for lang in languages:
+            for key in _keys(lang, lang.a[0].shape[0]):
+                index.setdefault(key, len(index))
+        shared = index, _counts(rng, n_boot, len(index))
     for lang in languages:
         n = lang.a[0].shape[0]
         if any(rows.shape[0] != n for rows in (*lang.a, *lang.b)):
             raise ValueError("the arms' per-example rows of one language differ in length; were they scored on "
                              "the same test set?")
-        # one draw of the examples for both arms and every seed: they were all scored on these examples
-        # how often each example is drawn, per bootstrap draw (n draws with replacement; bincount is the
-        # multinomial's counts, several times faster than rng.multinomial for equal probabilities)
-        draw = rng.integers(0, n, size=(n_boot, n)) + (np.arange(n_boot) * n)[:, None]
-        weights = np.bincount(draw.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+        if shared is None:
+            weights = _counts(rng, n_boot, n)
+        else:  # this language's examples under the one shared draw of keys
+            weights = shared[1][:, [shared[0][key] for key in _keys(lang, n)]]
         for s in range(n_seeds):
             a, b = lang.a[s], lang.b[s]
             a_scores[s] += float(lang.score(a.sum(0)))
@@ -172,8 +203,8 @@ def estimate(draws: Draws, *, level: float = 0.95) -> Estimate:
     else:
         var_examples = var_mean  # one seed: the bootstrap is all the evidence there is
     se = math.sqrt(var_examples + (var_seeds or 0.0))
-    df = float(n - 1) if n > 1 else math.inf
-    dist = stats.t(df) if n > 1 else stats.norm()
+    df = welch_satterthwaite(var_seeds, var_examples, n)
+    dist = stats.t(df) if math.isfinite(df) else stats.norm()
     half = float(dist.ppf(0.5 + level / 2)) * se
     if math.isfinite(delta) and math.isfinite(se) and se > 0:
         p = float(2 * dist.sf(abs(delta) / se))
@@ -182,6 +213,32 @@ def estimate(draws: Draws, *, level: float = 0.95) -> Estimate:
     return Estimate(delta=delta, low=delta - half, high=delta + half, p=p if math.isnan(p) else min(1.0, p), se=se,
                     se_seeds=math.sqrt(var_seeds) if var_seeds is not None else None,
                     se_examples=math.sqrt(var_examples), n_seeds=n, df=df, level=level)
+
+
+SEED_VARIANCE_BOUND = 0.8
+"""The degrees of freedom use the seeds' variance at this upper confidence level (chosen by the calibration)."""
+
+
+def welch_satterthwaite(var_seeds: float | None, var_examples: float, n_seeds: int) -> float:
+    """Degrees of freedom of se² = var_seeds + var_examples (Satterthwaite 1946): the seed part is estimated
+    from n - 1 degrees of freedom, the test-set part from a bootstrap over hundreds to thousands of
+    examples (taken as exact), so df = (n - 1) (se² / var_seeds)²: n - 1 where the seeds' spread
+    dominates, growing towards the normal where the test set's does.
+
+    With 2-3 seeds the seeds' variance is itself very uncertain, and plugging its estimate in is too
+    liberal: a by-chance small estimate gives both a small se and many degrees of freedom (9-11% false
+    positives at alpha 0.05 with 2 seeds in bench/stats_calibration.py). The seeds' variance here is
+    taken at its `SEED_VARIANCE_BOUND` upper confidence bound, var_seeds (n - 1) / chi²_{1-0.8}(n - 1),
+    the rule the calibration chose (docs/statistics.md). t on n - 1 alone, the old rule, was very
+    conservative where the test set dominates (0-1.3% false positives, little power: issue 21)."""
+    from scipy import stats
+
+    if var_seeds is None or n_seeds < 2:
+        return math.inf
+    if var_seeds <= 0:
+        return math.inf if var_examples > 0 else float(n_seeds - 1)
+    upper = var_seeds * (n_seeds - 1) / float(stats.chi2.ppf(1 - SEED_VARIANCE_BOUND, n_seeds - 1))
+    return float(n_seeds - 1) * ((upper + var_examples) / upper) ** 2
 
 
 def untested(est: Estimate, min_seeds: int) -> str | None:
@@ -200,7 +257,7 @@ def untested(est: Estimate, min_seeds: int) -> str | None:
 
 def adjust(p_values: Sequence[float], method: str) -> list[float]:
     """Adjusted p-values for a family of tests: 'holm' (step-down, family-wise error), 'bh' (false
-    discovery rate, step-up) or 'none'. A test survives at level alpha when its adjusted p <= alpha."""
+    discovery rate, step-up), 'by' (the same under any dependence) or 'none'. A test survives at level alpha when its adjusted p <= alpha."""
     if method not in CORRECTIONS:
         raise ValueError(f"correction {method!r} is not allowed; choose one of {', '.join(CORRECTIONS)}")
     p = np.asarray(p_values, dtype=np.float64)
@@ -212,7 +269,11 @@ def adjust(p_values: Sequence[float], method: str) -> list[float]:
     if method == "holm":
         adjusted = np.maximum.accumulate((m - np.arange(m)) * ranked)
     else:
-        adjusted = np.minimum.accumulate((m / np.arange(m, 0, -1) * ranked[::-1]))[::-1]
+        # Benjamini-Yekutieli (2001) scales BH by sum_{i<=m} 1/i: the false discovery rate holds under any
+        # dependence between the tests (rows sharing arms, targets and seeds are positively dependent, which
+        # BH also tolerates (PRDS); BY asks nothing)
+        scale = float((1.0 / np.arange(1, m + 1)).sum()) if method == "by" else 1.0
+        adjusted = np.minimum.accumulate((scale * m / np.arange(m, 0, -1) * ranked[::-1]))[::-1]
     out = np.empty(m)
     out[order] = np.minimum(adjusted, 1.0)
     return out.tolist()

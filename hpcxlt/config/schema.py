@@ -21,7 +21,8 @@ DATA_SOURCES = ("hub", "local")
 EVAL_SPLITS = ("dev", "test")
 QA_CONVENTIONS = ("em_f1", "f1")
 SELECT_BY = ("metric", "loss", "last")
-CORRECTIONS = ("holm", "bh", "none")
+CORRECTIONS = ("holm", "bh", "by", "none")
+FAMILIES = ("question", "table")
 WANDB_MODES = ("offline", "online")
 BASELINE_ARM = "none"
 
@@ -298,7 +299,9 @@ class StatsConfig:
     alpha: float = 0.05
     """Significance level; intervals cover 1 - alpha."""
     correction: str = "holm"
-    """Multiple-comparison correction over each table's tests: 'holm' (family-wise), 'bh' (false discovery rate) or 'none'."""
+    """Multiple-comparison correction over the family: 'holm' (family-wise), 'bh' / 'by' (false discovery rate) or 'none'."""
+    family: str = "question"
+    """Which tests are corrected together: 'question' (every tested row of both significance tables) or 'table'."""
     bootstrap: int = 1000
     """Paired bootstrap draws of each language's test examples."""
     seed: int = 0
@@ -314,6 +317,8 @@ class StatsConfig:
                               f"effect), got {self.min_seeds}")
         if not 0 < self.alpha < 0.5:
             raise ConfigError(f"{path}.alpha: must be in (0, 0.5), got {self.alpha}")
+        if self.family not in FAMILIES:
+            raise ConfigError(f"{path}.family: {self.family!r} is not allowed; choose one of {', '.join(FAMILIES)}")
         if self.correction not in CORRECTIONS:
             raise ConfigError(f"{path}.correction: {self.correction!r} is not allowed; choose one of {', '.join(CORRECTIONS)}")
         if self.bootstrap < 100:

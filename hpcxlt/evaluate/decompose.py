@@ -34,6 +34,8 @@ class ExampleStats:
     """(n_examples, k) float64: each example's share of the metric's sums."""
     score: Callable[[np.ndarray], np.ndarray]
     """Sums (..., k) -> score in points (...): works on a batch of resampled sums at once."""
+    keys: tuple[str, ...] | None = None
+    """Each row's example id where the labels name it (QA, retrieval: the question id); None: rows by position."""
 
 
 def _ratio(sums: np.ndarray) -> np.ndarray:
@@ -103,7 +105,8 @@ def example_stats(task: str, lang: str, labels: Any, predictions: Any, *, qa_con
         return ExampleStats(_entity_rows(labels, predictions), _f1)
     if metric in QA_METRICS:
         normalize = M.squad_normalize if metric == "squad" else (lambda text: M.mlqa_normalize(text, lang))
-        return ExampleStats(_qa_rows(labels, predictions, normalize), _qa_f1 if qa_convention == "f1" else _qa_mean)
+        return ExampleStats(_qa_rows(labels, predictions, normalize), _qa_f1 if qa_convention == "f1" else _qa_mean,
+                            tuple(labels))
     if metric == "map_at_20":
-        return ExampleStats(_map_rows(labels, predictions), _ratio)
+        return ExampleStats(_map_rows(labels, predictions), _ratio, tuple(labels))
     raise ValueError(f"task {task!r}: no per-example decomposition of metric {metric!r}")

@@ -222,7 +222,7 @@ def _tydiqa(lang: str, split: str) -> DataRef:
 def _target(name: str, *, format: str, metric: str, category: str, languages: tuple[str, ...],
             train: DataRef | None, dev: Mapping[str, DataRef], test: Mapping[str, DataRef], source: str,
             columns: Mapping[str, str] = MappingProxyType({}), label_names: tuple[str, ...] = (),
-            schema: str, candidates: DataRef | None = None) -> TaskSpec:
+            schema: str, candidates: DataRef | None = None, parallel_key: str | None = None) -> TaskSpec:
     data: dict[str, Mapping[str, DataRef]] = {}
     if train is not None:
         data["train"] = {"en": train}
@@ -232,7 +232,7 @@ def _target(name: str, *, format: str, metric: str, category: str, languages: tu
     return TaskSpec(name=name, role="target", format=format, metric=metric, category=category,
                     languages=languages, train_languages=("en",) if train is not None else (),
                     columns=columns, label_names=label_names, schema=schema, data=data, source=source,
-                    candidates=candidates)
+                    candidates=candidates, parallel_key=parallel_key)
 
 
 TARGETS: tuple[TaskSpec, ...] = (
@@ -244,6 +244,9 @@ TARGETS: tuple[TaskSpec, ...] = (
                          lambda l: DataRef(hf_id="facebook/xnli", config=l, split="validation"))},
         test=_per_lang(XNLI_LANGS, lambda l: DataRef(hf_id="facebook/xnli", config=l, split="test")),
         columns=NLI_COLUMNS, label_names=NLI_LABELS, schema="nli",
+        # parallel: the 5,010 English test pairs professionally translated into each language, the same
+        # order in every language's file (Conneau et al. 2018, sec. 3)
+        parallel_key="position",
         source="Conneau et al. 2018 (XNLI); train MNLI (Williams et al. 2018); XTREME-R, Ruder et al. 2021"),
     _target(
         # English training data is COPA (SuperGLUE). XTREME-R's baseline first fine-tunes on SIQA, then
@@ -258,6 +261,8 @@ TARGETS: tuple[TaskSpec, ...] = (
         test=_per_lang(XCOPA_LANGS, lambda l: DataRef(hf_id="cambridgeltl/xcopa", config=l, split="test",
                                                       revision=PARQUET)),
         label_names=("choice1", "choice2"), schema="copa",
+        # parallel: COPA's 500 test examples translated into each language, in COPA's order (Ponti et al. 2020, sec. 2)
+        parallel_key="position",
         source="Ponti et al. 2020 (XCOPA); train COPA, Roemmele et al. 2011 via SuperGLUE; XTREME-R"),
     _target(
         # Dev is English only: several udpos languages (e.g. Thai, Tagalog, Yoruba) have test data only.
@@ -275,12 +280,18 @@ TARGETS: tuple[TaskSpec, ...] = (
     _target(
         "xquad", format="qa", metric="squad", category="qa", languages=XQUAD_LANGS,
         train=SQUAD_TRAIN, dev={"en": SQUAD_DEV}, test=_per_lang(XQUAD_LANGS, _xquad), schema="squad",
+        # parallel: 240 SQuAD v1.1 dev paragraphs and their 1,190 questions professionally translated; every
+        # language keeps SQuAD's question ids (Artetxe et al. 2020; seen in ../shared's xquad.<lang>.json)
+        parallel_key="id",
         source="Artetxe et al. 2020 (XQuAD); train SQuAD v1.1, Rajpurkar et al. 2016; XTREME-R"),
     _target(
         "mlqa", format="qa", metric="mlqa", category="qa", languages=MLQA_LANGS,
         train=SQUAD_TRAIN,
         dev=_per_lang(MLQA_LANGS, lambda l: DataRef(hf_id=XTREME, config=f"MLQA.{l}.{l}", split="validation")),
         test=_per_lang(MLQA_LANGS, lambda l: DataRef(hf_id=XTREME, config=f"MLQA.{l}.{l}", split="test")),
+        # in part parallel: "QA instances parallel between 4 different languages on average" (MLQA README); keyed
+        # by question id, an id found in one language only is drawn on its own
+        parallel_key="id",
         schema="squad", source="Lewis et al. 2020 (MLQA); train SQuAD v1.1; XTREME-R"),
     _target(
         # GoldP has train and dev only; dev is the test set, so there is no separate dev split.
@@ -308,6 +319,8 @@ TARGETS: tuple[TaskSpec, ...] = (
         "lareqa", format="retrieval", metric="map_at_20", category="retrieval", languages=LAREQA_LANGS,
         train=SQUAD_TRAIN, dev={"en": SQUAD_DEV},
         test=_per_lang(LAREQA_LANGS, _lareqa_release),
+        # parallel: XQuAD-R is XQuAD (same 1,190 question ids in every language, seen in ../shared's xquad-r files)
+        parallel_key="id",
         schema="lareqa", source="Roy et al. 2020 (LAReQA, XQuAD-R); train SQuAD v1.1; XTREME-R"),
 )
 

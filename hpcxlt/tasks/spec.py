@@ -9,6 +9,7 @@ FORMATS = ("classification", "multiple_choice", "tagging", "qa", "retrieval")
 METRICS = ("accuracy", "seqeval_f1", "squad", "mlqa", "map_at_20")
 CATEGORIES = ("classification", "structured_prediction", "qa", "retrieval")
 ROLES = ("target", "intermediate")
+PARALLEL_KEYS = ("position", "id")
 SPLITS = ("train", "dev", "test")
 
 
@@ -67,6 +68,9 @@ class TaskSpec:
     """Where the facts above come from (paper / data set card)."""
     candidates: DataRef | None = None
     """Retrieval pool shared by all languages (Mewsli-X candidate entities); None when rows carry their own candidates."""
+    parallel_key: str | None = None
+    """One test set translated into every language: how an example is found in the others ('position': row i;
+    'id': the question id); None when each language has its own test set. The bootstrap draws such examples together."""
 
     def has_training_data(self) -> bool:
         """True when the task can be fine-tuned on (English) training data."""
