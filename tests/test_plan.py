@@ -240,3 +240,27 @@ def test_plan_json_stores_each_eval_job_once_and_still_reads_the_earlier_format(
     cells = lambda blocks: [(a, t, s, lang) for a, t, s, langs in blocks for lang in langs]  # noqa: E731
     assert cells(planned_eval_blocks(tmp_path / "new.json")) == cells(planned_eval_blocks(tmp_path / "old.json")) \
         == [(c.arm, c.target, c.seed, c.lang) for c in grid.stage_cells("eval")]
+
+
+def test_plan_shows_unseen_languages_per_comparison_and_target():
+    out = subprocess.run([sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml"), "--json"],
+                         capture_output=True, text=True, cwd=ROOT, check=True)
+    rows = {(r["arm"], r["kind"], r["vs"]): r for r in json.loads(out.stdout)["comparisons"]}
+    # by hand from configs/demo.yaml and the registry: en_lowres trains on en (mnli, squad) and sw, yo, ha
+    # (masakhaner2), its control en_highres on en and de, es, fr (wikiann_highres)
+    control = rows[("en_lowres", "vs control", "en_highres")]
+    assert control["seen"] == ["de", "en", "sw", "yo"]  # the target languages moved out (ha, es, fr are no target's)
+    # xnli [en, de, sw, ur] -> ur; panx [en, de, sw, yo] -> none; xquad [en, de, ar] -> ar; tatoeba [de, sw, tl] -> tl
+    assert control["unseen_languages"] == {"xnli": 1, "panx": 0, "xquad": 1, "tatoeba": 1}
+    assert rows[("en", "vs none", "none")]["unseen_languages"] == {"xnli": 3, "panx": 3, "xquad": 2, "tatoeba": 3}
+    text = subprocess.run([sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml")],
+                          capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert "has no unseen panx language: its panx row stays empty" in text
+
+
+def test_a_comparison_with_no_unseen_language_is_refused(capsys):
+    from hpcxlt.cli import main
+
+    code = main(["plan", str(CONFIGS / "demo.yaml"), "-o", "targets.tasks=[panx]", "-o", "targets.languages={panx: [en, de, sw, yo]}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "en_lowres vs control (en_highres) has no target language that neither arm trained on" in err

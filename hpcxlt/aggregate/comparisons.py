@@ -25,6 +25,7 @@ import numpy as np
 from hpcxlt.aggregate.scores import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook
 from hpcxlt.aggregate.significance import PairedLanguage, adjust, combine, estimate, paired_draws, untested
 from hpcxlt.aggregate.tables import RESOURCE_CLASSES, PValue, Table
+from hpcxlt.grid.comparisons import VS_COMPARE_TO, VS_CONTROL, Comparison, comparisons, zero_shot
 from hpcxlt.tasks.registry import get_task
 
 ALL_TARGETS = "all targets"
@@ -91,17 +92,10 @@ def _draws(book: ScoreBook, rows: ExampleRows, arm: str, other: str, target: str
     return draws, len(common), len(pairs), partial
 
 
-def _comparisons(book: ScoreBook) -> list[tuple[str, str, str]]:
-    """(kind, arm, other): every arm against 'none', then every arm against its `compare_to` and its `control`."""
-    out = [("vs none", arm, book.baseline) for arm in book.arms if book.baseline and arm != book.baseline]
-    return out + _research_pairs(book)
-
-
-def _research_pairs(book: ScoreBook) -> list[tuple[str, str, str]]:
-    """The research question's pairs: multilingual arm vs English-only (`compare_to`) and vs its matched
-    high-resource control (`control`): does low-resource data help, and more than as much high-resource data?"""
-    out = [("vs compare_to", arm.name, arm.compare_to) for arm in book.cfg.arms if arm.compare_to]
-    return out + [("vs control", arm.name, arm.control) for arm in book.cfg.arms if arm.control]
+def _comparisons(book: ScoreBook, kinds: tuple[str, ...] = ()) -> list[Comparison]:
+    """The config's comparisons (`hpcxlt.grid.comparisons`) whose arms are in the book, of `kinds` (all when empty)."""
+    return [c for c in comparisons(book.cfg) if c.arm in book.arms and c.other in book.arms
+            and (not kinds or c.kind in kinds)]
 
 
 def _interval(est) -> str:
@@ -146,7 +140,7 @@ def correct_family(drafts: list[_Draft], cfg) -> None:
             if est is None:
                 continue
             row.update(est.to_json(), **_effect_sizes(draws))
-            why = untested(est, cfg.min_seeds)
+            why = row.pop("_untested", None) or untested(est, cfg.min_seeds)
             if why is None:
                 tested.append((row, est, draws))
             else:  # descriptive: Δ and its interval, outside the family
@@ -222,35 +216,64 @@ def _status(draws, partial: bool) -> str:
     return INCOMPLETE if draws is None else PARTIAL if partial else COMPLETE
 
 
+def _target_rows(book: ScoreBook, rows: ExampleRows, comp: Comparison, extra: dict, langs_of) -> list:
+    """The rows of one comparison: per target on its unseen languages, 'all targets' over them, then per
+    target on the languages an arm trained on (shown apart, untested). `langs_of(target)` filters the
+    target's planned languages (e.g. to a resource class); targets left with none get no row."""
+    alpha = book.cfg.stats.alpha
+    found, per_target, moved = [], [], {}
+
+    def row(target: str, languages: str, draws, n_seeds: int, n_langs: int, status: str, **more) -> tuple:
+        fields = {"comparison": comp.kind, "arm": comp.arm, "vs": comp.other, "target": target, **extra,
+                  "languages": languages, "langs": n_langs, "seeds": n_seeds, "status": status, **more}
+        return fields, estimate(draws, level=1 - alpha) if draws is not None else None, draws
+
+    for target in book.targets:
+        langs = langs_of(target)
+        if not langs:
+            continue
+        unseen, seen = zero_shot(book.cfg, comp, langs)
+        if seen:
+            moved[target] = seen
+        if not unseen:
+            found.append(row(target, "unseen", None, 0, 0, INCOMPLETE, untested="every language of this target was "
+                             f"trained on by {comp.arm} or {comp.other}: no zero-shot evidence"))
+            continue
+        draws, n_seeds, n_langs, partial = _draws(book, rows, comp.arm, comp.other, target, unseen)
+        per_target.append(draws)
+        found.append(row(target, "unseen", draws, n_seeds, n_langs, _status(draws, partial)))
+    if len(per_target) > 1:
+        usable = [d for d in per_target if d is not None]
+        same = len(usable) == len(per_target) and len({d.resampled.shape[0] for d in usable}) == 1
+        draws = combine(usable) if same else None
+        n_langs = sum(len(zero_shot(book.cfg, comp, langs_of(t))[0]) for t in book.targets)
+        found.append(row(ALL_TARGETS, "unseen", draws, draws.per_seed.shape[0] if draws is not None else 0, n_langs,
+                         _status(draws, False)))
+    for target, seen in moved.items():
+        draws, n_seeds, n_langs, partial = _draws(book, rows, comp.arm, comp.other, target, seen)
+        found.append(row(target, "seen: " + ", ".join(seen), draws, n_seeds, n_langs, _status(draws, partial),
+                         _untested=f"{', '.join(seen)}: trained on by {comp.arm} or {comp.other} in an intermediate "
+                                   "task, so not zero-shot; shown apart, not tested"))
+    return found
+
+
 def significance(book: ScoreBook, store, split: str) -> _Draft:
-    header = ["comparison", "arm", "vs", "target", "langs", "seeds", "Δ [95% interval]", "p", "p adj.", "sig."]
+    header = ["comparison", "arm", "vs", "target", "languages", "langs", "seeds", "Δ [95% interval]", "p", "p adj.",
+              "sig."]
     title = f"Significance of arm differences ({split})"
     if split != "test":
         return _Draft("significance", title, header, [],
                       ["per-example predictions are stored for the test split only; run with --split test"])
     rows = ExampleRows(store, book.qa_convention)
     found = []
-    for kind, arm, other in _comparisons(book):
-        per_target = []
-        for target in book.targets:
-            langs = list(book.planned[(arm, target)].langs)
-            draws, n_seeds, n_langs, partial = _draws(book, rows, arm, other, target, langs)
-            per_target.append(draws)
-            found.append(({"comparison": kind, "arm": arm, "vs": other, "target": target, "langs": n_langs,
-                           "seeds": n_seeds, "status": _status(draws, partial)},
-                          estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None, draws))
-        if len(book.targets) > 1:
-            usable = [d for d in per_target if d is not None]
-            same = usable and len(usable) == len(per_target) and len({d.resampled.shape for d in usable}) == 1
-            draws = combine(usable) if same else None
-            found.append(({"comparison": kind, "arm": arm, "vs": other, "target": ALL_TARGETS,
-                           "langs": sum(len(book.planned[(arm, t)].langs) for t in book.targets),
-                           "seeds": draws.per_seed.shape[0] if draws is not None else 0,
-                           "status": _status(draws, False)},
-                          estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None, draws))
+    for comp in _comparisons(book):
+        found += _target_rows(book, rows, comp, {}, lambda target: list(book.planned[(comp.arm, target)].langs))
     notes = [] if found else ["no 'none' arm and no compare_to pair: nothing to compare"]
     notes.append(f"'{ALL_TARGETS}': the mean of the per-target Δs (each target weighs the same; different metrics "
                  "are averaged as Δs, never pooled into one test).")
+    notes.append("Zero-shot means unseen: the tested rows use the target languages neither arm trained on in an "
+                 "intermediate task; rows marked 'seen: ...' hold the others (e.g. English for arms with an English "
+                 "task, the low-resource arms' and the controls' own languages), shown apart and not tested.")
     return _Draft("significance", title, header, found, notes)
 
 
@@ -258,37 +281,21 @@ def significance_by_resource(book: ScoreBook, store, split: str) -> _Draft:
     """The research question: multilingual arm vs its English-only `compare_to`, per resource class of the target language."""
     from hpcxlt.tasks.languages import resource_group
 
-    header = ["comparison", "arm", "vs", "target", "class", "langs", "seeds", "Δ [95% interval]", "p", "p adj.", "sig."]
+    header = ["comparison", "arm", "vs", "target", "class", "languages", "langs", "seeds", "Δ [95% interval]", "p",
+              "p adj.", "sig."]
     title = f"Multilingual arms vs English-only arms and matched controls by resource class, tested ({split})"
-    pairs = _research_pairs(book)
+    pairs = _comparisons(book, (VS_COMPARE_TO, VS_CONTROL))
     if split != "test" or not pairs:
         why = ("per-example predictions are stored for the test split only; run with --split test" if split != "test"
                else "no arm sets compare_to or control: there is no pair to compare")
         return _Draft("significance_resource", title, header, [], [why])
     rows = ExampleRows(store, book.qa_convention)
     found = []
-    for kind, arm, other in pairs:
+    for comp in pairs:
         for group in RESOURCE_CLASSES:
-            per_target = []
-            for target in book.targets:
-                langs = [lang for lang in book.planned[(arm, target)].langs if resource_group(lang) == group]
-                if not langs:
-                    continue
-                draws, n_seeds, n_langs, partial = _draws(book, rows, arm, other, target, langs)
-                per_target.append(draws)
-                found.append(({"comparison": kind, "arm": arm, "vs": other, "target": target, "class": group,
-                               "langs": n_langs,
-                               "seeds": n_seeds, "status": _status(draws, partial)},
-                              estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None, draws))
-            usable = [d for d in per_target if d is not None]
-            if len(per_target) > 1:
-                same = len(usable) == len(per_target) and len({d.resampled.shape for d in usable}) == 1
-                draws = combine(usable) if same else None
-                found.append(({"comparison": kind, "arm": arm, "vs": other, "target": ALL_TARGETS, "class": group,
-                               "langs": sum(1 for t in book.targets for lang in book.planned[(arm, t)].langs
-                                            if resource_group(lang) == group),
-                               "seeds": draws.per_seed.shape[0] if draws is not None else 0, "status": _status(draws, False)},
-                              estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None, draws))
+            found += _target_rows(book, rows, comp, {"class": group},
+                                  lambda target: [lang for lang in book.planned[(comp.arm, target)].langs
+                                                  if resource_group(lang) == group])
     notes = ["Does low-resource multilingual data added to English intermediate training help, for which target "
              "languages, and more than as much high-resource data ('vs control')? Classes: Joshi et al. (2020) 0-2 "
              "low, 3-5 high. Targets without a language of a class have no row for it; 'all targets' is the mean of "

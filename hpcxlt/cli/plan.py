@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hpcxlt.grid.comparisons import unseen_counts
     from hpcxlt.grid.cost import estimate
     from hpcxlt.grid.experiment import load_experiment
     from hpcxlt.grid.plan import STAGES, plan
@@ -56,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         "gpu_hours": {stage: round(costs[stage].gpu_hours, 2) for stage in STAGES},
         "gpu_hours_total": round(sum(c.gpu_hours for c in costs.values()), 2),
     }
+    summary["comparisons"] = [
+        {"kind": comp.kind, "arm": comp.arm, "vs": comp.other, "unseen_languages": counts, "seen": moved}
+        for comp, counts, moved in unseen_counts(cfg)]
     budgets, budget_source = example_budgets(cfg, args.data)
     if budgets:
         summary["examples"] = {"source": budget_source, "arms": budgets}
@@ -82,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     for array in arrays:
         print(f"  {array['stage']:<13} {array['tasks']:>6} tasks   after: {', '.join(array['depends_on']) or 'nothing'}")
     print("  aggregate          1 task    after: every eval task (MPI gather)")
+    if summary["comparisons"]:
+        _print_comparisons(summary["comparisons"], list(cfg.targets.tasks))
     if budgets:
         _print_budgets(budgets, budget_source)
     if args.cells:
@@ -113,6 +119,20 @@ def example_budgets(cfg, prepared: str | None) -> tuple[dict, str]:
         out[arm.name] = {"tasks": tasks, "realized_total": total,
                          "control": arm.control, "compare_to": arm.compare_to}
     return out, source
+
+
+def _print_comparisons(rows: list[dict], targets: list[str]) -> None:
+    print()
+    print("tested comparisons: target languages neither arm trains on (the zero-shot rows; the rest shown apart):")
+    width = max(len(f"{r['arm']} {r['kind']} {r['vs']}") for r in rows) + 2
+    print(f"  {'comparison':<{width}}" + "".join(f"{t:>9}" for t in targets) + "  seen (moved out)")
+    for r in rows:
+        label = f"{r['arm']} {r['kind']} {r['vs']}"
+        counts = "".join(f"{r['unseen_languages'][t]:>9}" for t in targets)
+        print(f"  {label:<{width}}{counts}  {', '.join(r['seen']) or '-'}")
+    empty = [(r, t) for r in rows for t in targets if not r["unseen_languages"][t]]
+    for r, t in empty:
+        print(f"  note: {r['arm']} {r['kind']} {r['vs']} has no unseen {t} language: its {t} row stays empty")
 
 
 def _print_budgets(budgets: dict, source: str) -> None:

@@ -59,6 +59,9 @@ def check_experiment(cfg: ExperimentConfig) -> None:
     for task in cfg.cost.train_examples:
         if task not in TASKS:
             raise ConfigError(f"cost.train_examples.{task}: {_unknown('task', task, sorted(TASKS))}")
+    from hpcxlt.grid.comparisons import check_zero_shot  # grid.plan imports this module's registry checks
+
+    check_zero_shot(cfg, "arms")
 
 
 def load_experiment(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
