@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from hpcxlt.cli import add_override_argument
 
@@ -21,6 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", metavar="DIR", default=None,
                         help="a folder written by `hpcxlt prepare`: its row counts give the realized example budgets "
                              "(default: the config's local data)")
+    parser.add_argument("--pilot", metavar="RUN", default=None,
+                        help="a finished (aggregated) run of the same comparisons: its per-seed spread and test-set "
+                             "se replace stats.assumed_seed_sd in the power lines")
+    parser.add_argument("--effect", type=float, default=1.0, metavar="POINTS",
+                        help="the effect whose seed count the power lines report (default 1.0 point)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(func=run)
 
@@ -57,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
         "gpu_hours": {stage: round(costs[stage].gpu_hours, 2) for stage in STAGES},
         "gpu_hours_total": round(sum(c.gpu_hours for c in costs.values()), 2),
     }
+    pilot = pilot_spreads(args.pilot) if args.pilot else {}
     summary["comparisons"] = [
-        {"kind": comp.kind, "arm": comp.arm, "vs": comp.other, "unseen_languages": counts, "seen": moved}
+        {"kind": comp.kind, "arm": comp.arm, "vs": comp.other, "unseen_languages": counts, "seen": moved,
+         "power": power_lines(cfg, comp, pilot, args.effect)}
         for comp, counts, moved in unseen_counts(cfg)]
     budgets, budget_source = example_budgets(cfg, args.data)
     if budgets:
@@ -88,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     print("  aggregate          1 task    after: every eval task (MPI gather)")
     if summary["comparisons"]:
         _print_comparisons(summary["comparisons"], list(cfg.targets.tasks))
+        _print_power(summary["comparisons"], list(cfg.targets.tasks), len(cfg.seeds), cfg.stats.alpha)
     if budgets:
         _print_budgets(budgets, budget_source)
     if args.cells:
@@ -119,6 +128,68 @@ def example_budgets(cfg, prepared: str | None) -> tuple[dict, str]:
         out[arm.name] = {"tasks": tasks, "realized_total": total,
                          "control": arm.control, "compare_to": arm.compare_to}
     return out, source
+
+
+def pilot_spreads(run: str) -> dict[tuple[str, str, str, str], tuple[float, float]]:
+    """(kind, arm, vs, target) -> (seed sd of one arm, test-set se) from a pilot run's tested zero-shot rows:
+    the per-seed Δ's sd is se_seeds sqrt(n); one arm's is that over sqrt(2)."""
+    from hpcxlt.cli import UserError
+    from hpcxlt.io import read_json
+    from hpcxlt.store import RunStore
+
+    path = RunStore(run).tables_json
+    try:
+        data = read_json(path)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--pilot {run}: cannot read {path} ({err}); run `hpcxlt aggregate {run}` first") from None
+    out = {}
+    for row in data.get("tables", {}).get("significance", {}).get("rows", []):
+        if row.get("languages", "unseen") != "unseen" or row.get("se_seeds") is None:
+            continue
+        seed_sd = row["se_seeds"] * math.sqrt(row["n_seeds"]) / math.sqrt(2.0)
+        out[(row["comparison"], row["arm"], row["vs"], row["target"])] = (seed_sd, row.get("se_examples") or 0.0)
+    if not out:
+        raise UserError(f"--pilot {run}: {path} has no tested significance row with two or more seeds")
+    return out
+
+
+def power_lines(cfg, comp, pilot: dict, effect: float) -> dict:
+    """Per target: the detectable effect with the config's seeds and the seeds `effect` needs."""
+    from hpcxlt.grid.power import detectable_effect, seeds_needed
+
+    out = {}
+    for target in cfg.targets.tasks:
+        seed_sd, se_examples = pilot.get((comp.kind, comp.arm, comp.other, target),
+                                         (cfg.stats.assumed_seed_sd, 0.0))
+        source = "pilot" if (comp.kind, comp.arm, comp.other, target) in pilot else "assumed"
+        mde = detectable_effect(seed_sd, len(cfg.seeds), se_examples, alpha=cfg.stats.alpha)
+        out[target] = {"source": source, "seed_sd": round(seed_sd, 4), "se_examples": round(se_examples, 4),
+                       "detectable_effect": None if mde is None else round(mde, 3),
+                       "seeds_for_effect": seeds_needed(effect, seed_sd, se_examples, alpha=cfg.stats.alpha),
+                       "effect": effect}
+    return out
+
+
+def _print_power(rows: list[dict], targets: list[str], seeds: int, alpha: float) -> None:
+    print()
+    effect = next(iter(rows[0]["power"].values()))["effect"]
+    print(f"power before spending GPU-hours: the Δ (points) each comparison detects with 80% power at alpha {alpha} "
+          f"with {seeds} seed(s), and [the seeds a {effect:g}-point effect needs]:")
+    width = max(len(f"{r['arm']} {r['kind']} {r['vs']}") for r in rows) + 2
+    print(f"  {'comparison':<{width}}" + "".join(f"{t:>16}" for t in targets))
+    for r in rows:
+        cells = []
+        for t in targets:
+            p = r["power"][t]
+            mde = "untested" if p["detectable_effect"] is None else f"{p['detectable_effect']:.2f}"
+            need = ">100" if p["seeds_for_effect"] is None else str(p["seeds_for_effect"])
+            cells.append(f"{mde} [{need}]")
+        print(f"  {r['arm'] + ' ' + r['kind'] + ' ' + r['vs']:<{width}}" + "".join(f"{c:>16}" for c in cells))
+    sources = {p["source"] for r in rows for p in r["power"].values()}
+    if "assumed" in sources:
+        sd = next(p["seed_sd"] for r in rows for p in r["power"].values() if p["source"] == "assumed")
+        print(f"  from stats.assumed_seed_sd = {sd:g} point(s) per arm and no test-set term (an assumption: "
+              "docs/statistics.md); `--pilot RUN` uses a finished run's own spread and test-set se")
 
 
 def _print_comparisons(rows: list[dict], targets: list[str]) -> None:

@@ -310,8 +310,11 @@ class StatsConfig:
     """Also report Almost Stochastic Order over seeds (Dror et al. 2019; needs `deepsig` and 3+ seeds; slow)."""
     min_seeds: int = 2
     """Fewest common seeds a comparison needs to be tested (fewer: Δ and a test-set interval only, no p, no star)."""
+    assumed_seed_sd: float = 1.0
+    """Seed sd (points) of one arm's target score, for `plan`'s power lines without a pilot run (an assumption: see docs/statistics.md)."""
 
     def check(self, path: str) -> None:
+        _positive(self.assumed_seed_sd, f"{path}.assumed_seed_sd")
         if self.min_seeds < 2:
             raise ConfigError(f"{path}.min_seeds: must be at least 2 (one seed cannot tell model variance from an "
                               f"effect), got {self.min_seeds}")

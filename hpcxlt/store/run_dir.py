@@ -59,6 +59,11 @@ class RunStore:
     def tables_dir(self) -> Path:
         return self.root / "tables"
 
+    @property
+    def tables_json(self) -> Path:
+        """Every table of the last aggregation, as one JSON object (what `aggregate --json` prints)."""
+        return self.tables_dir / "tables.json"
+
     def cell_dir(self, key: str) -> Path:
         return self.root / "cells" / key
 
