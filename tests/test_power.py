@@ -62,3 +62,16 @@ def test_plan_prints_power_lines_from_the_assumed_sd_or_a_pilot(tmp_path):
     text = subprocess.run([sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml")],
                           capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert "power before spending GPU-hours" in text and "stats.assumed_seed_sd" in text
+
+
+def test_critical_values_and_power_equal_scipys_where_scipy_is_accurate():
+    from scipy import stats
+
+    from hpcxlt.grid import power
+
+    for df in (1, 2, 4, 9, 30):
+        assert power.critical_t(df, 0.05) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-4)
+    for df, shift in ((2, 3.0), (4, 2.5), (9, 1.0)):
+        c = stats.t.ppf(0.975, df)
+        expected = stats.nct.sf(c, df, shift) + stats.nct.cdf(-c, df, shift)
+        assert power._power(shift, df, c) == pytest.approx(expected, abs=1e-5)
