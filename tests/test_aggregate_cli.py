@@ -40,7 +40,7 @@ def test_json_is_one_object(run, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["split"] == "test" and set(data["tables"]) == {"task_scores", "languages", "deltas", "significance",
                                                                "xtreme_r", "resource", "significance_resource",
-                                                               "best_arm"}
+                                                               "best_arm", "significance_languages"}
 
 
 @pytest.mark.parametrize("args, message", [

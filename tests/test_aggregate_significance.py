@@ -116,3 +116,21 @@ def test_one_common_seed_is_descriptive_only_no_p_no_star_not_in_the_family(tmp_
     assert shown[-1] == "untested" and "(test set only)" in shown[-4]
     gain = row(report.data, "significance", comparison="vs none", arm="en_lr", target="xnli", languages="unseen")
     assert gain["significant"] and gain["seeds"] == 3
+
+
+def test_the_appendix_gives_every_language_its_interval(tmp_path):
+    store = make_run(tmp_path / "run", arms=ARMS, targets=TARGETS, seeds=SEEDS,
+                     score=lambda arm, target, seed, lang, split: 100 * ACCURACY[arm])
+    _write_predictions(store)
+    report = aggregate(store.root, Options(plots=False))
+    rows = report.data["tables"]["significance_languages"]["rows"]
+    gain = {r["lang"]: r for r in rows if r["comparison"] == "vs none" and r["arm"] == "en_lr"}
+    assert sorted(gain) == sorted(TARGETS["xnli"])
+    assert gain["en"]["zero_shot"] is False and gain["sw"]["zero_shot"] is False and gain["de"]["zero_shot"] is True
+    for row in gain.values():  # +30 points planted in every language
+        assert 0 < row["low"] < row["delta"] < row["high"] and 20 < row["delta"] < 40 and "p" not in row
+    # the headline Δ is the mean of the unseen languages' Δs (seeds matched, languages weighed alike)
+    headline = [r for r in report.data["tables"]["significance"]["rows"]
+                if r["comparison"] == "vs none" and r["arm"] == "en_lr" and r["languages"] == "unseen"][0]
+    unseen = [r["delta"] for r in gain.values() if r["zero_shot"]]
+    assert len(unseen) == 3 and headline["delta"] == pytest.approx(sum(unseen) / 3, abs=1e-3)

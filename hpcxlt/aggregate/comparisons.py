@@ -206,10 +206,51 @@ def _finish(draft: _Draft, book: ScoreBook) -> Table:
 
 
 def tested_tables(book: ScoreBook, store, split: str) -> dict[str, Table]:
-    """The two significance tables, their p-values corrected as the config's family says."""
+    """The two significance tables, their p-values corrected as the config's family says, and the
+    per-language appendix."""
     drafts = [significance(book, store, split), significance_by_resource(book, store, split)]
     correct_family(drafts, book.cfg.stats)
-    return {draft.name: _finish(draft, book) for draft in drafts}
+    tables = {draft.name: _finish(draft, book) for draft in drafts}
+    tables["significance_languages"] = per_language(book, store, split)
+    return tables
+
+
+def per_language(book: ScoreBook, store, split: str) -> Table:
+    """Appendix: every comparison's Δ per target language with its interval (seeds' spread plus that
+    language's test-set bootstrap), marked unseen or seen; intervals only, no p-values (hundreds of rows
+    would make a family no reader can correct for)."""
+    header = ["comparison", "arm", "vs", "target", "lang", "zero-shot", "seeds", "Δ [95% interval]"]
+    title = f"Appendix: Δ per target language ({split})"
+    if split != "test":
+        return Table(name="significance_languages", title=title, rows=(), header=tuple(header), display=(),
+                     notes=("per-example predictions are stored for the test split only",))
+    rows = ExampleRows(store, book.qa_convention)
+    out, display = [], []
+    statuses = {COMPLETE: 0, PARTIAL: 0, INCOMPLETE: 0}
+    for comp in _comparisons(book):
+        for target in book.targets:
+            langs = list(book.planned[(comp.arm, target)].langs)
+            unseen, _ = zero_shot(book.cfg, comp, langs)
+            for lang in langs:
+                draws, n_seeds, _, partial = _draws(book, rows, comp.arm, comp.other, target, [lang])
+                est = estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None
+                status = _status(draws, partial)
+                statuses[status] += 1
+                row = {"comparison": comp.kind, "arm": comp.arm, "vs": comp.other, "target": target, "lang": lang,
+                       "zero_shot": lang in unseen, "seeds": n_seeds, "status": status}
+                if est is not None:
+                    row.update(delta=round(est.delta, 4), low=round(est.low, 4), high=round(est.high, 4),
+                               se=round(est.se, 4))
+                out.append(row)
+                cell = "—" if est is None else _interval(est) + (" (test set only)" if est.n_seeds < 2 else "")
+                display.append((comp.kind, comp.arm, comp.other, target, lang, "unseen" if lang in unseen else "seen",
+                                n_seeds, cell))
+    notes = ("Each language's Δ with its 95% interval (the seeds' spread plus that language's own test-set "
+             "bootstrap); no p-values here: the tested rows are in the significance tables. 'seen': an arm of the "
+             "comparison trained on the language in an intermediate task.",)
+    return Table(name="significance_languages", title=title, rows=tuple(out), header=tuple(header),
+                 display=tuple(display), notes=notes, partial=bool(statuses[PARTIAL] or statuses[INCOMPLETE]),
+                 statuses=statuses)
 
 
 def _status(draws, partial: bool) -> str:

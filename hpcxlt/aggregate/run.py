@@ -142,6 +142,7 @@ def _build(setup: _Setup, options: Options, gathered: Gathered, eval_blocks: lis
     by_kind = tested_tables(book, setup.store, split)
     tested = {"deltas": by_kind["significance"], "resource": by_kind["significance_resource"]}
     tables = [t for table in tables for t in ((table, tested[table.name]) if table.name in tested else (table,))]
+    tables.append(by_kind["significance_languages"])  # the appendix goes last: every comparison per language
     missing = book.missing(split, setup.store)
     unplanned = book.unplanned()
     problems = [p.to_json() for p in gathered.problems]
