@@ -165,6 +165,13 @@ def test_qa_answers_every_question_with_a_span_of_its_context(assets, tokenizer)
     for r in examples:
         answer = prediction.predictions[r["id"]]
         assert answer and answer in r["context"]
+    # the clustered bootstrap's paragraphs: two questions share a group exactly when they share a context
+    ids = [r["id"] for r in examples]
+    for i, first in enumerate(examples):
+        for second in examples[i + 1:]:
+            same = prediction.groups[first["id"]] == prediction.groups[second["id"]]
+            assert same == (first["context"] == second["context"])
+    assert set(prediction.groups) == set(ids)
 
 
 def test_a_head_of_another_task_is_refused(assets, tokenizer):

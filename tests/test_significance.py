@@ -195,3 +195,36 @@ def test_welch_satterthwaite_degrees_of_freedom_hand_worked():
     assert welch_satterthwaite(1.0, 0.0, 3) == pytest.approx(2.0)  # the seeds alone: n - 1
     assert welch_satterthwaite(1.0, upper, 3) == pytest.approx(8.0)  # (n - 1) (2 upper / upper)^2
     assert math.isinf(welch_satterthwaite(None, 1.0, 1)) and math.isinf(welch_satterthwaite(0.0, 1.0, 3))
+
+
+def test_a_paragraphs_questions_are_drawn_together():
+    rng = np.random.default_rng(21)
+    a = [_rows(rng.random(100) < 0.7) for _ in range(2)]
+    b = [_rows(rng.random(100) < 0.5) for _ in range(2)]
+    alone = paired_draws([PairedLanguage(_accuracy, a, b)], 1000, np.random.default_rng(5))
+    # every example asked three times about one paragraph, with the same outcome: drawing paragraphs is
+    # exactly drawing the original examples (accuracy is a ratio, the copies cancel)
+    tripled = PairedLanguage(_accuracy, [np.repeat(x, 3, axis=0) for x in a], [np.repeat(x, 3, axis=0) for x in b],
+                             groups=[str(i // 3) for i in range(300)])
+    clustered = paired_draws([tripled], 1000, np.random.default_rng(5))
+    np.testing.assert_allclose(clustered.resampled, alone.resampled)
+    # drawn one question at a time, the copies pass for independent evidence: a third of the variance
+    loose = paired_draws([PairedLanguage(_accuracy, tripled.a, tripled.b)], 1000, np.random.default_rng(5))
+    ratio = loose.resampled.var(axis=0) / clustered.resampled.var(axis=0)
+    assert np.all((0.25 < ratio) & (ratio < 0.42))
+    # singleton clusters are no clusters
+    single = PairedLanguage(_accuracy, a, b, groups=[f"p{i}" for i in range(100)])
+    np.testing.assert_array_equal(paired_draws([single], 1000, np.random.default_rng(5)).resampled, alone.resampled)
+
+
+def test_parallel_clusters_link_across_languages():
+    rng = np.random.default_rng(22)
+    a = [_rows(rng.random(60) < 0.7)]
+    b = [_rows(rng.random(60) < 0.5)]
+    ids = [f"q{i}" for i in range(60)]
+    paragraphs = [str(i // 3) for i in range(60)]
+    english = PairedLanguage(_accuracy, a, b, keys=ids, groups=paragraphs)
+    german = PairedLanguage(_accuracy, a, b, keys=ids)  # same questions; its paragraphs linked through the keys
+    both = paired_draws([english, german], 500, np.random.default_rng(9), parallel=True)
+    alone = paired_draws([english], 500, np.random.default_rng(9), parallel=True)
+    np.testing.assert_allclose(both.resampled, alone.resampled)

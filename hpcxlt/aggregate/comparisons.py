@@ -58,6 +58,22 @@ class ExampleRows:
                 self._cache[key] = None
         return self._cache[key]
 
+    def groups(self, target: str, lang: str, keys) -> list[str] | None:
+        """Each example's cluster (QA: its paragraph) as the evaluation recorded it; None when it did not
+        (an older run, or a format without clusters): each example is then drawn on its own."""
+        from hpcxlt.io import read_json
+
+        path = self.store.example_groups_path(target, lang)
+        if keys is None or not path.is_file():
+            return None
+        try:
+            found = read_json(path)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(found, dict) or any(key not in found for key in keys):
+            return None
+        return [str(found[key]) for key in keys]
+
 
 def _draws(book: ScoreBook, rows: ExampleRows, arm: str, other: str, target: str, langs: list[str]):
     """(Draws or None, seeds used, languages used, partial) of arm - other on one target."""
@@ -82,11 +98,13 @@ def _draws(book: ScoreBook, rows: ExampleRows, arm: str, other: str, target: str
         return None, len(seeds), len(langs), False
     partial = partial or len(common) < len(seeds)
     parallel_key = get_task(target).parallel_key
-    stats = [PairedLanguage(score=rows.get(arm, common[0], target, lang).score,
-                            a=[rows.get(arm, s, target, lang).rows for s in common],
-                            b=[rows.get(other, s, target, lang).rows for s in common],
-                            keys=rows.get(arm, common[0], target, lang).keys if parallel_key == "id" else None)
-             for lang, _ in pairs]
+    stats = []
+    for lang, _ in pairs:
+        first = rows.get(arm, common[0], target, lang)
+        stats.append(PairedLanguage(score=first.score, a=[rows.get(arm, s, target, lang).rows for s in common],
+                                    b=[rows.get(other, s, target, lang).rows for s in common],
+                                    keys=first.keys if parallel_key == "id" else None,
+                                    groups=rows.groups(target, lang, first.keys)))
     rng = np.random.default_rng([book.cfg.stats.seed, zlib.crc32(f"{arm}|{other}|{target}|{','.join(langs)}".encode())])
     draws = paired_draws(stats, book.cfg.stats.bootstrap, rng, seeds=common, parallel=parallel_key is not None)
     return draws, len(common), len(pairs), partial

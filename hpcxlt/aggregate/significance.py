@@ -49,6 +49,8 @@ class PairedLanguage:
     """Per seed: the rows of the arm it is compared with."""
     keys: Sequence[str] | None = None
     """Per example (row), the key that names it across languages (parallel test sets); None: its position."""
+    groups: Sequence[str] | None = None
+    """Per example, the cluster it is drawn with (QA: the questions of one paragraph); None: each on its own."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,53 @@ def _keys(lang: PairedLanguage, n: int) -> list[str]:
     return keys
 
 
+def _units(languages: Sequence[PairedLanguage], parallel: bool) -> tuple[list[np.ndarray], list[int]]:
+    """Per language, each row's resampling unit, and how many units each independent draw has.
+
+    A unit is what the bootstrap draws: an example, or a cluster of examples that share their evidence
+    (the questions of one QA paragraph: Rajpurkar et al.'s SQuAD and its translations ask several
+    questions about each paragraph, and they are not independent). Parallel languages share their units:
+    the units are the connected groups of example keys, linking an example's translations (one key) and
+    the examples of one cluster in any language. Otherwise each language has its own units and draw."""
+    rows_of = [lang.a[0].shape[0] for lang in languages]
+    if not parallel:
+        out = []
+        for lang, n in zip(languages, rows_of):
+            if lang.groups is None:
+                out.append(np.arange(n))
+                continue
+            index: dict[str, int] = {}
+            out.append(np.array([index.setdefault(str(g), len(index)) for g in lang.groups], dtype=np.int64))
+        return out, [int(unit.max()) + 1 if unit.size else 0 for unit in out]
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    keys = [_keys(lang, n) for lang, n in zip(languages, rows_of)]
+    for lang_keys in keys:
+        for key in lang_keys:
+            parent.setdefault(key, key)
+    for number, lang in enumerate(languages):
+        if lang.groups is None:
+            continue
+        first: dict[str, str] = {}
+        for key, group in zip(keys[number], lang.groups):
+            other = first.setdefault(str(group), key)
+            a, b = root(key), root(other)
+            if a != b:
+                parent[a] = b
+    # units numbered in the order their first key appears: without clusters, the order of the keys
+    index: dict[str, int] = {}
+    units = []
+    for lang_keys in keys:
+        units.append(np.array([index.setdefault(root(key), len(index)) for key in lang_keys], dtype=np.int64))
+    return units, [len(index)]
+
+
 def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.random.Generator,
                  seeds: Sequence[int] = (), *, parallel: bool = False) -> Draws:
     """Per-seed Δ averaged over `languages`, and the same under `n_boot` paired resamples of the test sets.
@@ -124,30 +173,28 @@ def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.rando
     languages: one draw of example keys, each language scored on its rows of the drawn keys, since an
     example that is easy in one language is easy in its translations; drawing each language on its own
     would treat 7-40 translations as independent evidence and shrink the test-set variance (by about
-    1 / (1 + (L - 1) r) for L languages correlated r). Otherwise each language is drawn on its own."""
+    1 / (1 + (L - 1) r) for L languages correlated r). Otherwise each language is drawn on its own.
+    Examples in one cluster (`groups`: a QA paragraph's questions) are drawn together (`_units`)."""
     if not languages:
         raise ValueError("no language to compare")
     n_seeds = len(languages[0].a)
     if n_seeds == 0 or any(len(x.a) != n_seeds or len(x.b) != n_seeds for x in languages):
         raise ValueError("every language needs the same (non-zero) number of seeds under both arms")
-    a_scores, b_scores = np.zeros(n_seeds), np.zeros(n_seeds)
-    resampled = np.zeros((n_boot, n_seeds))
-    shared: tuple[dict[str, int], np.ndarray] | None = None
-    if parallel:
-        index: dict[str, int] = {}
-        for lang in languages:
-            for key in _keys(lang, lang.a[0].shape[0]):
-                index.setdefault(key, len(index))
-        shared = index, _counts(rng, n_boot, len(index))
     for lang in languages:
         n = lang.a[0].shape[0]
         if any(rows.shape[0] != n for rows in (*lang.a, *lang.b)):
             raise ValueError("the arms' per-example rows of one language differ in length; were they scored on "
                              "the same test set?")
-        if shared is None:
-            weights = _counts(rng, n_boot, n)
-        else:  # this language's examples under the one shared draw of keys
-            weights = shared[1][:, [shared[0][key] for key in _keys(lang, n)]]
+        if lang.groups is not None and len(lang.groups) != n:
+            raise ValueError(f"{len(lang.groups)} cluster labels for {n} examples")
+    a_scores, b_scores = np.zeros(n_seeds), np.zeros(n_seeds)
+    resampled = np.zeros((n_boot, n_seeds))
+    units, sizes = _units(languages, parallel)
+    shared = _counts(rng, n_boot, sizes[0]) if parallel else None
+    for number, lang in enumerate(languages):
+        # how often each row is drawn: its unit's count, in the one shared draw or this language's own
+        counts = shared if shared is not None else _counts(rng, n_boot, sizes[number])
+        weights = counts[:, units[number]]
         for s in range(n_seeds):
             a, b = lang.a[s], lang.b[s]
             a_scores[s] += float(lang.score(a.sum(0)))

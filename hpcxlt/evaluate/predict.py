@@ -78,6 +78,8 @@ class Prediction:
     """What `submission.read_predictions` returns (class names, tag lists, {qid: answer}, rankings, ...)."""
     n_examples: int
     """Scored examples (sentences, questions, queries)."""
+    groups: dict[str, str] | None = None
+    """QA: question id -> its paragraph (the order its context first appears), for the clustered bootstrap."""
     notes: tuple[str, ...] = field(default=())
     """Things worth a line in the log (words without a prediction, queries without a relevant candidate)."""
 
@@ -269,8 +271,10 @@ def _qa(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
                         sharded=settings.sharded)
     answers = postprocess_qa(fs.examples, fs.features, [s for s, _ in spans], [e for _, e in spans])
     gold = {str(row["id"]): list(row["answers"]["text"]) for row in fs.examples}
+    paragraphs: dict[str, int] = {}
+    groups = {str(row["id"]): str(paragraphs.setdefault(row["context"], len(paragraphs))) for row in fs.examples}
     return Prediction(task=spec.name, lang=lang, split=split, labels=gold,
-                      predictions={str(k): v for k, v in answers.items()}, n_examples=len(gold))
+                      predictions={str(k): v for k, v in answers.items()}, n_examples=len(gold), groups=groups)
 
 
 _BY_FORMAT = {"classification": _classification, "multiple_choice": _multiple_choice, "tagging": _tagging,

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 
 from hpcxlt.config import ExperimentConfig, target_train_config
 from hpcxlt.grid.plan import Cell
+from hpcxlt.io import write_json_atomic
 from hpcxlt.store import RunStore
 from hpcxlt.tasks.registry import get_task
 from hpcxlt.tasks.spec import TaskSpec
@@ -239,6 +240,8 @@ def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: Lo
             submission.write_predictions(submission_dir(store, cell.arm, cell.seed), spec.name, cell.lang,
                                          prediction.predictions)
             submission.write_labels(store.labels_dir, spec.name, cell.lang, prediction.labels)
+            if prediction.groups is not None:
+                write_json_atomic(store.example_groups_path(spec.name, cell.lang), prediction.groups)
         seconds = time.perf_counter() - started
         log.info("%s %s: score %.2f on %d examples in %.1f s", cell.key, split, score, prediction.n_examples, seconds)
         records.append(record)

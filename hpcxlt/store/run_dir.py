@@ -55,6 +55,10 @@ class RunStore:
         """Gold test labels in the official layout (labels/<task>/test-<lang>.<ext>), shared by all arms."""
         return self.root / "labels"
 
+    def example_groups_path(self, task: str, lang: str) -> Path:
+        """Which test examples share a cluster (QA: question id -> paragraph), beside the official labels/ layout."""
+        return self.root / "example_groups" / task / f"{lang}.json"
+
     @property
     def tables_dir(self) -> Path:
         return self.root / "tables"
