@@ -17,7 +17,7 @@ def test_cells_say_how_many_seeds_and_whether_partial():
     assert fmt_cell(_stat(80.0, 1.0, 2, 3, partial=True)) == "80.00 ± 1.00 (2/3)*"
     assert fmt_cell(_stat(None, None, 2, 3)) == "— (2/3)"
     assert fmt_cell(_stat(None, None, 0, 3)) == "—"
-    delta = PairedTest(mean=1.5, std=0.5, n=12, n_planned=12, t_p=0.01, wilcoxon_p=0.02, partial=False)
+    delta = PairedTest(mean=1.5, std=0.5, n=12, n_planned=12, partial=False)
     assert fmt_cell(delta) == "+1.50 ± 0.50 (12)"
     assert fmt_cell(PValue(0.0004)) == "<0.001" and fmt_cell(PValue(0.0123)) == "0.012" and fmt_cell(PValue(None)) == "—"
 

@@ -34,22 +34,11 @@ def test_the_mean_does_not_depend_on_order():
     assert (forward.mean, forward.std) == (backward.mean, backward.std)
 
 
-def test_paired_t_and_wilcoxon_match_hand_values():
-    # differences 1, 1, 1, 3: mean 1.5, sample std 1, t = 1.5 / (1 / 2) = 3 with 3 degrees of freedom
+def test_paired_difference_mean_and_spread_by_hand():
+    # differences 1, 1, 1, 3: mean 1.5, sample std 1 (no test: the pairs share models)
     test = paired([81.0, 61.0, 83.0, 65.0], [80.0, 60.0, 82.0, 62.0], 4, allow_partial=False)
     assert test.mean == pytest.approx(1.5) and test.std == pytest.approx(1.0) and test.n == 4
-    # Student t CDF with 3 df: 1/2 + (1/pi) * (x/(1+x^2) + atan(x)), x = t/sqrt(3)
-    x = 3 / math.sqrt(3)
-    p = 2 * (1 - (0.5 + (x / (1 + x * x) + math.atan(x)) / math.pi))
-    assert test.t_p == pytest.approx(p, rel=1e-3)
-    assert test.wilcoxon_p == pytest.approx(2 / 16)  # exact: all four signs positive, 1 of 16 sign patterns
-
-
-def test_zero_variance_and_zero_differences_have_no_p():
-    same_shift = paired([3.0, 5.0], [0.0, 2.0], 2, allow_partial=False)
-    assert same_shift.mean == 3.0 and same_shift.t_p is None and same_shift.wilcoxon_p == pytest.approx(0.5)
-    no_change = paired([1.0, 2.0], [1.0, 2.0], 2, allow_partial=False)
-    assert no_change.mean == 0.0 and no_change.t_p is None and no_change.wilcoxon_p is None
+    assert set(test.to_json()) == {"mean", "std", "n", "n_planned", "partial"}
 
 
 def test_missing_pairs_leave_the_test_empty_unless_partial():

@@ -1,4 +1,7 @@
-"""Means over seeds and paired significance tests, with the completeness rule of the tables.
+"""Means over seeds and paired differences, with the completeness rule of the tables.
+
+Nothing here tests: the descriptive tables' pairs (seed x language) share models and are no independent
+samples; the tests are `hpcxlt.aggregate.significance`'s.
 
 Rule: a figure needs every cell it is defined over (every planned seed, every planned pair).
 With `allow_partial` it uses the cells present and says so (`partial=True`); without, an
@@ -11,7 +14,6 @@ values arrive in: a 1-rank and an N-rank aggregation stay bit-identical.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -38,7 +40,7 @@ class SeedStat:
 
 @dataclass(frozen=True, kw_only=True)
 class PairedTest:
-    """Difference a - b over matched pairs (e.g. the same seed and language under two arms)."""
+    """Difference a - b over matched pairs (e.g. the same seed and language under two arms): mean and spread."""
 
     mean: float | None
     """Mean of the paired differences, in points."""
@@ -48,21 +50,12 @@ class PairedTest:
     """Matched pairs used."""
     n_planned: int
     """Pairs the plan has."""
-    t_p: float | None
-    """Two-sided p of the paired t-test (scipy.stats.ttest_rel); None for n < 2 or zero variance."""
-    wilcoxon_p: float | None
-    """Two-sided p of the Wilcoxon signed-rank test (scipy.stats.wilcoxon); None when undefined."""
     partial: bool
     """True when computed from fewer pairs than planned (only with allow_partial)."""
-    tested: bool = True
-    """False for a descriptive difference (no p-values: e.g. pairs of one seed share a model, see comparisons.py)."""
 
     def to_json(self) -> dict[str, Any]:
-        out = {"mean": points(self.mean), "std": points(self.std), "n": self.n, "n_planned": self.n_planned,
-               "partial": self.partial}
-        if self.tested:
-            out.update(t_p=pvalue(self.t_p), wilcoxon_p=pvalue(self.wilcoxon_p))
-        return out
+        return {"mean": points(self.mean), "std": points(self.std), "n": self.n, "n_planned": self.n_planned,
+                "partial": self.partial}
 
 
 def points(value: float | None) -> float | None:
@@ -103,45 +96,14 @@ def over_seeds(values: Sequence[float], n_planned: int, *, allow_partial: bool) 
     )
 
 
-def paired(a: Sequence[float], b: Sequence[float], n_planned: int, *, allow_partial: bool, tests: bool = True) -> PairedTest:
-    """Paired difference a - b with a t-test and a Wilcoxon signed-rank test over the pairs (`tests=False`: mean and
-    spread only, for pairs that are not independent samples)."""
+def paired(a: Sequence[float], b: Sequence[float], n_planned: int, *, allow_partial: bool) -> PairedTest:
+    """Paired difference a - b: mean and spread of the pairs (no test: see the module docstring)."""
     if len(a) != len(b):
         raise ValueError(f"paired samples differ in length: {len(a)} != {len(b)}")
     n = len(a)
     if n == 0 or (n < n_planned and not allow_partial):
-        return PairedTest(mean=None, std=None, n=n, n_planned=n_planned, t_p=None, wilcoxon_p=None, partial=False,
-                          tested=tests)
+        return PairedTest(mean=None, std=None, n=n, n_planned=n_planned, partial=False)
     import numpy as np
 
     diffs = (np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).tolist()
-    std = sample_std(diffs)
-    return PairedTest(
-        mean=mean(diffs), std=std, n=n, n_planned=n_planned, t_p=_t_p(a, b, std) if tests else None,
-        wilcoxon_p=_wilcoxon_p(diffs) if tests else None, partial=n < n_planned, tested=tests,
-    )
-
-
-def _t_p(a: Sequence[float], b: Sequence[float], std: float | None) -> float | None:
-    if std is None or std == 0:
-        return None  # t is undefined (zero variance) or there is a single pair
-    from scipy import stats
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = float(stats.ttest_rel(a, b).pvalue)
-    return p if math.isfinite(p) else None
-
-
-def _wilcoxon_p(diffs: Sequence[float]) -> float | None:
-    if not any(diffs):
-        return None  # every difference is zero: the signed-rank statistic is undefined
-    from scipy import stats
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p = float(stats.wilcoxon(diffs).pvalue)
-    except ValueError:
-        return None
-    return p if math.isfinite(p) else None
+    return PairedTest(mean=mean(diffs), std=sample_std(diffs), n=n, n_planned=n_planned, partial=n < n_planned)

@@ -67,7 +67,7 @@ def _paired_over_seeds(book: ScoreBook, split: str, arm: str, other: str, target
     seeds = sorted(set(book.planned[(arm, target)].seeds) & set(book.planned[(other, target)].seeds))
     common = [s for s in seeds if s in mine and s in theirs]
     test = paired([mine[s].value for s in common], [theirs[s].value for s in common], len(seeds),
-                  allow_partial=book.allow_partial, tests=False)
+                  allow_partial=book.allow_partial)
     if test.mean is not None and not test.partial and any(mine[s].partial or theirs[s].partial for s in common):
         test = PairedTest(**{**test.__dict__, "partial": True})
     return test
@@ -142,7 +142,7 @@ def deltas(book: ScoreBook, split: str) -> Table:
             by_seed = _paired_over_seeds(book, split, arm, book.baseline, target)
             langs = book.planned[(arm, target)].langs
             a, b, n_planned = book.lang_pairs(split, arm, book.baseline, target, langs)
-            pairs = paired(a, b, n_planned, allow_partial=book.allow_partial, tests=False)
+            pairs = paired(a, b, n_planned, allow_partial=book.allow_partial)
             score, base = book.task_stat(split, arm, target), book.task_stat(split, book.baseline, target)
             figures += [by_seed, pairs]
             rows.append({"arm": arm, "target": target, "score": score.to_json(), "baseline": base.to_json(),
@@ -223,7 +223,7 @@ def resource(book: ScoreBook, split: str) -> Table:
                         a += xa
                         b += xb
                         n_planned += xn
-                    tests[name] = (paired(a, b, n_planned, allow_partial=book.allow_partial, tests=False)
+                    tests[name] = (paired(a, b, n_planned, allow_partial=book.allow_partial)
                                    if n_planned else None)
                 if n_langs == 0:
                     continue  # no language of this class in this target
