@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -113,3 +114,23 @@ def test_doctor_names_an_interface_the_nodes_do_not_have(doctor_runs):
     assert {c["check"] for c in failed} == {"all_reduce"} and {c["node"] for c in failed} == {"n1", "n2"}
     assert all("network_interface 'ib0' does not exist" in c["fix"] for c in failed)
     assert found["log"] and found["log"].endswith("job.out")
+
+
+def test_doctor_asks_for_what_the_submitted_jobs_ask_for():
+    """One rendering of a stage's request: the doctor job's #SBATCH lines and the dry-run scripts of the
+    example multi-node site name the same resources (the doctor sets its own name, log, nodes and time)."""
+    import re
+
+    from hpcxlt.launch.doctor import sbatch_directives
+    from hpcxlt.launch.site import SITE_STAGES, load_site
+    from hpcxlt.launch.slurm import sbatch_text, stage_parameters
+
+    site = load_site(ROOT / "slurm" / "sites" / "example-multinode-gpu.yaml")
+    own = {"job-name", "output", "nodes", "time"}
+    for stage in SITE_STAGES:
+        doctor = {line.split("=")[0] for line in sbatch_directives(site, stage, 1, 5, Path("/tmp/x"))}
+        script = sbatch_text(stage_parameters(site, stage, "demo", "/tmp/run"), 1, Path("/tmp/run/logs"), None)
+        submitted = {line.split("=")[0] for line in script.splitlines() if line.startswith("#SBATCH")}
+        hpcxlt_own = {"#SBATCH --" + k for k in ("requeue", "kill-on-invalid-dep", "hold", "open-mode", "signal")}
+        assert doctor - {f"#SBATCH --{k}" for k in own} == submitted - hpcxlt_own - {f"#SBATCH --{k}" for k in own}, stage
+        assert any(re.match(r"#SBATCH --(gpus-per-node|partition)", line) for line in doctor)

@@ -58,7 +58,9 @@ def test_time_formats_sbatch_accepts(text, minutes):
     (with_({"nodes": 0}), r"nodes: must be >= 1, got 0"),
     (with_({"gpus_per_node": -2}), r"gpus_per_node: must be >= 0, got -2"),
     (with_({"cpus_per_task": 0}), r"cpus_per_task: must be >= 1"),
-    (with_({"partition": "gpu a100"}), r"partition: 'gpu a100' is not a valid Slurm name"),
+    (with_({"partition": "gpu a100"}), r"partition: 'gpu a100' is not a partition name"),
+    (with_({"partition": "gpu\nhostname"}), r"defaults.partition: must be one line"),
+    (with_({"account": "lab-a,lab-b"}), r"defaults.account: 'lab-a,lab-b' is not a valid Slurm account name \(one name"),
     (with_({"gres": "gpu:a100:4"}), r"gres: names GPUs and gpus_per_node is set too"),
     (with_({"gres": "gpu::"}), r"gres: 'gpu::' is not name\[:type\]\[:count\]"),
     (with_({"tasks_per_node": 2}, "target"), r"stages.target.tasks_per_node: training runs one process per GPU: expected 4"),
@@ -122,3 +124,20 @@ def test_rendezvous_settings_become_exports_in_every_job(tmp_path):
     # NCCL's exclusion syntax has no gloo equivalent: gloo is left to choose
     site = load_site(_site(tmp_path, {**BASE, "network_interface": "^docker,lo"}))
     assert site.network_exports() == ["export HPCXLT_DIST_TIMEOUT_S=1800", "export NCCL_SOCKET_IFNAME='^docker,lo'"]
+
+
+def test_every_profile_field_is_a_key_a_file_may_set():
+    """The allowed keys come from SiteProfile itself: a field added there needs no second list."""
+    import dataclasses
+
+    from hpcxlt.launch.site import SiteProfile
+
+    for f in dataclasses.fields(SiteProfile):
+        if f.name in ("name", "stages", "source"):
+            continue
+        value = {"description": "d", "setup": ["true"], "mpi_launcher": "mpiexec -n {ntasks}",
+                 "master_addr_suffix": "i", "network_interface": "ib0", "offline": True}.get(f.name, 5)
+        site = parse_site({"name": "x", "defaults": {"time": "60"}, f.name: value})
+        assert getattr(site, f.name) == (tuple(value) if isinstance(value, list) else value)
+    with pytest.raises(SiteError, match="source: unknown key"):
+        parse_site({"name": "x", "defaults": {"time": "60"}, "source": "elsewhere"})

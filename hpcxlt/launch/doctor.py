@@ -85,23 +85,13 @@ class Diagnosis:
 # -- the job ----------------------------------------------------------------------------------------------
 
 def sbatch_directives(site: SiteProfile, stage: str, nodes: int, time_minutes: int, output: Path) -> list[str]:
-    """#SBATCH lines asking for what one job of `stage` asks for (with `nodes` nodes and a short limit)."""
-    res = site.stage(stage)
-    lines = ["--job-name=hpcxlt-doctor", f"--nodes={nodes}", f"--ntasks-per-node={res.ntasks_per_node(stage)}",
-             f"--cpus-per-task={res.cpus_per_task}", f"--time={time_minutes}",
-             f"--output={shlex.quote(str(output))}"]  # sbatch reads #SBATCH values shell-quoted
-    for key in ("partition", "account", "qos", "constraint", "gres"):
-        value = getattr(res, key)
-        if value is not None:
-            lines.append(f"--{key}={value}")
-    if res.gpus_per_node:
-        lines.append(f"--gpus-per-node={res.gpus_per_node}")
-    if res.mem is not None:
-        lines.append(f"--mem={res.mem}")
-    if res.exclusive:
-        lines.append("--exclusive")
-    lines += [f"--{key}={value}" for key, value in res.sbatch_extra.items()]
-    return [f"#SBATCH {line}" for line in lines]
+    """#SBATCH lines asking for what one job of `stage` asks for (with `nodes` nodes and a short limit): the
+    stage's one rendering (`StageResources.sbatch_options`), shell-quoted as sbatch reads #SBATCH values."""
+    options = {"job-name": "hpcxlt-doctor", **site.stage(stage).sbatch_options(stage, nodes=nodes,
+                                                                                time_minutes=time_minutes),
+               "output": str(output)}
+    return [f"#SBATCH --{key}" if value is True else f"#SBATCH --{key}={shlex.quote(str(value))}"
+            for key, value in options.items()]
 
 
 def preflight_script(site: SiteProfile, stage: str, *, nodes: int, probe: Path, timeout_s: int,

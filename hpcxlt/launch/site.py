@@ -98,6 +98,28 @@ class StageResources:
     def time_minutes(self) -> int:
         return parse_time_minutes(self.time)
 
+    def sbatch_options(self, stage: str, *, nodes: int | None = None, time_minutes: int | None = None) -> dict[str, Any]:
+        """The one rendering of what a job of `stage` asks Slurm for: sbatch long option -> value (True: a
+        flag). Submission, its dry run and `hpcxlt doctor` all read it, so a new resource is added here only.
+        `nodes` and `time_minutes` override the profile's (doctor's short preflight job)."""
+        options: dict[str, Any] = {
+            "nodes": self.nodes if nodes is None else nodes,
+            "ntasks-per-node": self.ntasks_per_node(stage),
+            "cpus-per-task": self.cpus_per_task,
+            "time": self.time_minutes() if time_minutes is None else time_minutes,  # whole minutes
+        }
+        for key in ("partition", "account", "qos", "constraint", "gres"):
+            if getattr(self, key) is not None:
+                options[key] = getattr(self, key)
+        if self.gpus_per_node:
+            options["gpus-per-node"] = self.gpus_per_node
+        if self.mem is not None:
+            options["mem"] = self.mem
+        if self.exclusive:
+            options["exclusive"] = True
+        options.update(self.sbatch_extra)
+        return options
+
 
 @dataclass(frozen=True, kw_only=True)
 class SiteProfile:
@@ -162,9 +184,8 @@ class SiteProfile:
         return data
 
 
-_TOP_KEYS = ("name", "description", "setup", "signal_delay_s", "max_array_size", "array_throttle",
-             "max_requeues", "max_retries", "retry_backoff_s", "max_queued_jobs", "max_running", "mpi_launcher", "offline",
-             "dist_timeout_s", "master_addr_suffix", "network_interface", "defaults", "stages")
+# what a profile file may set: SiteProfile's fields (not `source`, which records the file) and `defaults`
+_TOP_KEYS = tuple(f.name for f in dataclasses.fields(SiteProfile) if f.name != "source") + ("defaults",)
 
 
 def parse_time_minutes(value: str) -> int:
@@ -190,10 +211,13 @@ def _check_stage(res: StageResources, stage: str, where: str) -> None:
     def bad(key: str, message: str) -> SiteError:
         return SiteError(f"{where}.{key}: {message}")
 
-    for key in ("partition", "account", "qos"):
+    if res.partition is not None and not _NAME.match(res.partition):
+        raise bad("partition", f"{res.partition!r} is not a partition name or a comma-separated list of them (letters, "
+                               "digits, '_', '.', '-')")
+    for key in ("account", "qos"):
         value = getattr(res, key)
-        if value is not None and not _NAME.match(value):
-            raise bad(key, f"{value!r} is not a valid Slurm name (letters, digits, '_', '.', '-'; partitions may be comma-separated)")
+        if value is not None and (not _NAME.match(value) or "," in value):
+            raise bad(key, f"{value!r} is not a valid Slurm {key} name (one name: letters, digits, '_', '.', '-')")
     if res.constraint is not None and (not res.constraint.strip() or any(c.isspace() for c in res.constraint)):
         raise bad("constraint", f"{res.constraint!r} must be a non-empty feature expression without spaces, e.g. 'a100&ib'")
     try:
@@ -262,7 +286,10 @@ def _parse(data: Mapping[str, Any], source: str) -> SiteProfile:
             close = difflib.get_close_matches(str(key), _TOP_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SiteError(f"{source}: {key}: unknown key{hint}; allowed: {', '.join(_TOP_KEYS)}")
-    _no_newlines({k: v for k, v in data.items() if k != "setup"}, "")
+    try:
+        _no_newlines({k: v for k, v in data.items() if k != "setup"}, "")
+    except SiteError as err:
+        raise SiteError(f"{source}: {str(err).lstrip('.')}") from None
     defaults = data.get("defaults") or {}
     stages = data.get("stages") or {}
     for where, value in (("defaults", defaults), ("stages", stages)):

@@ -66,33 +66,30 @@ def check_batch_path(path: str | Path, what: str = "run directory") -> None:
 
 
 # -- sbatch parameters -----------------------------------------------------------------------------
+# sbatch options that submitit's SlurmExecutor takes by name (its own parameter, '-' as '_'); the others
+# go to `additional_parameters` verbatim (mem among them: submitit's `mem` would read the value as GB)
+_SUBMITIT_NAMED = ("nodes", "ntasks-per-node", "cpus-per-task", "time", "partition", "account", "qos", "constraint",
+                   "gres", "gpus-per-node", "exclusive")
+
+
 def stage_parameters(site: SiteProfile, stage: str, experiment: str, run_dir: str) -> dict[str, Any]:
-    """submitit SlurmExecutor parameters (sbatch names) for one stage of the site profile."""
-    res = site.stage(stage)
+    """submitit SlurmExecutor parameters for one stage: the stage's request (`StageResources.sbatch_options`)
+    plus what every hpcxlt job adds (held submission, requeue, its log, the healing trap)."""
     # a requeued job appends to its log instead of truncating what its earlier attempts wrote
     extra: dict[str, Any] = {"requeue": True, "kill-on-invalid-dep": "yes", "hold": True, "open-mode": "append"}
-    if res.mem is not None:
-        extra["mem"] = res.mem  # passed verbatim: submitit's own `mem` would reinterpret the value as GB
-    extra.update(res.sbatch_extra)
     params: dict[str, Any] = {
         "job_name": f"hpcxlt-{experiment}-{stage}",
-        "time": res.time_minutes(),  # whole minutes: submitit also uses it to tell time-outs from preemptions
-        "nodes": res.nodes,
-        "ntasks_per_node": res.ntasks_per_node(stage),
-        "cpus_per_task": res.cpus_per_task,
         "signal_delay_s": site.signal_delay_s,
         "stderr_to_stdout": True,
         "wckey": None,
         "array_parallelism": min(site.array_throttle or site.max_array_size, site.max_running or site.max_array_size),
         "additional_parameters": extra,
     }
-    for key in ("partition", "account", "qos", "constraint", "gres"):
-        if getattr(res, key) is not None:
-            params[key] = getattr(res, key)
-    if res.gpus_per_node:
-        params["gpus_per_node"] = res.gpus_per_node
-    if res.exclusive:
-        params["exclusive"] = True
+    for key, value in site.stage(stage).sbatch_options(stage).items():
+        if key in _SUBMITIT_NAMED:
+            params[key.replace("-", "_")] = value  # `time` in whole minutes: submitit tells time-outs from preemptions by it
+        else:
+            extra[key] = value
     # sbatch exports the submitting environment; rendezvous variables left there by an earlier
     # in-process run (torch.distributed reads RANK, MASTER_PORT, ...) would make every task of every
     # job claim rank 0 of one world and the same port
