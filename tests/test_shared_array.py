@@ -41,3 +41,23 @@ def test_each_task_runs_its_own_element_and_a_requeued_task_keeps_its_pickle(tmp
     again = _start(folder, shared, 0)
     assert again.returncode == 0, again.stderr
     assert _result(folder, 0) == ("success", "CHECKPOINTED")
+
+
+def test_the_requeue_cap_has_one_owner(tmp_path):
+    """submitit's time-out countdown never decides: every executor hpcxlt submits with leaves it out of reach
+    of any site's max_requeues, and a task that timed out many times is still requeued by submitit's rule
+    (countdown - timed_out >= 0), so only worker.note_requeue (which forgives progress) caps requeues."""
+    import inspect
+
+    from submitit.core.utils import DelayedSubmission
+
+    from hpcxlt.launch import slurm
+
+    executor = slurm.executor_for(tmp_path)
+    item = DelayedSubmission(print)
+    item.set_timeout(60, executor.max_num_timeout)
+    for _ in range(100):  # 100 time-outs in a row, as submitit's checkpoint_and_try_requeue counts them
+        item._timeout_countdown -= 1
+    assert item._timeout_countdown >= 0
+    source = inspect.getsource(slurm)
+    assert "max_num_timeout=site" not in source and source.count("max_num_timeout=NO_SUBMITIT_CAP") == 2

@@ -65,6 +65,19 @@ def check_batch_path(path: str | Path, what: str = "run directory") -> None:
                           "other punctuation are fine)")
 
 
+# -- the requeue cap's one owner -------------------------------------------------------------------
+NO_SUBMITIT_CAP = 1_000_000
+"""submitit's own time-out countdown (`max_num_timeout`), set out of reach: it counts every time-out and
+never forgets, while the cap that decides is `worker.note_requeue` (the site's `max_requeues`, reset when
+the job made progress since its last requeue: a job that keeps advancing is never failed for being
+preempted or timed out often). Two owners gave two different answers to "may this job come back?"."""
+
+
+def executor_for(folder: Path) -> shared_array.Executor:
+    """The executor every hpcxlt submission uses (requeues capped by `note_requeue` alone)."""
+    return shared_array.Executor(folder=folder, max_num_timeout=NO_SUBMITIT_CAP)
+
+
 # -- sbatch parameters -----------------------------------------------------------------------------
 # sbatch options that submitit's SlurmExecutor takes by name (its own parameter, '-' as '_'); the others
 # go to `additional_parameters` verbatim (mem among them: submitit's `mem` would read the value as GB)
@@ -213,7 +226,7 @@ def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, exp
     checked: dict[str, dict[str, Any]] = {}  # stage -> its sbatch parameters, checked by submitit once
 
     def one(spec: ArraySpec) -> list[str]:
-        executor = shared_array.Executor(folder=folder, max_num_timeout=site.max_requeues)
+        executor = executor_for(folder)
         dep = dependency(spec, ids)
         executor.parameters = {**checked[spec.stage], **({"dependency": dep} if dep else {})}
         # retried only while sbatch could not reach the controller at all (nothing was submitted)
@@ -222,7 +235,7 @@ def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, exp
 
     for spec in specs:
         if spec.stage not in checked:
-            stage = submitit.SlurmExecutor(folder=folder, max_num_timeout=site.max_requeues)
+            stage = submitit.SlurmExecutor(folder=folder, max_num_timeout=NO_SUBMITIT_CAP)
             stage.update_parameters(**stage_parameters(site, spec.stage, experiment, str(store.root)))
             checked[spec.stage] = dict(stage.parameters)
     # arrays that do not wait for each other go in side by side: most of an sbatch call is waiting for
@@ -276,7 +289,7 @@ def submit_feeder(store: RunStore, site: SiteProfile, experiment: str, after: li
     folder = slurm_folder(store)
 
     def once() -> str:
-        executor = shared_array.Executor(folder=folder, max_num_timeout=site.max_requeues)
+        executor = executor_for(folder)
         executor.update_parameters(**params)
         return shared_array.submit(executor, [FeederTask(str(store.root))], "feeder")[0]
 
