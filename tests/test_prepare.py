@@ -156,3 +156,27 @@ def test_an_offline_site_refuses_a_hub_config_before_submitting(tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and "is offline" in err and "hpcxlt prepare configs" not in err and "hpcxlt prepare" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_runs_the_same_submit_checks_as_submit(tmp_path, capsys):
+    """`resume --site` (and the feeder job, which resumes the next wave) go through launch_slurm, which runs
+    the submit-time checks itself: an offline site is refused for a hub config there too."""
+    import yaml
+
+    from hpcxlt.grid.experiment import load_experiment
+    from hpcxlt.grid.plan import plan
+    from hpcxlt.launch.base import write_launch
+    from hpcxlt.store import RunStore
+
+    site = yaml.safe_load((ROOT / "slurm" / "sites" / "local.yaml").read_text())
+    site["offline"] = True
+    path = tmp_path / "offline.yaml"
+    path.write_text(yaml.safe_dump(site))
+    cfg = load_experiment(CONFIGS / "phang2020.yaml")
+    store = RunStore(tmp_path / "run")
+    store.initialize(cfg, plan(cfg))
+    write_launch(store, "local")
+    capsys.readouterr()
+    code = main(["resume", str(store.root), "--site", str(path), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is offline" in err and str(store.root) in err

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         from hpcxlt.launch.queue import QueueError
         from hpcxlt.launch.site import load_site
         from hpcxlt.launch.slurm import SubmitError
+        from hpcxlt.launch.submit_checks import SubmitCheckError
         from hpcxlt.launch.submit import launch_slurm, site_from_record
 
         if args.site:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             result = launch_slurm(store, grid, cfg.name, site, raw, dry_run=args.dry_run,
                                   aggregate=(launch or {}).get("aggregate", True), command="resume",
                                   next_wave=args.next_wave)
-        except (SubmitError, QueueError) as err:
+        except (SubmitError, SubmitCheckError, QueueError) as err:
             raise UserError(str(err)) from None
         if not args.dry_run:
             if result.jobs or result.aggregate:
@@ -71,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         from hpcxlt.launch.submit import launch_local
 
-        result = launch_local(store, grid, dry_run=args.dry_run, progress=not args.no_progress, command="resume")
+        from hpcxlt.launch.submit_checks import SubmitCheckError
+
+        try:
+            result = launch_local(store, grid, dry_run=args.dry_run, progress=not args.no_progress, command="resume")
+        except SubmitCheckError as err:
+            raise UserError(str(err)) from None
         if not args.dry_run:
             if result.jobs:
                 print(f"ran {result.jobs} jobs ({result.cells} cells) locally")

@@ -43,17 +43,6 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_experiment(args.config, args.override)
     grid = plan(cfg)
-    from hpcxlt.train.tracking import TrackingError, require_packages
-
-    try:
-        require_packages(cfg.tracking)  # here, not in every job on a compute node
-    except TrackingError as err:
-        raise UserError(f"{args.config}: {err}") from None
-    import importlib.util
-
-    if cfg.stats.aso and importlib.util.find_spec("deepsig") is None:
-        raise UserError(f"{args.config}: stats.aso is on but the `deepsig` package is not installed (the aggregation "
-                        "job needs it): `pip install deepsig`, or set stats.aso: false")
     site = site_raw = None
     if args.site:
         from hpcxlt.config.load import read_yaml
@@ -67,11 +56,12 @@ def run(args: argparse.Namespace) -> int:
             check_batch_path(args.run_dir)
         except SubmitError as err:
             raise UserError(str(err)) from None
-        if site.offline and cfg.data.source == "hub":
-            raise UserError(
-                f"site {site.name!r} ({args.site}) is offline: its compute nodes cannot reach the hub that "
-                f"data.source 'hub' reads. On this login node run `hpcxlt prepare {args.config} --out DIR "
-                "[--features]`, then submit with -o data.source=local -o data.root=DIR")
+    from hpcxlt.launch.submit_checks import SubmitCheckError, check_before_submit
+
+    try:
+        check_before_submit(cfg, site, str(args.config))  # submit, resume and the feeder job alike
+    except SubmitCheckError as err:
+        raise UserError(str(err)) from None
     store = RunStore(args.run_dir)
     try:
         added = store.growth(cfg, grid) if store.config_path.exists() else None  # refuses a non-additive change

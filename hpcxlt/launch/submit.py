@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from hpcxlt.grid.plan import Plan
 from hpcxlt.launch.base import aggregate_state, unfinished_jobs, write_launch
 from hpcxlt.launch.site import SiteProfile, parse_site
+from hpcxlt.launch.submit_checks import check_before_submit
 from hpcxlt.store import RunStore
 
 
@@ -60,6 +61,8 @@ def launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile
     from hpcxlt.launch.slurm import check_batch_path
 
     check_batch_path(store.root)  # before the lock file or anything else is written
+    if store.config_path.exists():  # a dry run of a new run directory: `submit` checked the config itself
+        check_before_submit(store.load_config(), site, str(store.root))
     if dry_run:
         return _launch_slurm(store, plan, experiment, site, site_raw, dry_run=True, aggregate=aggregate, out=out,
                              next_wave=next_wave)
@@ -141,6 +144,8 @@ def launch_local(store: RunStore, plan: Plan, *, dry_run: bool, progress: bool =
                  out: TextIO | None = None, command: str = "submit") -> LaunchResult:
     """Run (or, with dry_run, list) every unfinished job in this process, in dependency order; a real run
     holds the run directory's lock throughout (a second local run waits instead of training the same cells)."""
+    if store.config_path.exists():
+        check_before_submit(store.load_config(), None, str(store.root))
     if dry_run:
         return _launch_local(store, plan, dry_run=True, progress=progress, out=out)
     with store.lock(command):
