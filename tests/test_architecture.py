@@ -65,3 +65,62 @@ def test_nothing_a_real_run_uses_imports_the_demo_world(rel, top, tree):
         return
     for name in _imports(tree):
         assert not name.startswith("hpcxlt.demo"), f"hpcxlt/{rel} imports {name}: real runs must not depend on the demo world"
+
+
+def _module_name(rel: str) -> str:
+    return "hpcxlt." + rel.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """hpcxlt module -> the hpcxlt modules it imports, at module level or inside a function alike."""
+    names = {_module_name(rel) for rel, _, _ in MODULES}
+    graph: dict[str, set[str]] = {}
+    for rel, _, tree in MODULES:
+        edges = set()
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+            for target in targets:
+                while target and target not in names:
+                    target = target.rpartition(".")[0]
+                if target and target != _module_name(rel):
+                    edges.add(target)
+        graph[_module_name(rel)] = edges
+    return graph
+
+
+def test_no_import_cycles():
+    """No module reaches itself through imports, counting the ones inside functions (a lazy import can hide
+    a cycle, not remove it)."""
+    graph = _import_graph()
+    cycles = []
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    assert not cycles, f"import cycles: {cycles}"

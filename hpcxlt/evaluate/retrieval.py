@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 
 from hpcxlt.config.schema import DataConfig
-from hpcxlt.evaluate.predict import InferenceSettings, Prediction, device_of, run_batches
+from hpcxlt.evaluate.inference import InferenceSettings, Prediction, device_of, run_batches
 from hpcxlt.tasks.spec import TaskSpec
 
 MAX_SCORE_ELEMENTS = 1 << 25

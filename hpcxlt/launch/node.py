@@ -124,16 +124,9 @@ class FeederTask:
         self.run_dir = str(run_dir)
 
     def __call__(self) -> int:
-        """`hpcxlt resume RUN_DIR --next-wave`, with the site the run was submitted with."""
-        from hpcxlt.launch.base import read_launch
-        from hpcxlt.launch.submit import launch_slurm, site_from_record
-
-        store = RunStore(self.run_dir)
-        launch = read_launch(store) or {}
-        record = launch["site"]
-        result = launch_slurm(store, store.load_plan(), store.load_config().name, site_from_record(record),
-                              record["data"], dry_run=False, aggregate=launch.get("aggregate", True),
-                              command="resume --next-wave", next_wave=True)
-        print(f"next wave: {result.jobs} job(s) submitted, {result.deferred} left"
-              + (f" for feeder job {result.feeder}" if result.feeder else ""), flush=True)
-        return result.jobs
+        """`hpcxlt resume RUN_DIR --next-wave` (the site the run was submitted with, from its launch record),
+        run as the command a user would type: the feeder needs nothing of the submission code in this
+        module, so node (what runs in a job) and submission (which pickles these tasks) import only one way."""
+        command = [sys.executable, "-m", "hpcxlt", "resume", self.run_dir, "--next-wave"]
+        print("running:", shlex.join(command), flush=True)
+        return subprocess.run(command, check=True).returncode
