@@ -50,8 +50,9 @@ def build_run(root: Path, records: int, layout: str) -> dict:
 
     per_seed = len(ARMS) * sum(len(get_task(t).languages) for t in XTREME_R_TASKS)
     seeds = max(1, math.ceil(records / per_seed))
-    cfg = parse_config({"name": "bench", "arms": ARMS, "targets": {"tasks": list(XTREME_R_TASKS)},
-                        "seeds": list(range(1, seeds + 1))})
+    cfg = parse_config(
+        {"name": "bench", "arms": ARMS, "targets": {"tasks": list(XTREME_R_TASKS)}, "seeds": list(range(1, seeds + 1))}
+    )
     clock = time.perf_counter()
     grid = plan(cfg)
     store = RunStore(root)
@@ -73,10 +74,24 @@ def build_run(root: Path, records: int, layout: str) -> dict:
             metrics = {"map_at_20": score}
         else:
             metrics = {"accuracy": score}
-        records.append((cell.key, {"key": cell.key, "arm": cell.arm, "target": cell.target, "seed": cell.seed,
-                                   "lang": cell.lang, "split": "test", "metrics": metrics, "score": score,
-                                   "n_examples": 1000, "checkpoint": f"cells/target.{cell.arm}.{cell.target}."
-                                   f"s{cell.seed}/model", "config_hash": cell.fingerprint}))
+        records.append(
+            (
+                cell.key,
+                {
+                    "key": cell.key,
+                    "arm": cell.arm,
+                    "target": cell.target,
+                    "seed": cell.seed,
+                    "lang": cell.lang,
+                    "split": "test",
+                    "metrics": metrics,
+                    "score": score,
+                    "n_examples": 1000,
+                    "checkpoint": f"cells/target.{cell.arm}.{cell.target}.s{cell.seed}/model",
+                    "config_hash": cell.fingerprint,
+                },
+            )
+        )
     results = store.results_dir
     results.mkdir(parents=True, exist_ok=True)
     if layout == "jobs":
@@ -96,12 +111,17 @@ def build_run(root: Path, records: int, layout: str) -> dict:
     else:
         step = math.ceil(len(records) / SHARDS)
         for index in range(0, len(records), step):
-            body = "".join(json.dumps(record) + "\n" for _, record in records[index:index + step])
+            body = "".join(json.dumps(record) + "\n" for _, record in records[index : index + step])
             (results / f"shard-{index // step:04d}.jsonl").write_text(body, encoding="utf-8")
         files = math.ceil(len(records) / step)
-    return {"records": len(records), "seeds": seeds, "plan_s": round(plan_s, 2),
-            "write_s": round(time.perf_counter() - clock, 2), "files": files,
-            "plan_json_mb": round(store.plan_path.stat().st_size / 2**20, 1)}
+    return {
+        "records": len(records),
+        "seeds": seeds,
+        "plan_s": round(plan_s, 2),
+        "write_s": round(time.perf_counter() - clock, 2),
+        "files": files,
+        "plan_json_mb": round(store.plan_path.stat().st_size / 2**20, 1),
+    }
 
 
 def worker(run_dir: str, out: str) -> None:
@@ -115,8 +135,16 @@ def worker(run_dir: str, out: str) -> None:
         return
     data = {k: v for k, v in report.data.items() if k != "files"}  # paths differ between the two runs
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-    print(json.dumps({"ranks": report.gathered.ranks, "timings": {k: round(v, 2) for k, v in
-                      report.gathered.timings.items()}, "digest": digest, "valid": report.data["records"]["valid"]}))
+    print(
+        json.dumps(
+            {
+                "ranks": report.gathered.ranks,
+                "timings": {k: round(v, 2) for k, v in report.gathered.timings.items()},
+                "digest": digest,
+                "valid": report.data["records"]["valid"],
+            }
+        )
+    )
 
 
 def timed(cmd: list[str]) -> tuple[float, dict]:
@@ -143,11 +171,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000, help="at least this many records (default 1M)")
     parser.add_argument("--ranks", type=int, default=4, help="MPI ranks to compare with one (default 4)")
-    parser.add_argument("--layout", choices=("jobs", "files", "jsonl"), action="append",
-                        help="jobs: what eval jobs write (default); files: one record per file (earlier "
-                        "versions); jsonl: 64 shards. Repeat to compare")
-    parser.add_argument("--workdir", help="where to build the run directories (default: /dev/shm when it has "
-                        "8 GiB free, else the system's temporary folder)")
+    parser.add_argument(
+        "--layout",
+        choices=("jobs", "files", "jsonl"),
+        action="append",
+        help="jobs: what eval jobs write (default); files: one record per file (earlier "
+        "versions); jsonl: 64 shards. Repeat to compare",
+    )
+    parser.add_argument(
+        "--workdir",
+        help="where to build the run directories (default: /dev/shm when it has "
+        "8 GiB free, else the system's temporary folder)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run directories")
     parser.add_argument("--worker", nargs=2, metavar=("RUN_DIR", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -157,15 +192,23 @@ def main() -> int:
     mpiexec = Path(sys.executable).parent / "mpiexec"
     base = Path(tempfile.mkdtemp(prefix="hpcxlt-bench-aggregate-", dir=args.workdir or default_workdir()))
     layouts = tuple(args.layout or ["jobs"])
-    summary: dict = {"bench": "aggregate", "cpus": os.cpu_count(), "ranks": args.ranks, "workdir": str(base.parent),
-                     "layouts": {}}
+    summary: dict = {
+        "bench": "aggregate",
+        "cpus": os.cpu_count(),
+        "ranks": args.ranks,
+        "workdir": str(base.parent),
+        "layouts": {},
+    }
     print(f"run directories under {base}", flush=True)
     try:
         for layout in layouts:
             run_dir = base / layout
             built = build_run(run_dir, args.records, layout)
-            print(f"[{layout}] wrote {built['records']:,} records in {built['files']:,} files "
-                  f"(plan {built['plan_s']} s, write {built['write_s']} s)", flush=True)
+            print(
+                f"[{layout}] wrote {built['records']:,} records in {built['files']:,} files "
+                f"(plan {built['plan_s']} s, write {built['write_s']} s)",
+                flush=True,
+            )
             me = [sys.executable, str(Path(__file__).resolve()), "--worker", str(run_dir)]
             one_s, one = timed([*me, str(run_dir / "out-1")])
             print(f"[{layout}] 1 rank:  {one_s:7.2f} s  phases {one['timings']}", flush=True)
@@ -174,9 +217,13 @@ def main() -> int:
             if one["digest"] != many["digest"] or many["ranks"] != args.ranks:
                 raise SystemExit(f"[{layout}] the {args.ranks}-rank tables differ from the 1-rank tables")
             summary["layouts"][layout] = {
-                **built, "one_rank_s": round(one_s, 2), "n_rank_s": round(many_s, 2),
-                "speedup": round(one_s / many_s, 2), "one_rank_phases": one["timings"],
-                "n_rank_phases": many["timings"], "identical_tables": True,
+                **built,
+                "one_rank_s": round(one_s, 2),
+                "n_rank_s": round(many_s, 2),
+                "speedup": round(one_s / many_s, 2),
+                "one_rank_phases": one["timings"],
+                "n_rank_phases": many["timings"],
+                "identical_tables": True,
             }
             if not args.keep:
                 shutil.rmtree(run_dir)

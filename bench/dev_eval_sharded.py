@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 def rank_main(rank: int, world: int, init_file: str, out: str, examples: int, batch_size: int, rounds: int) -> None:
     import torch
-
     from eval_throughput import PAD_ID, make_features, make_model
+
     from hpcxlt.evaluate.predict import run_batches
 
     torch.set_num_threads(1)
@@ -43,8 +43,9 @@ def rank_main(rank: int, world: int, init_file: str, out: str, examples: int, ba
     def timed(sharded: bool) -> tuple[float, list]:
         torch.distributed.barrier()
         start = time.perf_counter()
-        outputs = run_batches(model, features, argmax, batch_size=batch_size, pad_token_id=PAD_ID,
-                              inference_mode=False, sharded=sharded)
+        outputs = run_batches(
+            model, features, argmax, batch_size=batch_size, pad_token_id=PAD_ID, inference_mode=False, sharded=sharded
+        )
         elapsed = torch.tensor([time.perf_counter() - start], dtype=torch.float64)
         torch.distributed.all_reduce(elapsed, op=torch.distributed.ReduceOp.MAX)  # the slowest rank's time
         return float(elapsed), outputs
@@ -73,8 +74,12 @@ def main() -> int:
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(rank_main, args=(args.ranks, str(Path(tmp) / "init"), tmp, args.examples, args.batch_size, args.rounds),
-                 nprocs=args.ranks, join=True)
+        mp.spawn(
+            rank_main,
+            args=(args.ranks, str(Path(tmp) / "init"), tmp, args.examples, args.batch_size, args.rounds),
+            nprocs=args.ranks,
+            join=True,
+        )
         ranks = [json.loads(Path(tmp, f"rank-{r}.json").read_text()) for r in range(args.ranks)]
     if not all(r["equal"] for r in ranks):
         print("sharded outputs differ from the unsharded ones", file=sys.stderr)
@@ -82,11 +87,25 @@ def main() -> int:
     seconds = ranks[0]["seconds"]  # all ranks hold the same maxima
     ratio = statistics.median(a / b for a, b in zip(seconds["every_rank"], seconds["sharded"]))
     every, sharded = statistics.median(seconds["every_rank"]), statistics.median(seconds["sharded"])
-    print(f"{args.ranks} ranks, {args.examples} examples, batch {args.batch_size}: every rank on every batch "
-          f"{every:.2f} s, batches split {sharded:.2f} s: {ratio:.2f}x (median of {args.rounds} rounds)")
-    print(json.dumps({"bench": "dev_eval_sharded", "ranks": args.ranks, "examples": args.examples,
-                      "batch_size": args.batch_size, "rounds": args.rounds, "every_rank_s": round(every, 3),
-                      "sharded_s": round(sharded, 3), "ratio": round(ratio, 2), "outputs_equal": True}))
+    print(
+        f"{args.ranks} ranks, {args.examples} examples, batch {args.batch_size}: every rank on every batch "
+        f"{every:.2f} s, batches split {sharded:.2f} s: {ratio:.2f}x (median of {args.rounds} rounds)"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "dev_eval_sharded",
+                "ranks": args.ranks,
+                "examples": args.examples,
+                "batch_size": args.batch_size,
+                "rounds": args.rounds,
+                "every_rank_s": round(every, 3),
+                "sharded_s": round(sharded, 3),
+                "ratio": round(ratio, 2),
+                "outputs_equal": True,
+            }
+        )
+    )
     return 0
 
 

@@ -44,9 +44,17 @@ def make_model(seed: int = 0):
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
     torch.manual_seed(seed)
-    cfg = XLMRobertaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-                           intermediate_size=FFN, max_position_embeddings=MAX_LEN + 2, pad_token_id=PAD_ID,
-                           num_labels=3, attn_implementation="sdpa")
+    cfg = XLMRobertaConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=FFN,
+        max_position_embeddings=MAX_LEN + 2,
+        pad_token_id=PAD_ID,
+        num_labels=3,
+        attn_implementation="sdpa",
+    )
     return XLMRobertaForSequenceClassification(cfg).eval()
 
 
@@ -54,7 +62,9 @@ def padded_tokens(lengths: list[int], batch_size: int, sort_by_length: bool) -> 
     """Tokens the model processes, padding included (each batch padded to its longest input)."""
     from hpcxlt.evaluate.predict import length_batches
 
-    return sum(len(b) * max(lengths[i] for i in b) for b in length_batches(lengths, batch_size, sort_by_length=sort_by_length))
+    return sum(
+        len(b) * max(lengths[i] for i in b) for b in length_batches(lengths, batch_size, sort_by_length=sort_by_length)
+    )
 
 
 def timed(model, features, batch_size: int, sort_by_length: bool) -> tuple[float, list[int]]:
@@ -64,8 +74,9 @@ def timed(model, features, batch_size: int, sort_by_length: bool) -> tuple[float
         return m(**batch).logits.argmax(-1).tolist()
 
     start = time.perf_counter()
-    predictions = run_batches(model, features, argmax, batch_size=batch_size, pad_token_id=PAD_ID,
-                              sort_by_length=sort_by_length)
+    predictions = run_batches(
+        model, features, argmax, batch_size=batch_size, pad_token_id=PAD_ID, sort_by_length=sort_by_length
+    )
     return time.perf_counter() - start, predictions
 
 
@@ -88,8 +99,11 @@ def main() -> int:
     model = make_model()
     lengths = feature_lengths(features)
     real = sum(lengths)
-    print(f"data: {len(lengths)} examples, median length {sorted(lengths)[len(lengths) // 2]}, max {max(lengths)}; "
-          f"batch {args.batch_size}; {args.threads} threads", flush=True)
+    print(
+        f"data: {len(lengths)} examples, median length {sorted(lengths)[len(lengths) // 2]}, max {max(lengths)}; "
+        f"batch {args.batch_size}; {args.threads} threads",
+        flush=True,
+    )
     timed(model, features.select(range(min(128, len(lengths)))), args.batch_size, True)  # warm-up
     seconds: dict[str, list[float]] = {"sorted": [], "fixed": []}
     predictions = {}
@@ -104,21 +118,42 @@ def main() -> int:
     for mode in ("sorted", "fixed"):
         median = statistics.median(seconds[mode])
         tokens = padded_tokens(lengths, args.batch_size, mode == "sorted")
-        result[mode] = {"examples_per_s": len(lengths) / median, "seconds": median, "padded_tokens": tokens,
-                        "padding_share": 1 - real / tokens, "rounds_s": seconds[mode]}
+        result[mode] = {
+            "examples_per_s": len(lengths) / median,
+            "seconds": median,
+            "padded_tokens": tokens,
+            "padding_share": 1 - real / tokens,
+            "rounds_s": seconds[mode],
+        }
     ratios = [f / s for s, f in zip(seconds["sorted"], seconds["fixed"])]
     ratio = statistics.median(ratios)
-    print(f"length-sorted {result['sorted']['examples_per_s']:.1f} vs fixed order {result['fixed']['examples_per_s']:.1f} "
-          f"examples/s; speedup {ratio:.2f}x (median of rounds {', '.join(f'{r:.2f}' for r in ratios)}); padding "
-          f"{result['sorted']['padding_share']:.1%} vs {result['fixed']['padding_share']:.1%} of the tokens", flush=True)
+    print(
+        f"length-sorted {result['sorted']['examples_per_s']:.1f} vs fixed order {result['fixed']['examples_per_s']:.1f} "
+        f"examples/s; speedup {ratio:.2f}x (median of rounds {', '.join(f'{r:.2f}' for r in ratios)}); padding "
+        f"{result['sorted']['padding_share']:.1%} vs {result['fixed']['padding_share']:.1%} of the tokens",
+        flush=True,
+    )
     summary = {
         "bench": "eval_throughput",
-        "model": {"vocab": VOCAB, "hidden": HIDDEN, "layers": LAYERS,
-                                "parameters": sum(p.numel() for p in model.parameters())},
-        "data": {"examples": len(lengths), "median_length": sorted(lengths)[len(lengths) // 2], "max_length": max(lengths),
-                 "real_tokens": real},
-        "batch_size": args.batch_size, "threads": args.threads, "rounds": args.rounds,
-        "sorted": result["sorted"], "fixed": result["fixed"], "speedup": ratio, "speedup_per_round": ratios,
+        "model": {
+            "vocab": VOCAB,
+            "hidden": HIDDEN,
+            "layers": LAYERS,
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
+        "data": {
+            "examples": len(lengths),
+            "median_length": sorted(lengths)[len(lengths) // 2],
+            "max_length": max(lengths),
+            "real_tokens": real,
+        },
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "sorted": result["sorted"],
+        "fixed": result["fixed"],
+        "speedup": ratio,
+        "speedup_per_round": ratios,
         "predictions_equal": True,
         "torch": torch.__version__,
     }

@@ -44,24 +44,32 @@ def synthetic_pairs(n: int, seed: int = 0):
         flat = vocab[rng.integers(0, len(vocab), int(lengths.sum()))]
         out, start = [], 0
         for k in lengths:
-            out.append(" ".join(flat[start:start + k]) + ".")
+            out.append(" ".join(flat[start : start + k]) + ".")
             start += k
         return out
 
-    return datasets.Dataset.from_dict({"premise": sentences(n, 20), "hypothesis": sentences(n, 10),
-                                       "label": rng.integers(0, 3, n).tolist()})
+    return datasets.Dataset.from_dict(
+        {"premise": sentences(n, 20), "hypothesis": sentences(n, 10), "label": rng.integers(0, 3, n).tolist()}
+    )
 
 
 def baseline(rows, tokenizer, max_length: int):
     """run_glue.py's preprocess_function, as that script maps it (sentence1_key/sentence2_key)."""
+
     def preprocess_function(examples):
-        result = tokenizer(examples["premise"], examples["hypothesis"], padding=False, max_length=max_length,
-                           truncation=True)
+        result = tokenizer(
+            examples["premise"], examples["hypothesis"], padding=False, max_length=max_length, truncation=True
+        )
         result["label"] = examples["label"]
         return result
 
-    return rows.map(preprocess_function, batched=True, remove_columns=rows.column_names, keep_in_memory=True,
-                    load_from_cache_file=False)
+    return rows.map(
+        preprocess_function,
+        batched=True,
+        remove_columns=rows.column_names,
+        keep_in_memory=True,
+        load_from_cache_file=False,
+    )
 
 
 def ours(rows, tokenizer, max_length: int):
@@ -76,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=MNLI_TRAIN_PAIRS)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--tokenizer", default=str(REPO / "artifacts" / "tiny"),
-                        help="a fast tokenizer folder (default: the demo's tiny XLM-R tokenizer; `make demo-data`)")
+    parser.add_argument(
+        "--tokenizer",
+        default=str(REPO / "artifacts" / "tiny"),
+        help="a fast tokenizer folder (default: the demo's tiny XLM-R tokenizer; `make demo-data`)",
+    )
     args = parser.parse_args(argv)
     import datasets
     from transformers import AutoTokenizer
@@ -87,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     if not tokenizer.is_fast:
         raise SystemExit(f"{args.tokenizer}: not a fast tokenizer; the recipe being compared uses one")
     rows = synthetic_pairs(args.examples)
-    print(f"{len(rows):,} pairs, tokenizer {args.tokenizer} ({type(tokenizer).__name__}), max_length {args.max_length}",
-          file=sys.stderr)
+    print(
+        f"{len(rows):,} pairs, tokenizer {args.tokenizer} ({type(tokenizer).__name__}), max_length {args.max_length}",
+        file=sys.stderr,
+    )
     sides = {"hpcxlt": ours, "hf_map": baseline}
     rates: dict[str, list[float]] = {name: [] for name in sides}
     ratios = []
@@ -102,15 +115,23 @@ def main(argv: list[str] | None = None) -> int:
             seconds[name] = time.perf_counter() - start
             rates[name].append(len(rows) / seconds[name])
         ratios.append(rates["hpcxlt"][-1] / rates["hf_map"][-1])
-        print(f"round {round_ + 1}: hpcxlt {seconds['hpcxlt']:.1f} s, hf_map {seconds['hf_map']:.1f} s, "
-              f"ratio {ratios[-1]:.2f}", file=sys.stderr)
-    same = (outputs["hpcxlt"]["input_ids"] == outputs["hf_map"]["input_ids"]
-            and outputs["hpcxlt"]["attention_mask"] == outputs["hf_map"]["attention_mask"]
-            and outputs["hpcxlt"]["labels"] == outputs["hf_map"]["label"])
+        print(
+            f"round {round_ + 1}: hpcxlt {seconds['hpcxlt']:.1f} s, hf_map {seconds['hf_map']:.1f} s, "
+            f"ratio {ratios[-1]:.2f}",
+            file=sys.stderr,
+        )
+    same = (
+        outputs["hpcxlt"]["input_ids"] == outputs["hf_map"]["input_ids"]
+        and outputs["hpcxlt"]["attention_mask"] == outputs["hf_map"]["attention_mask"]
+        and outputs["hpcxlt"]["labels"] == outputs["hf_map"]["label"]
+    )
     if not same:
         raise SystemExit("the two featurizations differ in token ids, attention masks or labels: not the same job")
     result = {
-        "bench": "featurize_throughput", "examples": len(rows), "rounds": args.rounds, "max_length": args.max_length,
+        "bench": "featurize_throughput",
+        "examples": len(rows),
+        "rounds": args.rounds,
+        "max_length": args.max_length,
         "tokenizer": args.tokenizer,
         "hpcxlt_pairs_per_s": round(statistics.median(rates["hpcxlt"]), 1),
         "hf_map_pairs_per_s": round(statistics.median(rates["hf_map"]), 1),

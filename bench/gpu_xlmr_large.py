@@ -30,9 +30,22 @@ sys.path.insert(0, str(REPO))
 
 # Dense bf16 tensor-core peaks from the vendors' data sheets (TFLOP/s, without sparsity).
 PEAK_BF16_TFLOPS = {
-    "H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 756.0,
-    "A100": 312.0, "A800": 312.0, "L40S": 362.0, "L40": 181.0, "A40": 150.0, "A10": 125.0, "L4": 121.0,
-    "RTX 4090": 165.0, "RTX A6000": 155.0, "V100": 125.0,  # V100: fp16 (no bf16)
+    "H200": 989.0,
+    "H100 SXM": 989.0,
+    "H100 80GB HBM3": 989.0,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "H100": 756.0,
+    "A100": 312.0,
+    "A800": 312.0,
+    "L40S": 362.0,
+    "L40": 181.0,
+    "A40": 150.0,
+    "A10": 125.0,
+    "L4": 121.0,
+    "RTX 4090": 165.0,
+    "RTX A6000": 155.0,
+    "V100": 125.0,  # V100: fp16 (no bf16)
 }
 
 
@@ -68,9 +81,11 @@ def main() -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("bench/gpu_xlmr_large.py needs a CUDA GPU and this machine has none (torch.cuda.is_available() is "
-              "False); run it on a GPU node, e.g. `srun --gpus 1 .venv/bin/python bench/gpu_xlmr_large.py`",
-              file=sys.stderr)
+        print(
+            "bench/gpu_xlmr_large.py needs a CUDA GPU and this machine has none (torch.cuda.is_available() is "
+            "False); run it on a GPU node, e.g. `srun --gpus 1 .venv/bin/python bench/gpu_xlmr_large.py`",
+            file=sys.stderr,
+        )
         return 2
 
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
@@ -81,9 +96,18 @@ def main() -> int:
     gpu = torch.cuda.get_device_name(0)
     peak = args.peak_tflops or peak_tflops(gpu)
     # XLM-R Large's configuration (FacebookAI/xlm-roberta-large config.json)
-    config = XLMRobertaConfig(vocab_size=250002, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                              intermediate_size=4096, max_position_embeddings=514, type_vocab_size=1,
-                              layer_norm_eps=1e-5, num_labels=3, attn_implementation="sdpa")
+    config = XLMRobertaConfig(
+        vocab_size=250002,
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+        num_labels=3,
+        attn_implementation="sdpa",
+    )
     torch.manual_seed(0)
     model = XLMRobertaForSequenceClassification(config)
     parameters = sum(p.numel() for p in model.parameters())
@@ -91,14 +115,25 @@ def main() -> int:
     results = []
     engine = None
     for seq, batch in zip(args.seq, args.batch):
-        train = TrainConfig(lr=1e-5, micro_batch_size=batch, grad_accum=1, max_steps=total_steps, warmup_ratio=0.0,
-                            zero_stage=args.zero_stage, precision="auto", max_length=max(seq, 8))
+        train = TrainConfig(
+            lr=1e-5,
+            micro_batch_size=batch,
+            grad_accum=1,
+            max_steps=total_steps,
+            warmup_ratio=0.0,
+            zero_stage=args.zero_stage,
+            precision="auto",
+            max_length=max(seq, 8),
+        )
         if engine is None:  # one engine for all lengths: DeepSpeed does not look at the batch shape of a step
             engine = Engine(model, train, total_steps=total_steps)
         ids = torch.randint(5, config.vocab_size, (batch, seq), device=engine.device)
         ids[:, 0], ids[:, -1] = 0, 2
-        data = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                "labels": torch.randint(0, 3, (batch,), device=engine.device)}
+        data = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "labels": torch.randint(0, 3, (batch,), device=engine.device),
+        }
         for _ in range(args.warmup):
             engine.step(data)
         torch.cuda.synchronize()
@@ -110,18 +145,35 @@ def main() -> int:
         tokens_per_s = args.steps * batch * seq / seconds
         achieved = tokens_per_s * flops_per_token(config, seq)
         row = {
-            "seq": seq, "batch": batch, "samples_per_s": round(args.steps * batch / seconds, 1),
-            "tokens_per_s": round(tokens_per_s), "model_tflops": round(achieved / 1e12, 1),
+            "seq": seq,
+            "batch": batch,
+            "samples_per_s": round(args.steps * batch / seconds, 1),
+            "tokens_per_s": round(tokens_per_s),
+            "model_tflops": round(achieved / 1e12, 1),
             "mfu": round(achieved / (peak * 1e12), 3) if peak else None,
             "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1),
             "last_loss": round(float(losses[-1]), 4),
         }
         results.append(row)
-        print(f"seq {seq:4d} batch {batch:3d}: {row['samples_per_s']:7.1f} samples/s, {row['tokens_per_s']:8d} tokens/s, "
-              f"{row['model_tflops']:6.1f} TFLOP/s, MFU {row['mfu']}, peak {row['peak_memory_gib']} GiB", flush=True)
-    print(json.dumps({"bench": "gpu_xlmr_large", "gpu": gpu, "peak_tflops": peak, "parameters": parameters,
-                      "precision": engine.precision, "zero_stage": args.zero_stage, "steps": args.steps,
-                      "results": results}))
+        print(
+            f"seq {seq:4d} batch {batch:3d}: {row['samples_per_s']:7.1f} samples/s, {row['tokens_per_s']:8d} tokens/s, "
+            f"{row['model_tflops']:6.1f} TFLOP/s, MFU {row['mfu']}, peak {row['peak_memory_gib']} GiB",
+            flush=True,
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "gpu_xlmr_large",
+                "gpu": gpu,
+                "peak_tflops": peak,
+                "parameters": parameters,
+                "precision": engine.precision,
+                "zero_stage": args.zero_stage,
+                "steps": args.steps,
+                "results": results,
+            }
+        )
+    )
     return 0
 
 

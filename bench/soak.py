@@ -36,12 +36,19 @@ def _env() -> dict[str, str]:
     from hpcxlt.launch.slurm import RENDEZVOUS_VARS
 
     env = {k: v for k, v in os.environ.items() if k not in RENDEZVOUS_VARS}
-    return {**env, "PYTHONPATH": str(REPO), "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return {
+        **env,
+        "PYTHONPATH": str(REPO),
+        "DS_ACCELERATOR": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
 
 
 def hpcxlt(*argv: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "hpcxlt", *argv], env={**_env(), **env}, capture_output=True,
-                          text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", *argv], env={**_env(), **env}, capture_output=True, text=True, cwd=REPO
+    )
     if check and proc.returncode != 0:
         raise SystemExit(f"hpcxlt {' '.join(argv)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
     return proc
@@ -66,9 +73,14 @@ def soak_local(config: Path, work: Path, kills: int, rng: random.Random, delays:
     killed = 0
     started = time.perf_counter()
     while True:
-        proc = subprocess.Popen([sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(run_dir),
-                                 "--no-progress"], env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(run_dir), "--no-progress"],
+            env=_env(),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         if killed < kills:
             try:
                 proc.wait(timeout=rng.uniform(*delays))
@@ -95,13 +107,24 @@ def soak_local(config: Path, work: Path, kills: int, rng: random.Random, delays:
     store = RunStore(run_dir)
     cells = store.load_plan().cells
     lost = [c.key for c in cells if not store.is_done(c.key)]
-    exports = {c.key: (store.logs_dir / "local" / f"{c.key}.log").read_text().count(" exported ")
-               for c in cells if c.stage != "eval" and (store.logs_dir / "local" / f"{c.key}.log").exists()}
+    exports = {
+        c.key: (store.logs_dir / "local" / f"{c.key}.log").read_text().count(" exported ")
+        for c in cells
+        if c.stage != "eval" and (store.logs_dir / "local" / f"{c.key}.log").exists()
+    }
     same = tables(run_dir) == tables(reference)
-    return {"kills": killed, "kills_asked": kills, "cells": len(cells), "lost": lost, "redone": sorted(changed),
-            "exported_twice": sorted(k for k, n in exports.items() if n > 1), "tables_equal": same,
-            "uninterrupted_s": round(uninterrupted_s, 1), "soaked_s": round(time.perf_counter() - started, 1),
-            "ok": same and not lost and not changed}
+    return {
+        "kills": killed,
+        "kills_asked": kills,
+        "cells": len(cells),
+        "lost": lost,
+        "redone": sorted(changed),
+        "exported_twice": sorted(k for k, n in exports.items() if n > 1),
+        "tables_equal": same,
+        "uninterrupted_s": round(uninterrupted_s, 1),
+        "soaked_s": round(time.perf_counter() - started, 1),
+        "ok": same and not lost and not changed,
+    }
 
 
 def soak_slurm(work: Path, preemptions: int) -> dict:
@@ -116,12 +139,26 @@ def soak_slurm(work: Path, preemptions: int) -> dict:
 
     build_tiny(work / "tiny", TinySpec(vocab_size=400, sentences_per_language=40), languages=("en", "de"))
     write_benchmark(work / "synth", SynthSettings(train_size=200, eval_size=24), tasks=("xnli",))
-    train = {"lr": 1e-3, "micro_batch_size": 8, "grad_accum": 1, "max_steps": 40 * (preemptions + 2),
-             "save_every": 20, "max_length": 64, "zero_stage": 0, "precision": "fp32"}
-    config = {"name": "soak-slurm", "model": {"name_or_path": str(work / "tiny")},
-              "data": {"source": "local", "root": str(work / "synth"), "cache_dir": str(work / "cache")},
-              "arms": [{"name": "none"}], "targets": {"tasks": ["xnli"], "languages": {"xnli": ["en"]}},
-              "seeds": [1], "intermediate": train, "target": train}
+    train = {
+        "lr": 1e-3,
+        "micro_batch_size": 8,
+        "grad_accum": 1,
+        "max_steps": 40 * (preemptions + 2),
+        "save_every": 20,
+        "max_length": 64,
+        "zero_stage": 0,
+        "precision": "fp32",
+    }
+    config = {
+        "name": "soak-slurm",
+        "model": {"name_or_path": str(work / "tiny")},
+        "data": {"source": "local", "root": str(work / "synth"), "cache_dir": str(work / "cache")},
+        "arms": [{"name": "none"}],
+        "targets": {"tasks": ["xnli"], "languages": {"xnli": ["en"]}},
+        "seeds": [1],
+        "intermediate": train,
+        "target": train,
+    }
     path = work / "soak-slurm.yaml"
     path.write_text(yaml.safe_dump(config))
     # the reference computes exactly as the cluster's jobs do (slurm/sites/local.yaml's setup: one thread)
@@ -151,26 +188,40 @@ def soak_slurm(work: Path, preemptions: int) -> dict:
     theirs = load_file(str(RunStore(work / "slurm-reference").model_dir(key) / "model.safetensors"))
     equal = mine.keys() == theirs.keys() and all(bool((mine[k] == theirs[k]).all()) for k in mine)
     state = store.state(key)
-    return {"preemptions": done, "finished": store.is_done(key), "attempts": state.get("attempts"),
-            "weights_equal": equal, "ok": store.is_done(key) and equal and done == preemptions}
+    return {
+        "preemptions": done,
+        "finished": store.is_done(key),
+        "attempts": state.get("attempts"),
+        "weights_equal": equal,
+        "ok": store.is_done(key) and equal and done == preemptions,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"), help="grid for part 1 (local)")
     parser.add_argument("--kills", type=int, default=100, help="SIGKILLs of the local grid")
-    parser.add_argument("--preemptions", type=int, default=20, help="SIGUSR2 preemptions on the local cluster (0: skip)")
+    parser.add_argument(
+        "--preemptions", type=int, default=20, help="SIGUSR2 preemptions on the local cluster (0: skip)"
+    )
     parser.add_argument("--seed", type=int, default=2026, help="seed of the kill moments")
-    parser.add_argument("--delay", type=float, nargs=2, default=(1.0, 10.0), metavar=("MIN", "MAX"),
-                        help="seconds after each (re)start at which the kill lands, uniform in [MIN, MAX]; short "
-                        "delays land in start-up as often as in training, so the grid survives many kills "
-                        "before it finishes (it stops being killed once it finishes)")
+    parser.add_argument(
+        "--delay",
+        type=float,
+        nargs=2,
+        default=(1.0, 10.0),
+        metavar=("MIN", "MAX"),
+        help="seconds after each (re)start at which the kill lands, uniform in [MIN, MAX]; short "
+        "delays land in start-up as often as in training, so the grid survives many kills "
+        "before it finishes (it stops being killed once it finishes)",
+    )
     args = parser.parse_args()
     result: dict = {"command": " ".join(["bench/soak.py", *sys.argv[1:]])}
     with tempfile.TemporaryDirectory(prefix="hpcxlt-soak-") as tmp:
         work = Path(tmp)
-        result["local"] = soak_local(Path(args.config).resolve(), work, args.kills, random.Random(args.seed),
-                                     tuple(args.delay))
+        result["local"] = soak_local(
+            Path(args.config).resolve(), work, args.kills, random.Random(args.seed), tuple(args.delay)
+        )
         if args.preemptions:
             result["slurm"] = soak_slurm(work, args.preemptions)
     result["ok"] = result["local"]["ok"] and result.get("slurm", {"ok": True})["ok"]

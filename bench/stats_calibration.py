@@ -45,8 +45,11 @@ def matrix() -> list[Scenario]:
             for regime in ("seed", "test"):
                 for metric, examples in (("accuracy", 2000), ("f1", 100)):
                     name = f"{'parallel' if parallel else 'independent'}-{metric}-{examples}-{regime}-{seeds}seed"
-                    out.append(Scenario(name=name, seeds=seeds, parallel=parallel, metric=metric, examples=examples,
-                                        regime=regime))
+                    out.append(
+                        Scenario(
+                            name=name, seeds=seeds, parallel=parallel, metric=metric, examples=examples, regime=regime
+                        )
+                    )
     return out
 
 
@@ -70,12 +73,18 @@ def run(scenario: Scenario, *, grids: int, n_boot: int, seed: int) -> dict:
             else:
                 power.append(star)
     multi = scenario.seeds >= MIN_SEEDS
-    return {"name": scenario.name, "seeds": scenario.seeds, "parallel": scenario.parallel, "metric": scenario.metric,
-            "examples": scenario.examples, "regime": scenario.regime,
-            "fpr": round(significant / tested, 4) if tested else None,
-            "coverage": round(float(np.mean(covered)), 4) if multi else None,
-            "power": round(float(np.mean(power)), 4) if multi else None,
-            "starred_one_seed": None if multi else round(starred / (2 * grids), 4)}
+    return {
+        "name": scenario.name,
+        "seeds": scenario.seeds,
+        "parallel": scenario.parallel,
+        "metric": scenario.metric,
+        "examples": scenario.examples,
+        "regime": scenario.regime,
+        "fpr": round(significant / tested, 4) if tested else None,
+        "coverage": round(float(np.mean(covered)), 4) if multi else None,
+        "power": round(float(np.mean(power)), 4) if multi else None,
+        "starred_one_seed": None if multi else round(starred / (2 * grids), 4),
+    }
 
 
 def goals_met(row: dict) -> bool:
@@ -85,8 +94,9 @@ def goals_met(row: dict) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--grids", type=int, default=200, help="null and planted grids per scenario (default 200 each)")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap draws per comparison (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -100,13 +110,23 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run(scenario, grids=args.grids, n_boot=args.bootstrap, seed=args.seed))
             if not args.json:
                 row = rows[-1]
-                shown = {k: ("-" if row[k] is None else f"{row[k]:.3f}") for k in ("fpr", "coverage", "power",
-                                                                                    "starred_one_seed")}
-                print(f"{row['name']:44} fpr {shown['fpr']:>6}  coverage {shown['coverage']:>6}  power "
-                      f"{shown['power']:>6}  starred(1 seed) {shown['starred_one_seed']:>6}  "
-                      f"{'ok' if goals_met(row) else 'GOAL MISSED'}", flush=True)
-    result = {"scenarios": rows, "goals_met": all(goals_met(r) for r in rows), "grids": args.grids,
-              "bootstrap": args.bootstrap, "seconds": round(time.perf_counter() - started, 1)}
+                shown = {
+                    k: ("-" if row[k] is None else f"{row[k]:.3f}")
+                    for k in ("fpr", "coverage", "power", "starred_one_seed")
+                }
+                print(
+                    f"{row['name']:44} fpr {shown['fpr']:>6}  coverage {shown['coverage']:>6}  power "
+                    f"{shown['power']:>6}  starred(1 seed) {shown['starred_one_seed']:>6}  "
+                    f"{'ok' if goals_met(row) else 'GOAL MISSED'}",
+                    flush=True,
+                )
+    result = {
+        "scenarios": rows,
+        "goals_met": all(goals_met(r) for r in rows),
+        "grids": args.grids,
+        "bootstrap": args.bootstrap,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     print(json.dumps(result))
     return 0
 

@@ -69,8 +69,10 @@ def main() -> int:
         result["dry_run_s"] = round(seconds, 3)
         result["dry_run_ms_per_cell"] = round(seconds * 1000 / cells, 4)
         result["sbatch_submissions"] = len(dry.submissions)
-        print(f"dry run: {len(dry.submissions)} sbatch submissions, {seconds:.2f} s, "
-              f"{result['dry_run_ms_per_cell']:.3f} ms per cell")
+        print(
+            f"dry run: {len(dry.submissions)} sbatch submissions, {seconds:.2f} s, "
+            f"{result['dry_run_ms_per_cell']:.3f} ms per cell"
+        )
 
         if args.no_slurm or not queue.available():
             result["slurm"] = None
@@ -98,9 +100,23 @@ def main() -> int:
 
             def raw(row: dict) -> str:
                 array = [f"--array=0-{row['tasks'] - 1}"] if row["tasks"] > 1 else []
-                out = subprocess.run(["sbatch", "--parsable", "--hold", "-p", site.stage("eval").partition or "low",
-                                      "-o", "/dev/null", *array, "--wrap", "true"],
-                                     capture_output=True, text=True, check=True).stdout
+                out = subprocess.run(
+                    [
+                        "sbatch",
+                        "--parsable",
+                        "--hold",
+                        "-p",
+                        site.stage("eval").partition or "low",
+                        "-o",
+                        "/dev/null",
+                        *array,
+                        "--wrap",
+                        "true",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
                 submitted.append(out.strip().split(";")[0])
                 return submitted[-1]
 
@@ -121,19 +137,28 @@ def main() -> int:
             finally:
                 queue.cancel(submitted)
             result["slurm"] = {
-                "submit_s": round(seconds, 3), "ms_per_cell": round(seconds * 1000 / cells, 4),
-                "ms_per_job": round(seconds * 1000 / jobs, 4), "sbatch_calls": len(rows),
-                "sbatch_in_flight": slurm.SBATCH_IN_FLIGHT, "cancel_s": round(cancel_s, 3), "left_in_queue": len(left),
-                "raw_sbatch_s": round(raw_s, 3), "vs_raw_sbatch": round(seconds / raw_s, 2),
+                "submit_s": round(seconds, 3),
+                "ms_per_cell": round(seconds * 1000 / cells, 4),
+                "ms_per_job": round(seconds * 1000 / jobs, 4),
+                "sbatch_calls": len(rows),
+                "sbatch_in_flight": slurm.SBATCH_IN_FLIGHT,
+                "cancel_s": round(cancel_s, 3),
+                "left_in_queue": len(left),
+                "raw_sbatch_s": round(raw_s, 3),
+                "vs_raw_sbatch": round(seconds / raw_s, 2),
                 "raw_sbatch_in_flight_s": round(raw_parallel_s, 3),
                 "vs_raw_sbatch_in_flight": round(seconds / raw_parallel_s, 2),
             }
-            print(f"slurm: {len(rows)} sbatch calls (held, up to {slurm.SBATCH_IN_FLIGHT} in flight), {seconds:.2f} s "
-                  f"including the run directory and one submission record, {result['slurm']['ms_per_cell']:.3f} ms "
-                  f"per cell; cancelled in {cancel_s:.2f} s, {len(left)} left in the queue")
-            print(f"baseline: the same {len(rows)} submissions as raw `sbatch --hold --wrap true`: {raw_s:.2f} s one "
-                  f"after the other (hpcxlt: {seconds / raw_s:.2f}x), {raw_parallel_s:.2f} s in the same batches "
-                  f"with {slurm.SBATCH_IN_FLIGHT} in flight (hpcxlt: {seconds / raw_parallel_s:.2f}x)")
+            print(
+                f"slurm: {len(rows)} sbatch calls (held, up to {slurm.SBATCH_IN_FLIGHT} in flight), {seconds:.2f} s "
+                f"including the run directory and one submission record, {result['slurm']['ms_per_cell']:.3f} ms "
+                f"per cell; cancelled in {cancel_s:.2f} s, {len(left)} left in the queue"
+            )
+            print(
+                f"baseline: the same {len(rows)} submissions as raw `sbatch --hold --wrap true`: {raw_s:.2f} s one "
+                f"after the other (hpcxlt: {seconds / raw_s:.2f}x), {raw_parallel_s:.2f} s in the same batches "
+                f"with {slurm.SBATCH_IN_FLIGHT} in flight (hpcxlt: {seconds / raw_parallel_s:.2f}x)"
+            )
     print(json.dumps(result, sort_keys=True))
     return 0
 

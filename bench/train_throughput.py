@@ -61,19 +61,35 @@ def write_world(root: Path, seed: int = 0) -> Path:
     for n in lengths:
         words = rng.choice(WORDS, size=n).tolist()
         cut = max(1, int(n * 0.7))
-        lines.append(json.dumps({"premise": " ".join(words[:cut]), "hypothesis": " ".join(words[cut:]) or WORDS[0],
-                                 "label": int(rng.integers(0, 3))}))
+        lines.append(
+            json.dumps(
+                {
+                    "premise": " ".join(words[:cut]),
+                    "hypothesis": " ".join(words[cut:]) or WORDS[0],
+                    "label": int(rng.integers(0, 3)),
+                }
+            )
+        )
     data = root / "data" / "xnli" / "en"
     data.mkdir(parents=True, exist_ok=True)
     (data / "train.jsonl").write_text("\n".join(lines) + "\n")
     vocab = {"<s>": 0, "<pad>": PAD_ID, "</s>": 2, "<unk>": 3, "<mask>": 4, **{w: i for i, w in enumerate(WORDS, 5)}}
     core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = WhitespaceSplit()
-    core.post_processor = TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
-                                             special_tokens=[("<s>", 0), ("</s>", 2)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
-                                        eos_token="</s>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
-                                        model_max_length=MAX_LEN)
+    core.post_processor = TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        mask_token="<mask>",
+        model_max_length=MAX_LEN,
+    )
     tokenizer.save_pretrained(root / "tokenizer")
     return root / "tokenizer"
 
@@ -82,14 +98,27 @@ def experiment(root: Path, *, steps: int, micro_batch: int, stage: int):
     """The one-cell experiment whose target cell both trainers train: data, cache and hyperparameters."""
     from hpcxlt.config import parse_config
 
-    return parse_config({
-        "name": "train-throughput", "model": {"name_or_path": str(root / "tokenizer")},
-        "data": {"source": "local", "root": str(root / "data"), "cache_dir": str(root / "cache")},
-        "arms": [{"name": "none"}], "targets": {"tasks": ["xnli"], "languages": {"xnli": ["en"]}}, "seeds": [1],
-        "target": {"lr": 5e-4, "micro_batch_size": micro_batch, "grad_accum": 1, "max_steps": steps,
-                   "warmup_ratio": 0.1, "zero_stage": stage, "save_every": 0, "precision": "fp32",
-                   "max_length": MAX_LEN},
-    })
+    return parse_config(
+        {
+            "name": "train-throughput",
+            "model": {"name_or_path": str(root / "tokenizer")},
+            "data": {"source": "local", "root": str(root / "data"), "cache_dir": str(root / "cache")},
+            "arms": [{"name": "none"}],
+            "targets": {"tasks": ["xnli"], "languages": {"xnli": ["en"]}},
+            "seeds": [1],
+            "target": {
+                "lr": 5e-4,
+                "micro_batch_size": micro_batch,
+                "grad_accum": 1,
+                "max_steps": steps,
+                "warmup_ratio": 0.1,
+                "zero_stage": stage,
+                "save_every": 0,
+                "precision": "fp32",
+                "max_length": MAX_LEN,
+            },
+        }
+    )
 
 
 def cached_features(root: Path):
@@ -110,9 +139,17 @@ def make_model(seed: int = 0):
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
     torch.manual_seed(seed)
-    cfg = XLMRobertaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-                           intermediate_size=FFN, max_position_embeddings=MAX_LEN + 2, pad_token_id=PAD_ID,
-                           num_labels=3, attn_implementation="sdpa")
+    cfg = XLMRobertaConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=FFN,
+        max_position_embeddings=MAX_LEN + 2,
+        pad_token_id=PAD_ID,
+        num_labels=3,
+        attn_implementation="sdpa",
+    )
     return XLMRobertaForSequenceClassification(cfg)
 
 
@@ -122,16 +159,17 @@ def peak_rss_mib() -> float:
 
 # -- ours: the train_cell path -------------------------------------------------------------------------
 
+
 def run_ours(root: Path, *, steps: int, stage: int, workdir: Path) -> dict:
     from transformers import AutoTokenizer
 
     from hpcxlt.grid.plan import plan
     from hpcxlt.train import dist
+    from hpcxlt.train.cell_setup import cell_setup
     from hpcxlt.train.engine import Engine
     from hpcxlt.train.loop import LoopConfig, train_loop
-    from hpcxlt.train.cell_setup import cell_setup
-    from hpcxlt.train.streams import build_streams, mixture_probabilities
     from hpcxlt.train.sampling import Mixture
+    from hpcxlt.train.streams import build_streams, mixture_probabilities
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cfg = experiment(root, steps=steps, micro_batch=BATCH // world, stage=stage)
@@ -144,18 +182,35 @@ def run_ours(root: Path, *, steps: int, stage: int, workdir: Path) -> dict:
     streams, _ = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world)
     engine = Engine(model, setup.train, total_steps=steps)
     sizes = {s.key: s.size for s in streams}
-    mixture = Mixture(streams, mixture_probabilities(cfg, cell, setup, sizes)[0], seed=cell.seed, rank=dist.get_rank(),
-                      world_size=world)
-    loop = LoopConfig(total_steps=steps, checkpoint_dir=workdir / "ckpt", log_path=workdir / "log.jsonl",
-                      save_every=0, keep_last=1, log_every=max(1, steps // 4))
+    mixture = Mixture(
+        streams,
+        mixture_probabilities(cfg, cell, setup, sizes)[0],
+        seed=cell.seed,
+        rank=dist.get_rank(),
+        world_size=world,
+    )
+    loop = LoopConfig(
+        total_steps=steps,
+        checkpoint_dir=workdir / "ckpt",
+        log_path=workdir / "log.jsonl",
+        save_every=0,
+        keep_last=1,
+        log_every=max(1, steps // 4),
+    )
     result = train_loop(engine, mixture, loop)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     examples = sum(c["examples"] for c in result.counts.values())  # global batches: every rank's examples
-    return {"samples_per_s": examples / seconds, "seconds": seconds, "samples_per_cpu_s": examples / cpu,
-            "steps": steps, "zero_stage": stage}
+    return {
+        "samples_per_s": examples / seconds,
+        "seconds": seconds,
+        "samples_per_cpu_s": examples / cpu,
+        "steps": steps,
+        "zero_stage": stage,
+    }
 
 
 # -- Hugging Face Trainer ----------------------------------------------------------------------------
+
 
 def run_trainer(root: Path, *, steps: int, padded: bool, workdir: Path) -> dict:
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
@@ -163,19 +218,37 @@ def run_trainer(root: Path, *, steps: int, padded: bool, workdir: Path) -> dict:
     model = make_model()
     start, cpu_start = time.perf_counter(), time.process_time()
     features, tokenizer = cached_features(root)  # a read of the same cached Arrow dataset as ours
-    collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=MAX_LEN) if padded
-                else DataCollatorWithPadding(tokenizer))
+    collator = (
+        DataCollatorWithPadding(tokenizer, padding="max_length", max_length=MAX_LEN)
+        if padded
+        else DataCollatorWithPadding(tokenizer)
+    )
     args = TrainingArguments(
-        output_dir=str(workdir), per_device_train_batch_size=BATCH, max_steps=steps, learning_rate=5e-4,
-        warmup_steps=max(1, steps // 10), weight_decay=0.01, max_grad_norm=1.0, use_cpu=True, report_to=[],
-        save_strategy="no", logging_strategy="no", dataloader_num_workers=0, seed=0,
-        train_sampling_strategy="random" if padded else "group_by_length", disable_tqdm=True,
+        output_dir=str(workdir),
+        per_device_train_batch_size=BATCH,
+        max_steps=steps,
+        learning_rate=5e-4,
+        warmup_steps=max(1, steps // 10),
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        dataloader_num_workers=0,
+        seed=0,
+        train_sampling_strategy="random" if padded else "group_by_length",
+        disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collator)
     trainer.train()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    return {"samples_per_s": steps * BATCH / seconds, "samples_per_cpu_s": steps * BATCH / cpu, "seconds": seconds,
-            "steps": steps}
+    return {
+        "samples_per_s": steps * BATCH / seconds,
+        "samples_per_cpu_s": steps * BATCH / cpu,
+        "seconds": seconds,
+        "steps": steps,
+    }
 
 
 def run_child(kind: str, root: Path, steps: int, threads: int, workdir: Path) -> dict:
@@ -184,9 +257,24 @@ def run_child(kind: str, root: Path, steps: int, threads: int, workdir: Path) ->
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO)}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
-    out = subprocess.run([sys.executable, __file__, "--one", kind, "--root", str(root), "--steps", str(steps),
-                          "--threads", str(threads)], env={**env, "BENCH_WORKDIR": str(workdir)},
-                         capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--one",
+            kind,
+            "--root",
+            str(root),
+            "--steps",
+            str(steps),
+            "--threads",
+            str(threads),
+        ],
+        env={**env, "BENCH_WORKDIR": str(workdir)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{kind} run failed:\n{(out.stdout + out.stderr)[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -235,12 +323,14 @@ def worker(args: argparse.Namespace) -> int:
     if dist.is_main():
         # CPU seconds of both processes together
         per_cpu_s = 1.0 / sum(1.0 / c for c in cpu)
-        (Path(args.worker) / "result.json").write_text(json.dumps({**result, "samples_per_cpu_s": per_cpu_s,
-                                                                   "peak_rss_mib_per_process": rss}))
+        (Path(args.worker) / "result.json").write_text(
+            json.dumps({**result, "samples_per_cpu_s": per_cpu_s, "peak_rss_mib_per_process": rss})
+        )
     return 0
 
 
 # -- 2 processes ---------------------------------------------------------------------------------------
+
 
 def run_multiproc(root: Path, steps: int) -> dict:
     with socket.socket() as s:
@@ -248,8 +338,22 @@ def run_multiproc(root: Path, steps: int) -> dict:
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-        cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), __file__, "--worker", tmp, "--root", str(root), "--steps", str(steps)]
+        cmd = [
+            str(Path(sys.executable).parent / "torchrun"),
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            __file__,
+            "--worker",
+            tmp,
+            "--root",
+            str(root),
+            "--steps",
+            str(steps),
+        ]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if out.returncode != 0:
             raise RuntimeError(f"2-process run failed:\n{(out.stdout + out.stderr)[-3000:]}")
@@ -261,7 +365,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps for ours and the grouped Trainer")
     parser.add_argument("--padded-steps", type=int, default=12, help="steps for the Trainer padding to 256 (slow)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in the one-process runs")
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of ours / grouped Trainer (median kept)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds of ours / grouped Trainer (median kept)"
+    )
     parser.add_argument("--no-multiproc", action="store_true", help="skip the 2-process ZeRO-2 run")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -287,26 +393,44 @@ def main() -> int:
         write_world(tmp / "world")
         features, _ = cached_features(tmp / "world")  # tokenized into the feature cache now, outside every timer
         lengths = sorted(len(ids) for ids in features["input_ids"])
-        print(f"data: {len(lengths)} examples, median length {lengths[len(lengths) // 2]}, max {lengths[-1]}; "
-              f"batch {BATCH}; {args.threads} threads", flush=True)
+        print(
+            f"data: {len(lengths)} examples, median length {lengths[len(lengths) // 2]}, max {lengths[-1]}; "
+            f"batch {BATCH}; {args.threads} threads",
+            flush=True,
+        )
         rounds: dict[str, list[dict]] = {"ours": [], "hf_grouped": []}
         for r in range(args.rounds):  # interleaved, so a busy spell of the machine hits both
             rounds["ours"].append(run_child("ours", tmp / "world", args.steps, args.threads, tmp / f"ours{r}"))
-            print(f"ours           {rounds['ours'][-1]['samples_per_s']:7.1f} samples/s "
-                  f"{rounds['ours'][-1]['samples_per_cpu_s']:7.1f} per CPU-s", flush=True)
-            rounds["hf_grouped"].append(run_child("hf_grouped", tmp / "world", args.steps, args.threads, tmp / f"hf{r}"))
-            print(f"hf grouped     {rounds['hf_grouped'][-1]['samples_per_s']:7.1f} samples/s "
-                  f"{rounds['hf_grouped'][-1]['samples_per_cpu_s']:7.1f} per CPU-s", flush=True)
+            print(
+                f"ours           {rounds['ours'][-1]['samples_per_s']:7.1f} samples/s "
+                f"{rounds['ours'][-1]['samples_per_cpu_s']:7.1f} per CPU-s",
+                flush=True,
+            )
+            rounds["hf_grouped"].append(
+                run_child("hf_grouped", tmp / "world", args.steps, args.threads, tmp / f"hf{r}")
+            )
+            print(
+                f"hf grouped     {rounds['hf_grouped'][-1]['samples_per_s']:7.1f} samples/s "
+                f"{rounds['hf_grouped'][-1]['samples_per_cpu_s']:7.1f} per CPU-s",
+                flush=True,
+            )
         for name, runs in rounds.items():  # the median round
             results[name] = sorted(runs, key=lambda x: x["samples_per_s"])[len(runs) // 2]
-        results["hf_padded"] = run_child("hf_padded", tmp / "world", args.padded_steps, args.threads,
-                                         tmp / "hf_padded")
-        print(f"hf padded 256  {results['hf_padded']['samples_per_s']:7.1f} samples/s "
-              f"{results['hf_padded']['samples_per_cpu_s']:7.1f} per CPU-s", flush=True)
+        results["hf_padded"] = run_child("hf_padded", tmp / "world", args.padded_steps, args.threads, tmp / "hf_padded")
+        print(
+            f"hf padded 256  {results['hf_padded']['samples_per_s']:7.1f} samples/s "
+            f"{results['hf_padded']['samples_per_cpu_s']:7.1f} per CPU-s",
+            flush=True,
+        )
         multi = None if args.no_multiproc else run_multiproc(tmp / "world", args.steps)
     summary = {
         "bench": "train_throughput",
-        "model": {"vocab": VOCAB, "hidden": HIDDEN, "layers": LAYERS, "parameters": sum(p.numel() for p in make_model().parameters())},
+        "model": {
+            "vocab": VOCAB,
+            "hidden": HIDDEN,
+            "layers": LAYERS,
+            "parameters": sum(p.numel() for p in make_model().parameters()),
+        },
         "data": {"examples": N_EXAMPLES, "median_length": MEDIAN_LEN, "max_length": MAX_LEN, "batch": BATCH},
         "threads": args.threads,
         "rounds": args.rounds,
@@ -319,17 +443,26 @@ def main() -> int:
         "ours_samples_per_cpu_s": round(results["ours"]["samples_per_cpu_s"], 1),
         "hf_grouped_samples_per_cpu_s": round(results["hf_grouped"]["samples_per_cpu_s"], 1),
         "hf_padded_samples_per_cpu_s": round(results["hf_padded"]["samples_per_cpu_s"], 1),
-        "cpu_ratio_ours_vs_hf_grouped": round(results["ours"]["samples_per_cpu_s"] / results["hf_grouped"]["samples_per_cpu_s"], 2),
-        "cpu_ratio_ours_vs_hf_padded": round(results["ours"]["samples_per_cpu_s"] / results["hf_padded"]["samples_per_cpu_s"], 2),
+        "cpu_ratio_ours_vs_hf_grouped": round(
+            results["ours"]["samples_per_cpu_s"] / results["hf_grouped"]["samples_per_cpu_s"], 2
+        ),
+        "cpu_ratio_ours_vs_hf_padded": round(
+            results["ours"]["samples_per_cpu_s"] / results["hf_padded"]["samples_per_cpu_s"], 2
+        ),
     }
     if multi is not None:
-        print(f"ours 2 proc Z2 {multi['samples_per_s']:7.1f} samples/s, peak RSS per process "
-              f"{', '.join(f'{m:.0f}' for m in multi['peak_rss_mib_per_process'])} MiB", flush=True)
-        summary.update({
-            "ours_2proc_zero2_samples_per_s": round(multi["samples_per_s"], 1),
-            "ours_2proc_zero2_samples_per_cpu_s": round(multi["samples_per_cpu_s"], 1),
-            "ours_2proc_zero2_peak_rss_mib_per_process": [round(m, 1) for m in multi["peak_rss_mib_per_process"]],
-        })
+        print(
+            f"ours 2 proc Z2 {multi['samples_per_s']:7.1f} samples/s, peak RSS per process "
+            f"{', '.join(f'{m:.0f}' for m in multi['peak_rss_mib_per_process'])} MiB",
+            flush=True,
+        )
+        summary.update(
+            {
+                "ours_2proc_zero2_samples_per_s": round(multi["samples_per_s"], 1),
+                "ours_2proc_zero2_samples_per_cpu_s": round(multi["samples_per_cpu_s"], 1),
+                "ours_2proc_zero2_peak_rss_mib_per_process": [round(m, 1) for m in multi["peak_rss_mib_per_process"]],
+            }
+        )
     print(json.dumps(summary))
     return 0
 

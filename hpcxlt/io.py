@@ -11,8 +11,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def current_umask() -> int:
@@ -104,8 +105,9 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, replace: bool = Tru
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2, replace: bool = True) -> Path:
     """Atomically write `obj` as JSON (sorted keys, so equal objects give equal files)."""
-    return write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n",
-                             replace=replace)
+    return write_text_atomic(
+        path, json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n", replace=replace
+    )
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -18,8 +18,8 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 MASTER_ADDR_SUFFIX_VAR = "HPCXLT_MASTER_ADDR_SUFFIX"
 DIST_TIMEOUT_VAR = "HPCXLT_DIST_TIMEOUT_S"
@@ -158,7 +158,9 @@ def dist_timeout_s(env: Mapping[str, str] | None = None) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise DistError(f"environment variable {DIST_TIMEOUT_VAR}={raw!r} is not an integer number of seconds") from None
+        raise DistError(
+            f"environment variable {DIST_TIMEOUT_VAR}={raw!r} is not an integer number of seconds"
+        ) from None
     if value < 1:
         raise DistError(f"environment variable {DIST_TIMEOUT_VAR}={raw!r} must be >= 1")
     return value
@@ -172,10 +174,16 @@ def detect(env: Mapping[str, str] | None = None) -> DistEnv:
         world = _int(env, "WORLD_SIZE")
         addr = env.get("MASTER_ADDR", LOOPBACK)
         port = int(env["MASTER_PORT"]) if "MASTER_PORT" in env else job_port("torchrun", os.getppid())
-        return _checked(DistEnv(
-            launcher="torchrun", rank=_int(env, "RANK"), world_size=world,
-            local_rank=_int(env, "LOCAL_RANK") if "LOCAL_RANK" in env else 0, master_addr=addr, master_port=port,
-        ))
+        return _checked(
+            DistEnv(
+                launcher="torchrun",
+                rank=_int(env, "RANK"),
+                world_size=world,
+                local_rank=_int(env, "LOCAL_RANK") if "LOCAL_RANK" in env else 0,
+                master_addr=addr,
+                master_port=port,
+            )
+        )
     if launcher == "slurm":
         return _slurm(env)
     if "OMPI_COMM_WORLD_RANK" in env:
@@ -216,13 +224,21 @@ def _slurm(env: Mapping[str, str]) -> DistEnv:
         if not nodelist:
             raise DistError("srun step spans several nodes but SLURM_STEP_NODELIST/SLURM_JOB_NODELIST is unset")
         addr = _node_addr(env, nodelist)
-    port = int(env["MASTER_PORT"]) if "MASTER_PORT" in env else job_port(
-        "slurm", env.get("SLURM_JOB_ID", ""), env.get("SLURM_STEP_ID", "")
+    port = (
+        int(env["MASTER_PORT"])
+        if "MASTER_PORT" in env
+        else job_port("slurm", env.get("SLURM_JOB_ID", ""), env.get("SLURM_STEP_ID", ""))
     )
-    return _checked(DistEnv(
-        launcher="slurm", rank=_int(env, "SLURM_PROCID"), world_size=world, local_rank=_int(env, "SLURM_LOCALID"),
-        master_addr=addr, master_port=port,
-    ))
+    return _checked(
+        DistEnv(
+            launcher="slurm",
+            rank=_int(env, "SLURM_PROCID"),
+            world_size=world,
+            local_rank=_int(env, "SLURM_LOCALID"),
+            master_addr=addr,
+            master_port=port,
+        )
+    )
 
 
 def _mpi(env: Mapping[str, str], rank: int, world: int, local: int, local_size: int, job: str | None) -> DistEnv:
@@ -249,9 +265,16 @@ def _mpi(env: Mapping[str, str], rank: int, world: int, local: int, local_size: 
         port = job_port("mpi", os.getppid())
     else:
         raise DistError("mpiexec across several nodes outside Slurm: set MASTER_PORT (the same in every rank)")
-    return _checked(DistEnv(
-        launcher="mpi", rank=rank, world_size=world, local_rank=max(local, 0), master_addr=addr, master_port=port,
-    ))
+    return _checked(
+        DistEnv(
+            launcher="mpi",
+            rank=rank,
+            world_size=world,
+            local_rank=max(local, 0),
+            master_addr=addr,
+            master_port=port,
+        )
+    )
 
 
 def _checked(d: DistEnv) -> DistEnv:

@@ -6,8 +6,9 @@ A plain module (like slurm_fixture.py): the test modules import `make_run` from 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hpcxlt.config import parse_config
 from hpcxlt.grid.plan import plan
@@ -33,9 +34,17 @@ def metrics_for(target: str, score: float) -> dict[str, float]:
 
 def record(arm: str, target: str, seed: int, lang: str, split: str, score: float) -> dict[str, Any]:
     return {
-        "key": f"eval.{arm}.{target}.s{seed}.{lang}", "arm": arm, "target": target, "seed": seed, "lang": lang,
-        "split": split, "metrics": metrics_for(target, score), "score": score, "n_examples": 100,
-        "checkpoint": f"cells/target.{arm}.{target}.s{seed}/model", "config_hash": "test",
+        "key": f"eval.{arm}.{target}.s{seed}.{lang}",
+        "arm": arm,
+        "target": target,
+        "seed": seed,
+        "lang": lang,
+        "split": split,
+        "metrics": metrics_for(target, score),
+        "score": score,
+        "n_examples": 100,
+        "checkpoint": f"cells/target.{arm}.{target}.s{seed}/model",
+        "config_hash": "test",
     }
 
 
@@ -58,12 +67,16 @@ def make_run(
     store), 'files' the one-record files earlier versions wrote (results/<key>.<split>.json), 'jsonl'
     one results/<arm>.jsonl shard per arm.
     """
-    cfg = parse_config({
-        "name": "aggtest", "arms": arms,
-        "targets": {"tasks": list(targets), "languages": {t: list(langs) for t, langs in targets.items()}},
-        "seeds": seeds, "eval": {"splits": list(splits), "qa_convention": qa_convention},
-        **({"stats": stats} if stats else {}),
-    })
+    cfg = parse_config(
+        {
+            "name": "aggtest",
+            "arms": arms,
+            "targets": {"tasks": list(targets), "languages": {t: list(langs) for t, langs in targets.items()}},
+            "seeds": seeds,
+            "eval": {"splits": list(splits), "qa_convention": qa_convention},
+            **({"stats": stats} if stats else {}),
+        }
+    )
     grid = plan(cfg)
     store = RunStore(root)
     store.initialize(cfg, grid)

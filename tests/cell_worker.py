@@ -1,6 +1,6 @@
 """Run the training cells of a run directory with `train_cell`, in plan order, under any launcher.
 
-    torchrun --nproc_per_node 2 tests/cell_worker.py RUN_DIR [CELL_KEY ...]
+torchrun --nproc_per_node 2 tests/cell_worker.py RUN_DIR [CELL_KEY ...]
 """
 
 from __future__ import annotations

@@ -35,8 +35,14 @@ def tiny_model(seed: int) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     cfg = XLMRobertaConfig(
-        vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-        max_position_embeddings=64, num_labels=2, attn_implementation="sdpa",
+        vocab_size=VOCAB,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        num_labels=2,
+        attn_implementation="sdpa",
     )
     return XLMRobertaForSequenceClassification(cfg)
 
@@ -70,7 +76,9 @@ def full_data_loss(model: torch.nn.Module, data: list[dict], state: dict | None 
         model.load_state_dict(state)
     model.eval()
     with torch.no_grad():
-        losses = [model(**collate(data[i : i + 16])).loss.item() * len(data[i : i + 16]) for i in range(0, len(data), 16)]
+        losses = [
+            model(**collate(data[i : i + 16])).loss.item() * len(data[i : i + 16]) for i in range(0, len(data), 16)
+        ]
     return sum(losses) / len(data)
 
 
@@ -87,15 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--prefetch", type=int, default=2, help="micro-batches prepared ahead (LoopConfig.prefetch)")
     parser.add_argument("--eval-every", type=int, default=0, help="a dev evaluation (the full-data loss) every N steps")
-    parser.add_argument("--dev-metrics", type=str, default="",
-                        help="comma-separated scripted dev metrics (higher is better), one per evaluation step "
-                             "(step // eval-every - 1), instead of the full-data loss")
+    parser.add_argument(
+        "--dev-metrics",
+        type=str,
+        default="",
+        help="comma-separated scripted dev metrics (higher is better), one per evaluation step "
+        "(step // eval-every - 1), instead of the full-data loss",
+    )
     parser.add_argument("--patience", type=int, default=0, help="LoopConfig.patience")
     parser.add_argument("--min-delta", type=float, default=0.0, help="LoopConfig.min_delta")
-    parser.add_argument("--signal-at", type=int, default=0,
-                        help="this process sends itself SIGUSR2 while it computes step N (a deterministic preemption)")
+    parser.add_argument(
+        "--signal-at",
+        type=int,
+        default=0,
+        help="this process sends itself SIGUSR2 while it computes step N (a deterministic preemption)",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"[rank %(process)d] %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="[rank %(process)d] %(name)s %(levelname)s: %(message)s")
     logging.getLogger("hpcxlt").setLevel(logging.INFO)
 
     data = random_examples(args.seed)
@@ -105,8 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         seed_everything(args.seed)
         model = tiny_model(args.seed)
         train = TrainConfig(
-            lr=args.lr, micro_batch_size=args.micro_batch, grad_accum=args.grad_accum, max_steps=args.steps,
-            warmup_ratio=0.1, zero_stage=stage, save_every=args.save_every, keep_last=args.keep_last,
+            lr=args.lr,
+            micro_batch_size=args.micro_batch,
+            grad_accum=args.grad_accum,
+            max_steps=args.steps,
+            warmup_ratio=0.1,
+            zero_stage=stage,
+            save_every=args.save_every,
+            keep_last=args.keep_last,
             max_grad_norm=1.0,
         )
         engine = Engine(model, train, total_steps=args.steps, persistence_threshold=0)
@@ -115,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         world = dist.get_world_size()
         global_batch = args.micro_batch * world
 
-        def epoch_batches(epoch: int) -> list[list[int]]:
+        def epoch_batches(epoch: int, global_batch: int = global_batch) -> list[list[int]]:
             order = list(range(len(data)))
             random.Random(args.seed * 100 + epoch).shuffle(order)
             return [order[i : i + global_batch] for i in range(0, len(order), global_batch)]
@@ -123,9 +145,17 @@ def main(argv: list[str] | None = None) -> int:
         stream = Stream(task="cls", lang="en", dataset=data, epoch_batches=epoch_batches, collate=collate)
         mixture = Mixture([stream], {"cls:en": 1.0}, seed=args.seed, rank=dist.get_rank(), world_size=world)
         loop_cfg = LoopConfig(
-            total_steps=args.steps, checkpoint_dir=run / "checkpoints", log_path=run / "train_log.jsonl",
-            save_every=args.save_every, keep_last=args.keep_last, log_every=1, eval_every=args.eval_every,
-            greater_is_better=bool(scripted), prefetch=args.prefetch, patience=args.patience, min_delta=args.min_delta,
+            total_steps=args.steps,
+            checkpoint_dir=run / "checkpoints",
+            log_path=run / "train_log.jsonl",
+            save_every=args.save_every,
+            keep_last=args.keep_last,
+            log_every=1,
+            eval_every=args.eval_every,
+            greater_is_better=bool(scripted),
+            prefetch=args.prefetch,
+            patience=args.patience,
+            min_delta=args.min_delta,
         )
 
         def signal_hook(task: str, engine=engine) -> dict:
@@ -141,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             return loss
 
         try:
-            result = train_loop(engine, mixture, loop_cfg, forward_kwargs=signal_hook if args.signal_at else None,
-                                evaluate=evaluate if args.eval_every else None)
+            result = train_loop(
+                engine,
+                mixture,
+                loop_cfg,
+                forward_kwargs=signal_hook if args.signal_at else None,
+                evaluate=evaluate if args.eval_every else None,
+            )
         except Preempted as stop:
             print(f"rank {dist.get_rank()}: {stop}", flush=True)
             return EXIT_PREEMPTED
@@ -151,14 +186,19 @@ def main(argv: list[str] | None = None) -> int:
             torch.save(final, run / "final.pt")
             if result.best_checkpoint is not None:
                 torch.save(consolidated_state_dict(result.best_checkpoint), run / "best.pt")
-            write_json_atomic(run / "result.json", {
-                "step": result.step, "final_checkpoint": str(result.final_checkpoint),
-                "resumed_from": result.resumed_from, "world_size": world,
-                "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
-                "selection": result.selection,
-                "initial_loss": full_data_loss(tiny_model(args.seed), data),
-                "final_loss": full_data_loss(tiny_model(args.seed), data, final),
-            })
+            write_json_atomic(
+                run / "result.json",
+                {
+                    "step": result.step,
+                    "final_checkpoint": str(result.final_checkpoint),
+                    "resumed_from": result.resumed_from,
+                    "world_size": world,
+                    "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
+                    "selection": result.selection,
+                    "initial_loss": full_data_loss(tiny_model(args.seed), data),
+                    "final_loss": full_data_loss(tiny_model(args.seed), data, final),
+                },
+            )
         dist.barrier()
     return 0
 

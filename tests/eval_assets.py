@@ -32,7 +32,9 @@ def data_config(assets: Path, **overrides):
     """Local data from the synthetic benchmark in `assets`, features cached there (fields of DataConfig override)."""
     from hpcxlt.config.schema import DataConfig
 
-    return DataConfig(**{"source": "local", "root": str(assets / "synth"), "cache_dir": str(assets / "cache"), **overrides})
+    return DataConfig(
+        **{"source": "local", "root": str(assets / "synth"), "cache_dir": str(assets / "cache"), **overrides}
+    )
 
 
 @contextmanager

@@ -30,8 +30,16 @@ def assets(tmp_path_factory) -> Path:
     return root
 
 
-TRAIN = {"lr": 1e-3, "micro_batch_size": 8, "grad_accum": 1, "max_steps": 4, "save_every": 2, "max_length": 64,
-         "zero_stage": 0, "precision": "fp32"}
+TRAIN = {
+    "lr": 1e-3,
+    "micro_batch_size": 8,
+    "grad_accum": 1,
+    "max_steps": 4,
+    "save_every": 2,
+    "max_length": 64,
+    "zero_stage": 0,
+    "precision": "fp32",
+}
 
 
 def experiment(assets: Path, name: str = "launch-test", **sections: Any) -> dict[str, Any]:
@@ -39,8 +47,13 @@ def experiment(assets: Path, name: str = "launch-test", **sections: Any) -> dict
     data = {
         "name": name,
         "model": {"name_or_path": str(assets / "tiny")},
-        "data": {"source": "local", "root": str(assets / "synth"), "cache_dir": str(assets / "cache"),
-                 "max_train_examples": 100, "max_eval_examples": 24},
+        "data": {
+            "source": "local",
+            "root": str(assets / "synth"),
+            "cache_dir": str(assets / "cache"),
+            "max_train_examples": 100,
+            "max_eval_examples": 24,
+        },
         "arms": [{"name": "none"}, {"name": "en", "tasks": ["mnli"]}],
         "targets": {"tasks": ["xnli", "tatoeba"], "languages": {"xnli": ["en", "de"], "tatoeba": ["de", "sw"]}},
         "seeds": [1],

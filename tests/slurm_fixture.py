@@ -92,8 +92,10 @@ def slurm_cluster() -> dict[str, str]:
         except RuntimeError:
             pass
     if problem is not None:
-        message = (f"local Slurm cluster unreachable: {problem}. Start it with `make slurm-up` (as root); "
-                   f"tests read SLURM_CONF from the environment or from {state_dir(env) / 'env.sh'}")
+        message = (
+            f"local Slurm cluster unreachable: {problem}. Start it with `make slurm-up` (as root); "
+            f"tests read SLURM_CONF from the environment or from {state_dir(env) / 'env.sh'}"
+        )
         if os.environ.get("CI"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
@@ -117,8 +119,9 @@ def start_controller(env: dict[str, str]) -> None:
     """Start slurmctld again (it recovers its jobs from its state folder) and wait until it answers."""
     import time
 
-    subprocess.run(["slurmctld", "-f", env["SLURM_CONF"]], env=env, check=True, stdin=subprocess.DEVNULL,
-                   capture_output=True)
+    subprocess.run(
+        ["slurmctld", "-f", env["SLURM_CONF"]], env=env, check=True, stdin=subprocess.DEVNULL, capture_output=True
+    )
     deadline = time.time() + 90
     while subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True).returncode != 0:
         if time.time() > deadline:
@@ -146,12 +149,15 @@ def wait_for_usable_node(env: dict[str, str], deadline: float) -> None:
 def two_nodes(slurm_cluster) -> list[str]:
     """The `multi` partition's two usable nodes, n1 and n2 of `slurm/up.sh --nodes 2` (CI starts them with
     `make slurm-up`; elsewhere the test is skipped with how to start them)."""
-    out = subprocess.run(["sinfo", "-h", "-N", "-p", "multi", "-o", "%N %T"], env=slurm_cluster,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["sinfo", "-h", "-N", "-p", "multi", "-o", "%N %T"], env=slurm_cluster, capture_output=True, text=True
+    )
     usable = [line.split()[0] for line in out.stdout.splitlines() if line.split()[1] in USABLE]
     if len(usable) < 2:
-        problem = ("the local cluster has no two usable nodes in partition multi "
-                   f"(sinfo: {out.stdout.strip() or out.stderr.strip() or 'nothing'})")
+        problem = (
+            "the local cluster has no two usable nodes in partition multi "
+            f"(sinfo: {out.stdout.strip() or out.stderr.strip() or 'nothing'})"
+        )
         if os.environ.get("CI"):
             pytest.fail(f"{problem}; CI must start them with `make slurm-up` (NODES=2)", pytrace=False)
         pytest.skip(f"{problem}: run `make slurm-up` (slurm/up.sh --nodes 2)")
@@ -174,11 +180,16 @@ def task_pids(job_id: str) -> list[int]:
         # srun itself carries the command in its arguments but no step id; the tasks run in step 0
         if "_" in job_id:  # an array task, as submitit names it: <array job>_<task>
             array, task = job_id.split("_", 1)
-            ours = f"SLURM_ARRAY_JOB_ID={array}".encode() in environ and f"SLURM_ARRAY_TASK_ID={task}".encode() in environ
+            ours = (
+                f"SLURM_ARRAY_JOB_ID={array}".encode() in environ and f"SLURM_ARRAY_TASK_ID={task}".encode() in environ
+            )
         else:
             ours = f"SLURM_JOB_ID={job_id}".encode() in environ
-        if ours and any(v.startswith(b"SLURM_STEP_ID=") for v in environ) and (b"submitit.core._submit" in cmdline
-                                                                           or b"hpcxlt.launch.shared_array" in cmdline):
+        if (
+            ours
+            and any(v.startswith(b"SLURM_STEP_ID=") for v in environ)
+            and (b"submitit.core._submit" in cmdline or b"hpcxlt.launch.shared_array" in cmdline)
+        ):
             pids.append(int(entry))
     return pids
 

@@ -14,8 +14,13 @@ ARMS = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]}]
 
 @pytest.fixture
 def run(tmp_path):
-    return make_run(tmp_path / "run", arms=ARMS, targets={"xnli": ["en", "sw"]}, seeds=[1, 2],
-                    score=lambda arm, t, seed, lang, split: 70.0 + (arm == "en") + seed)
+    return make_run(
+        tmp_path / "run",
+        arms=ARMS,
+        targets={"xnli": ["en", "sw"]},
+        seeds=[1, 2],
+        score=lambda arm, t, seed, lang, split: 70.0 + (arm == "en") + seed,
+    )
 
 
 def test_help_lists_the_options(capsys):
@@ -38,15 +43,26 @@ def test_terminal_output_has_the_tables_and_the_files(run, capsys):
 def test_json_is_one_object(run, capsys):
     assert main(["aggregate", str(run.root), "--json", "--no-plots"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["split"] == "test" and set(data["tables"]) == {"task_scores", "languages", "deltas", "significance",
-                                                               "xtreme_r", "resource", "significance_resource",
-                                                               "best_arm", "significance_languages"}
+    assert data["split"] == "test" and set(data["tables"]) == {
+        "task_scores",
+        "languages",
+        "deltas",
+        "significance",
+        "xtreme_r",
+        "resource",
+        "significance_resource",
+        "best_arm",
+        "significance_languages",
+    }
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--split", "dev"], "evaluates only test"),
-    (["--plot-arm", "nope"], "'nope' is not an arm"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--split", "dev"], "evaluates only test"),
+        (["--plot-arm", "nope"], "'nope' is not an arm"),
+    ],
+)
 def test_user_errors_exit_2_with_one_line(run, capsys, args, message):
     assert main(["aggregate", str(run.root), *args]) == 2
     err = capsys.readouterr().err

@@ -14,8 +14,18 @@ ONE = World(rank=0, size=1)
 def record(arm="mnli", target="xnli", seed=1, lang="de", split="test", **fields):
     metrics = fields.pop("metrics", {"accuracy": 71.25})
     score = fields.pop("score", next(iter(metrics.values())) if metrics else 0.0)
-    base = {"key": f"eval.{arm}.{target}.s{seed}.{lang}", "arm": arm, "target": target, "seed": seed, "lang": lang,
-            "split": split, "metrics": metrics, "score": score, "n_examples": 100, "config_hash": "abc"}
+    base = {
+        "key": f"eval.{arm}.{target}.s{seed}.{lang}",
+        "arm": arm,
+        "target": target,
+        "seed": seed,
+        "lang": lang,
+        "split": split,
+        "metrics": metrics,
+        "score": score,
+        "n_examples": 100,
+        "config_hash": "abc",
+    }
     return {**base, **fields}
 
 
@@ -81,21 +91,27 @@ def test_good_and_bad_records_give_the_same_result_either_way(tmp_path, monkeypa
     assert fast.values[("test", "mnli", "xquad")][(1, "ar")].score == (60.123456789 + 70.987654321) / 2
 
 
-@pytest.mark.parametrize("odd", [
-    "NaN",  # json.loads accepts it, pyarrow does not: the whole block goes record by record
-    "null",  # an explicit null: that file record by record
-    "blank",  # a blank line: that file record by record
-    "truncated",
-    "seed-float",
-    "metric-bool",
-    "duplicate",
-    "conflict",
-])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "NaN",  # json.loads accepts it, pyarrow does not: the whole block goes record by record
+        "null",  # an explicit null: that file record by record
+        "blank",  # a blank line: that file record by record
+        "truncated",
+        "seed-float",
+        "metric-bool",
+        "duplicate",
+        "conflict",
+    ],
+)
 def test_whatever_the_columns_cannot_judge_is_judged_record_by_record(tmp_path, monkeypatch, odd):
     good = [json.dumps(r) for r in GOOD]
     lines = {
-        "NaN": good + ['{"key": "eval.mnli.xnli.s1.pt", "arm": "mnli", "target": "xnli", "seed": 1, "lang": "pt", '
-                       '"split": "test", "metrics": {"accuracy": NaN}, "score": NaN}'],
+        "NaN": good
+        + [
+            '{"key": "eval.mnli.xnli.s1.pt", "arm": "mnli", "target": "xnli", "seed": 1, "lang": "pt", '
+            '"split": "test", "metrics": {"accuracy": NaN}, "score": NaN}'
+        ],
         "null": good + [json.dumps(record(lang="pt", metrics={"accuracy": 50.0, "f1": None}, score=50.0))],
         "blank": good[:3] + [""] + good[3:],
         "truncated": good + [good[0][:40]],

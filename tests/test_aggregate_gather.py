@@ -17,8 +17,9 @@ def _score(arm, target, seed, lang, split):
 
 
 def _run(tmp_path, layout="files"):
-    return make_run(tmp_path / layout, arms=ARMS, targets={"xnli": ["en", "de", "sw"]}, seeds=[1, 2], score=_score,
-                    layout=layout)
+    return make_run(
+        tmp_path / layout, arms=ARMS, targets={"xnli": ["en", "de", "sw"]}, seeds=[1, 2], score=_score, layout=layout
+    )
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 10, 1001])
@@ -34,8 +35,9 @@ def test_launcher_detection():
     assert launcher_world({"PMI_RANK": "2", "PMI_SIZE": "4"}) == (2, 4)
     assert launcher_world({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "3"}) == (1, 3)
     # srun step: rank and step size from Slurm
-    assert launcher_world({"SLURM_PROCID": "1", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2",
-                           "SLURM_NTASKS": "8"}) == (1, 2)
+    assert launcher_world(
+        {"SLURM_PROCID": "1", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2", "SLURM_NTASKS": "8"}
+    ) == (1, 2)
     # the batch script itself is one process whatever the allocation's task count
     assert launcher_world({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"}) is None
     # mpiexec inside an allocation: MPI variables win
@@ -63,8 +65,9 @@ def test_job_files_and_jsonl_shards_give_the_same_scores_as_one_file_per_record(
     jobs, _ = gather_records(_run(tmp_path, "jobs").results_dir, qa_convention="em_f1", world=one)
     assert len(shards.files) == 2
     # what eval jobs write: one file per eval job (arm x target x seed here), every language in it
-    assert [f.rsplit("/", 1)[1] for f in jobs.files] == [f"eval.{a}.xnli.s{s}.jsonl" for a in ("en", "none")
-                                                         for s in (1, 2)]
+    assert [f.rsplit("/", 1)[1] for f in jobs.files] == [
+        f"eval.{a}.xnli.s{s}.jsonl" for a in ("en", "none") for s in (1, 2)
+    ]
     flat = lambda g: {k: {c: e.score for c, e in v.items()} for k, v in g.values.items()}  # noqa: E731
     assert flat(files) == flat(shards) == flat(jobs)
 

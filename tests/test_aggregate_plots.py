@@ -8,14 +8,22 @@ from hpcxlt.aggregate.plots import _ordered, delta_heatmap, language_deltas
 from hpcxlt.aggregate.tables import deltas
 from tests.aggregate_fixture import make_run, score_book
 
-ARMS = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]},
-        {"name": "en_lr", "tasks": ["mnli", "sib200"], "compare_to": "en"}]
+ARMS = [
+    {"name": "none"},
+    {"name": "en", "tasks": ["mnli"]},
+    {"name": "en_lr", "tasks": ["mnli", "sib200"], "compare_to": "en"},
+]
 
 
 @pytest.fixture
 def book(tmp_path):
-    store = make_run(tmp_path / "run", arms=ARMS, targets={"xnli": ["en", "sw", "de"], "panx": ["yo", "en"]},
-                     seeds=[1, 2], score=lambda arm, t, seed, lang, split: 60.0 + len(arm) + seed * (lang == "sw"))
+    store = make_run(
+        tmp_path / "run",
+        arms=ARMS,
+        targets={"xnli": ["en", "sw", "de"], "panx": ["yo", "en"]},
+        seeds=[1, 2],
+        score=lambda arm, t, seed, lang, split: 60.0 + len(arm) + seed * (lang == "sw"),
+    )
     return score_book(store)
 
 
@@ -34,8 +42,7 @@ def test_heatmap_has_one_cell_per_arm_and_target(book, tmp_path):
 
 
 def test_heatmap_needs_a_baseline(tmp_path):
-    store = make_run(tmp_path / "nobase", arms=ARMS[1:2], targets={"xnli": ["en"]}, seeds=[1],
-                     score=lambda *a: 70.0)
+    store = make_run(tmp_path / "nobase", arms=ARMS[1:2], targets={"xnli": ["en"]}, seeds=[1], score=lambda *a: 70.0)
     assert delta_heatmap(deltas(score_book(store), "test"), tmp_path / "heat.png") is None
 
 

@@ -12,8 +12,14 @@ from tests.aggregate_fixture import record
 
 def test_a_valid_record_parses_and_its_score_is_recomputed_from_the_metrics():
     rec = parse_record(record("mnli", "xnli", 1, "de", "test", 81.2))
-    assert (rec.key, rec.split, rec.arm, rec.target, rec.seed, rec.lang) == ("eval.mnli.xnli.s1.de", "test", "mnli",
-                                                                            "xnli", 1, "de")
+    assert (rec.key, rec.split, rec.arm, rec.target, rec.seed, rec.lang) == (
+        "eval.mnli.xnli.s1.de",
+        "test",
+        "mnli",
+        "xnli",
+        1,
+        "de",
+    )
     assert rec.score == 81.2 and rec.metrics == {"accuracy": 81.2}
 
 

@@ -19,13 +19,19 @@ def test_cells_say_how_many_seeds_and_whether_partial():
     assert fmt_cell(_stat(None, None, 0, 3)) == "—"
     delta = PairedTest(mean=1.5, std=0.5, n=12, n_planned=12, partial=False)
     assert fmt_cell(delta) == "+1.50 ± 0.50 (12)"
-    assert fmt_cell(PValue(0.0004)) == "<0.001" and fmt_cell(PValue(0.0123)) == "0.012" and fmt_cell(PValue(None)) == "—"
+    assert (
+        fmt_cell(PValue(0.0004)) == "<0.001" and fmt_cell(PValue(0.0123)) == "0.012" and fmt_cell(PValue(None)) == "—"
+    )
 
 
 TABLE = Table(
-    name="demo", title="Demo_table 100%", header=("arm", "Δ score"),
+    name="demo",
+    title="Demo_table 100%",
+    header=("arm", "Δ score"),
     rows=({"arm": "en_lr", "score": {"mean": 1.5, "std": None, "n": 1}},),
-    display=(("en_lr", _stat(1.5, 0.25, 2, 2)),), notes=("a note",), partial=True,
+    display=(("en_lr", _stat(1.5, 0.25, 2, 2)),),
+    notes=("a note",),
+    partial=True,
 )
 
 

@@ -9,8 +9,11 @@ import pytest
 from hpcxlt.aggregate.run import AggregateError, Options, aggregate
 from tests.aggregate_fixture import make_run, record, record_path, row
 
-ARMS = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]},
-        {"name": "en_lr", "tasks": ["mnli", "sib200"], "compare_to": "en"}]
+ARMS = [
+    {"name": "none"},
+    {"name": "en", "tasks": ["mnli"]},
+    {"name": "en_lr", "tasks": ["mnli", "sib200"], "compare_to": "en"},
+]
 TARGETS = {"xnli": ["en", "de", "sw"], "xquad": ["en", "ar"]}
 
 
@@ -26,15 +29,31 @@ def run(tmp_path):
 def test_complete_run_writes_every_format_and_the_json_it_returns(run):
     report = aggregate(run.root, Options())
     names = {p.name for p in report.files}
-    for table in ("task_scores", "languages", "deltas", "significance", "xtreme_r", "resource", "significance_resource",
-                  "best_arm"):
+    for table in (
+        "task_scores",
+        "languages",
+        "deltas",
+        "significance",
+        "xtreme_r",
+        "resource",
+        "significance_resource",
+        "best_arm",
+    ):
         assert {f"{table}.md", f"{table}.csv", f"{table}.tex"} <= names
-    assert {"tables.json", "tables.md", "missing.csv", "deltas_heatmap.png", "language_deltas_en.png",
-            "language_deltas_en_lr.png"} <= names
+    assert {
+        "tables.json",
+        "tables.md",
+        "missing.csv",
+        "deltas_heatmap.png",
+        "language_deltas_en.png",
+        "language_deltas_en_lr.png",
+    } <= names
     assert all(p.exists() and p.parent == run.tables_dir for p in report.files)
     assert json.loads((run.tables_dir / "tables.json").read_text()) == report.data
     assert report.data["complete"] and report.data["missing"] == [] and report.data["records"]["valid"] == 45
-    assert row(report.data, "task_scores", arm="en", target="xquad")["score"]["mean"] == 60 + 2 + 2 + 5  # en, mean seed 2, xquad
+    assert (
+        row(report.data, "task_scores", arm="en", target="xquad")["score"]["mean"] == 60 + 2 + 2 + 5
+    )  # en, mean seed 2, xquad
 
 
 def test_missing_cell_is_listed_with_its_state_and_never_averaged_over(run):
@@ -42,8 +61,16 @@ def test_missing_cell_is_listed_with_its_state_and_never_averaged_over(run):
     run.set_state("eval.en.xnli.s2.sw", "failed", job_id="123_4")
     report = aggregate(run.root, Options(plots=False))
     [gap] = report.data["missing"]
-    assert gap == {"key": "eval.en.xnli.s2.sw", "split": "test", "arm": "en", "target": "xnli", "seed": 2,
-                   "lang": "sw", "state": "failed", "reason": "no record"}
+    assert gap == {
+        "key": "eval.en.xnli.s2.sw",
+        "split": "test",
+        "arm": "en",
+        "target": "xnli",
+        "seed": 2,
+        "lang": "sw",
+        "state": "failed",
+        "reason": "no record",
+    }
     sw = row(report.data, "languages", arm="en", target="xnli", lang="sw")
     assert sw["score"]["mean"] is None and sw["score"]["n"] == 2 and sw["status"] == "incomplete"
     task = row(report.data, "task_scores", arm="en", target="xnli")
@@ -92,11 +119,14 @@ def test_out_folder_and_plot_arm(run, tmp_path):
     assert (tmp_path / "elsewhere" / "tables.json").exists() and not run.tables_dir.exists()
 
 
-@pytest.mark.parametrize("options, message", [
-    (Options(split="dev"), "evaluates only test"),
-    (Options(plot_arms=("mnli",)), "'mnli' is not an arm"),
-    (Options(plot_arms=("none",)), "is the baseline"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (Options(split="dev"), "evaluates only test"),
+        (Options(plot_arms=("mnli",)), "'mnli' is not an arm"),
+        (Options(plot_arms=("none",)), "is the baseline"),
+    ],
+)
 def test_bad_requests_are_refused_with_the_reason(run, options, message):
     with pytest.raises(AggregateError, match=message):
         aggregate(run.root, options)

@@ -12,9 +12,15 @@ ARMS = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]}]
 @pytest.fixture
 def run(tmp_path):
     # seed 2 of 'en' has no German record at all
-    return make_run(tmp_path / "run", arms=ARMS, targets={"xnli": ["en", "de"]}, seeds=[1, 2],
-                    score=lambda arm, t, seed, lang, split: None if (arm, seed, lang) == ("en", 2, "de")
-                    else 70.0 + seed + (lang == "de") * 4)
+    return make_run(
+        tmp_path / "run",
+        arms=ARMS,
+        targets={"xnli": ["en", "de"]},
+        seeds=[1, 2],
+        score=lambda arm, t, seed, lang, split: (
+            None if (arm, seed, lang) == ("en", 2, "de") else 70.0 + seed + (lang == "de") * 4
+        ),
+    )
 
 
 def test_planned_languages_and_seeds_come_from_the_plan(run):
@@ -59,12 +65,14 @@ def test_task_and_xtreme_r_scores_equal_the_official_scorer(tmp_path, convention
         return scores.setdefault((arm, target, seed, lang), round(40 + 50 * rng.random(), 3))
 
     targets = {task: list(get_task(task).languages[:3]) for task in XTREME_R_TASKS}
-    store = make_run(tmp_path / convention, arms=ARMS, targets=targets, seeds=[1, 2], score=score,
-                     qa_convention=convention)
+    store = make_run(
+        tmp_path / convention, arms=ARMS, targets=targets, seeds=[1, 2], score=score, qa_convention=convention
+    )
     book = score_book(store, allow_partial=True)  # the plan evaluates 3 languages per task
     for seed in (1, 2):
-        per_task = {t: {lang: metrics_for(t, scores[("en", t, seed, lang)]) for lang in langs}
-                    for t, langs in targets.items()}
+        per_task = {
+            t: {lang: metrics_for(t, scores[("en", t, seed, lang)]) for lang in langs} for t, langs in targets.items()
+        }
         official = summarize(per_task, qa_convention=convention, partial=True)
         ours = book.suite_by_seed("test", {t: "en" for t in targets})[seed]
         assert ours["xtreme_r"].value == pytest.approx(official.xtreme_r, abs=1e-9)

@@ -14,18 +14,35 @@ from tests.aggregate_fixture import make_run, row, rows, score_book, table_json
 # --- one target, two languages (sw is low-resource, en high), two seeds, three arms ---------------
 
 HAND = {
-    ("none", 1, "en"): 80.0, ("none", 1, "sw"): 60.0, ("none", 2, "en"): 82.0, ("none", 2, "sw"): 62.0,
-    ("en", 1, "en"): 81.0, ("en", 1, "sw"): 61.0, ("en", 2, "en"): 83.0, ("en", 2, "sw"): 65.0,
-    ("en_lr", 1, "en"): 81.0, ("en_lr", 1, "sw"): 64.0, ("en_lr", 2, "en"): 82.0, ("en_lr", 2, "sw"): 68.0,
+    ("none", 1, "en"): 80.0,
+    ("none", 1, "sw"): 60.0,
+    ("none", 2, "en"): 82.0,
+    ("none", 2, "sw"): 62.0,
+    ("en", 1, "en"): 81.0,
+    ("en", 1, "sw"): 61.0,
+    ("en", 2, "en"): 83.0,
+    ("en", 2, "sw"): 65.0,
+    ("en_lr", 1, "en"): 81.0,
+    ("en_lr", 1, "sw"): 64.0,
+    ("en_lr", 2, "en"): 82.0,
+    ("en_lr", 2, "sw"): 68.0,
 }
-ARMS = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]},
-        {"name": "en_lr", "tasks": ["mnli", "sib200"], "compare_to": "en"}]
+ARMS = [
+    {"name": "none"},
+    {"name": "en", "tasks": ["mnli"]},
+    {"name": "en_lr", "tasks": ["mnli", "sib200"], "compare_to": "en"},
+]
 
 
 @pytest.fixture
 def hand(tmp_path):
-    return make_run(tmp_path / "hand", arms=ARMS, targets={"xnli": ["en", "sw"]}, seeds=[1, 2],
-                    score=lambda arm, target, seed, lang, split: HAND[(arm, seed, lang)])
+    return make_run(
+        tmp_path / "hand",
+        arms=ARMS,
+        targets={"xnli": ["en", "sw"]},
+        seeds=[1, 2],
+        score=lambda arm, target, seed, lang, split: HAND[(arm, seed, lang)],
+    )
 
 
 def test_task_scores_are_mean_and_std_over_seeds_of_the_language_mean(hand):
@@ -104,8 +121,15 @@ def _ten(arm, target, seed, lang, split):
 def _ten_run(tmp_path, splits=("test",), qa_convention="em_f1"):
     arms = [{"name": "none"}, {"name": "a", "tasks": ["mnli"]}, {"name": "b", "tasks": ["squad"]}]
     targets = {task: [get_task(task).languages[0]] for task in XTREME_R_TASKS}
-    return make_run(tmp_path / f"ten-{'-'.join(splits)}-{qa_convention}", arms=arms, targets=targets, seeds=[1, 2],
-                    score=_ten, splits=splits, qa_convention=qa_convention)
+    return make_run(
+        tmp_path / f"ten-{'-'.join(splits)}-{qa_convention}",
+        arms=arms,
+        targets=targets,
+        seeds=[1, 2],
+        score=_ten,
+        splits=splits,
+        qa_convention=qa_convention,
+    )
 
 
 def test_xtreme_r_score_and_category_means(tmp_path):

@@ -11,8 +11,22 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hpcxlt"
 
 # Lower number = lower layer. A module may import its own layer or lower ones, never higher ones.
 LAYERS = {
-    "io": 0, "launcher_env": 0, "config": 1, "tasks": 2, "grid": 2, "store": 3, "data": 4, "model": 4, "demo": 4,
-    "train": 5, "evaluate": 5, "aggregate": 5, "launch": 6, "cli": 7, "__main__": 8, "__init__": 0,
+    "io": 0,
+    "launcher_env": 0,
+    "config": 1,
+    "tasks": 2,
+    "grid": 2,
+    "store": 3,
+    "data": 4,
+    "model": 4,
+    "demo": 4,
+    "train": 5,
+    "evaluate": 5,
+    "aggregate": 5,
+    "launch": 6,
+    "cli": 7,
+    "__main__": 8,
+    "__init__": 0,
 }
 # Heavy library -> the only modules allowed to import it.
 ONLY_IN = {
@@ -64,7 +78,9 @@ def test_nothing_a_real_run_uses_imports_the_demo_world(rel, top, tree):
     if top == "demo" or rel in ("cli/synth.py", "cli/build_tiny.py"):
         return
     for name in _imports(tree):
-        assert not name.startswith("hpcxlt.demo"), f"hpcxlt/{rel} imports {name}: real runs must not depend on the demo world"
+        assert not name.startswith("hpcxlt.demo"), (
+            f"hpcxlt/{rel} imports {name}: real runs must not depend on the demo world"
+        )
 
 
 def _module_name(rel: str) -> str:

@@ -19,12 +19,13 @@ from tests.paths import CONFIGS, ROOT
 
 SITE = ROOT / "slurm" / "sites" / "example-multinode-gpu.yaml"
 # command substitution, both quotes, a space, a glob and a backtick: each breaks an unquoted script
-HOSTILE = "r $(touch $HPCXLT_PWNED_MARK) it's \"q\" *`touch $HPCXLT_PWNED_MARK`"
+HOSTILE = 'r $(touch $HPCXLT_PWNED_MARK) it\'s "q" *`touch $HPCXLT_PWNED_MARK`'
 
 
 def _dry_run_scripts(run_dir) -> dict[str, str]:
-    code, out = run_cli("submit", str(CONFIGS / "demo.yaml"), "--run-dir", str(run_dir), "--site", str(SITE),
-                        "--dry-run")
+    code, out = run_cli(
+        "submit", str(CONFIGS / "demo.yaml"), "--run-dir", str(run_dir), "--site", str(SITE), "--dry-run"
+    )
     assert code == 0, out
     sections = [s.split("\n", 1) for s in out.split("\n==> ")[1:]]
     return {title.split(":")[0]: body for title, body in sections}
@@ -66,10 +67,10 @@ def test_heal_receives_exactly_the_path(tmp_path, monkeypatch):
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("name,what", [("a\nb", "control character"), ("a\tb", "control character"),
-                                       ("run%j", "'%'"), ("run\\x", "'\\\\'")])
-def test_paths_that_cannot_stand_in_a_batch_script_are_refused_before_anything_is_written(tmp_path, capsys, name,
-                                                                                         what):
+@pytest.mark.parametrize(
+    "name,what", [("a\nb", "control character"), ("a\tb", "control character"), ("run%j", "'%'"), ("run\\x", "'\\\\'")]
+)
+def test_paths_that_cannot_stand_in_a_batch_script_are_refused_before_anything_is_written(tmp_path, capsys, name, what):
     run_dir = tmp_path / name
     assert what in batch_path_problem(run_dir)
     code, _ = run_cli("submit", str(CONFIGS / "demo.yaml"), "--run-dir", str(run_dir), "--site", str(SITE))

@@ -54,11 +54,14 @@ def test_truncated_latest_is_skipped_with_a_clear_log_line(tmp_path: Path, caplo
     assert "skipping it and trying the previous one" in caplog.text
 
 
-@pytest.mark.parametrize("damage, reason", [
-    (lambda f: (f / ckpt.MANIFEST).unlink(), "no complete.json"),
-    (lambda f: (f / ckpt.MANIFEST).write_text("{not json"), "unreadable complete.json"),
-    (lambda f: (f / "mp_rank_00_model_states.pt").unlink(), "missing file mp_rank_00_model_states.pt"),
-])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda f: (f / ckpt.MANIFEST).unlink(), "no complete.json"),
+        (lambda f: (f / ckpt.MANIFEST).write_text("{not json"), "unreadable complete.json"),
+        (lambda f: (f / "mp_rank_00_model_states.pt").unlink(), "missing file mp_rank_00_model_states.pt"),
+    ],
+)
 def test_problem_names_what_is_wrong(tmp_path: Path, damage, reason):
     folder = fake_checkpoint(tmp_path, 1)
     assert ckpt.problem(folder) is None
@@ -96,8 +99,20 @@ def test_real_run_skips_a_truncated_latest_checkpoint_and_ends_identically(tmp_p
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    cmd = [sys.executable, str(REPO / "tests" / "ds_worker.py"), "--out", str(tmp_path), "--stage", "2",
-           "--steps", "6", "--save-every", "2", "--keep-last", "3"]
+    cmd = [
+        sys.executable,
+        str(REPO / "tests" / "ds_worker.py"),
+        "--out",
+        str(tmp_path),
+        "--stage",
+        "2",
+        "--steps",
+        "6",
+        "--save-every",
+        "2",
+        "--keep-last",
+        "3",
+    ]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     run = tmp_path / "run-2"
@@ -143,8 +158,22 @@ def test_a_stop_signal_skips_the_dev_evaluation_of_its_step(tmp_path: Path):
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    cmd = [sys.executable, str(REPO / "tests" / "ds_worker.py"), "--out", str(tmp_path), "--stage", "0",
-           "--steps", "8", "--save-every", "100", "--eval-every", "2", "--signal-at", "4"]
+    cmd = [
+        sys.executable,
+        str(REPO / "tests" / "ds_worker.py"),
+        "--out",
+        str(tmp_path),
+        "--stage",
+        "0",
+        "--steps",
+        "8",
+        "--save-every",
+        "100",
+        "--eval-every",
+        "2",
+        "--signal-at",
+        "4",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
     events = [json.loads(line) for line in (tmp_path / "run-0" / "train_log.jsonl").read_text().splitlines()]

@@ -18,7 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 # task -> (labels, predictions) written for every language of the task, and the expected task score.
 CASES = {
-    "xnli": (["entailment", "neutral", "contradiction", "neutral"], ["entailment", "neutral", "neutral", "neutral"]),  # 75
+    "xnli": (
+        ["entailment", "neutral", "contradiction", "neutral"],
+        ["entailment", "neutral", "neutral", "neutral"],
+    ),  # 75
     "xcopa": ([0, 1], [0, 0]),  # 50
     # UPOS chunks: gold NOUN(0-1) VERB(2), pred NOUN(0) ADJ(1) VERB(2): P=1/3, R=1/2 -> F1 40
     "udpos": ([["NOUN", "NOUN", "VERB"]], [["NOUN", "ADJ", "VERB"]]),
@@ -31,8 +34,18 @@ CASES = {
     "mewslix": ({"m1": ["Q1"]}, {"m1": ["Q2", "Q1"]}),  # 50
     "lareqa": ({"q1": ["a", "b"]}, {"q1": ["a", "x", "b"]}),  # (1 + 2/3)/2 = 83.33
 }
-EXPECTED = {"xnli": 75.0, "xcopa": 50.0, "udpos": 40.0, "panx": 50.0, "xquad": 50.0, "mlqa": 200 / 3,
-            "tydiqa": 100.0, "tatoeba": 25.0, "mewslix": 50.0, "lareqa": 250 / 3}
+EXPECTED = {
+    "xnli": 75.0,
+    "xcopa": 50.0,
+    "udpos": 40.0,
+    "panx": 50.0,
+    "xquad": 50.0,
+    "mlqa": 200 / 3,
+    "tydiqa": 100.0,
+    "tatoeba": 25.0,
+    "mewslix": 50.0,
+    "lareqa": 250 / 3,
+}
 EXPECTED_F1 = {**EXPECTED, "xquad": 50.0, "mlqa": 250 / 3, "tydiqa": 100.0}
 
 
@@ -57,10 +70,14 @@ def test_json_reports_every_task_category_and_the_overall_score(tmp_path, capsys
     assert {task: value["score"] for task, value in data["tasks"].items()} == pytest.approx(EXPECTED)
     assert set(data["tasks"]["mlqa"]["languages"]) == set(get_task("mlqa").languages)
     assert data["tasks"]["mlqa"]["languages"]["zh"] == pytest.approx({"exact_match": 50.0, "f1": 250 / 3})
-    assert data["categories"] == pytest.approx({
-        "classification": 62.5, "structured_prediction": 45.0,
-        "qa": (50.0 + 200 / 3 + 100.0) / 3, "retrieval": (25.0 + 50.0 + 250 / 3) / 3,
-    })
+    assert data["categories"] == pytest.approx(
+        {
+            "classification": 62.5,
+            "structured_prediction": 45.0,
+            "qa": (50.0 + 200 / 3 + 100.0) / 3,
+            "retrieval": (25.0 + 50.0 + 250 / 3) / 3,
+        }
+    )
     assert data["xtreme_r"] == pytest.approx(59.0)
     assert data["partial"] is False
 
@@ -85,8 +102,14 @@ def test_table_output_prints_every_task_and_the_overall_score(tmp_path, capsys):
 def test_runs_as_python_module(tmp_path):
     preds, labels = build(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "hpcxlt", "score", str(preds), "--labels", str(labels)],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "score", str(preds), "--labels", str(labels)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "XTREME-R: 59.00" in proc.stdout
     assert "== lareqa (retrieval): 83.33" in proc.stdout

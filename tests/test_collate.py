@@ -6,10 +6,12 @@ from hpcxlt.data.collate import LengthGroupedBatchSampler, PadCollator, model_in
 
 def test_pads_each_column_to_the_longest_in_the_batch_with_its_own_value():
     collate = PadCollator(pad_token_id=1)
-    batch = collate([
-        {"input_ids": [0, 5, 2], "attention_mask": [1, 1, 1], "labels": [-100, 3, -100], "example_id": "a"},
-        {"input_ids": [0, 2], "attention_mask": [1, 1], "labels": [-100, -100], "example_id": "b"},
-    ])
+    batch = collate(
+        [
+            {"input_ids": [0, 5, 2], "attention_mask": [1, 1, 1], "labels": [-100, 3, -100], "example_id": "a"},
+            {"input_ids": [0, 2], "attention_mask": [1, 1], "labels": [-100, -100], "example_id": "b"},
+        ]
+    )
     assert batch["input_ids"].tolist() == [[0, 5, 2], [0, 2, 1]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["labels"].tolist() == [[-100, 3, -100], [-100, -100, -100]]
@@ -19,17 +21,34 @@ def test_pads_each_column_to_the_longest_in_the_batch_with_its_own_value():
 
 def test_multiple_of_8_choices_and_retrieval_sides():
     collate = PadCollator(pad_token_id=1, pad_to_multiple_of=8)
-    batch = collate([
-        {"input_ids": [[0, 4, 2], [0, 2]], "attention_mask": [[1, 1, 1], [1, 1]], "labels": 1},
-        {"input_ids": [[0, 2], [0, 6, 7, 8, 9, 2]], "attention_mask": [[1, 1], [1] * 6], "labels": 0},
-    ])
+    batch = collate(
+        [
+            {"input_ids": [[0, 4, 2], [0, 2]], "attention_mask": [[1, 1, 1], [1, 1]], "labels": 1},
+            {"input_ids": [[0, 2], [0, 6, 7, 8, 9, 2]], "attention_mask": [[1, 1], [1] * 6], "labels": 0},
+        ]
+    )
     assert batch["input_ids"].shape == (2, 2, 8) and batch["labels"].tolist() == [1, 0]
     assert batch["attention_mask"][0, 1].tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
-    pairs = PadCollator(pad_token_id=1)([
-        {"query_input_ids": [0, 2], "query_attention_mask": [1, 1], "cand_input_ids": [0, 3, 4, 2], "cand_attention_mask": [1] * 4},
-        {"query_input_ids": [0, 5, 2], "query_attention_mask": [1] * 3, "cand_input_ids": [0, 2], "cand_attention_mask": [1, 1]},
-    ])
-    assert pairs["query_input_ids"].shape == (2, 3) and pairs["cand_input_ids"].shape == (2, 4)  # each side its own length
+    pairs = PadCollator(pad_token_id=1)(
+        [
+            {
+                "query_input_ids": [0, 2],
+                "query_attention_mask": [1, 1],
+                "cand_input_ids": [0, 3, 4, 2],
+                "cand_attention_mask": [1] * 4,
+            },
+            {
+                "query_input_ids": [0, 5, 2],
+                "query_attention_mask": [1] * 3,
+                "cand_input_ids": [0, 2],
+                "cand_attention_mask": [1, 1],
+            },
+        ]
+    )
+    assert pairs["query_input_ids"].shape == (2, 3) and pairs["cand_input_ids"].shape == (
+        2,
+        4,
+    )  # each side its own length
     assert pairs["cand_input_ids"][1].tolist() == [0, 2, 1, 1]
     with pytest.raises(ValueError):
         PadCollator(pad_token_id=1, pad_to_multiple_of=0)
@@ -46,7 +65,7 @@ def test_batches_cover_every_index_once_and_group_similar_lengths():
     # Random batches of the same size pad far more.
     generator = torch.Generator().manual_seed(0)
     order = torch.randperm(500, generator=generator).tolist()
-    random_padded = sum(16 * max(LENGTHS[i] for i in order[j:j + 16]) for j in range(0, 500, 16))
+    random_padded = sum(16 * max(LENGTHS[i] for i in order[j : j + 16]) for j in range(0, 500, 16))
     assert padded < 0.8 * random_padded
     assert batches != sorted(batches, key=lambda b: -max(LENGTHS[i] for i in b))  # batch order shuffled
 

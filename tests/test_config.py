@@ -100,7 +100,10 @@ def test_dump_yaml_round_trips(config_file):
         ("arms.1.examples.mnli=0", "arms[1].examples.mnli: must be a whole number of training examples > 0, got 0"),
         ("arms.1.examples.mnli=1.5", "arms[1].examples.mnli:"),
         ("arms.1.control=english", "arms[1].control: 'english' is not an arm"),
-        ("stats.correction=bonferroni", "stats.correction: 'bonferroni' is not allowed; choose one of holm, bh, by, none"),
+        (
+            "stats.correction=bonferroni",
+            "stats.correction: 'bonferroni' is not allowed; choose one of holm, bh, by, none",
+        ),
         ("stats.bootstrap=10", "stats.bootstrap: at least 100 draws"),
         ("target.select_by=accuracy", "target.select_by: 'accuracy' is not allowed; choose one of metric, loss, last"),
         ("target.patience=3", "target.patience: early stopping counts dev evaluations, but eval_every is 0"),

@@ -63,8 +63,14 @@ def test_bom_crlf_and_no_final_newline_read_the_clean_rows(tmp_path, name):
     clean, _ = _load(tmp_path / "clean", name)
     data = _release(name)
     lf, crlf = data.replace(b"\r\n", b"\n"), data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    for damaged in (b"\xef\xbb\xbf" + data, lf, crlf, lf.rstrip(b"\n"), crlf.rstrip(b"\n"),
-                    b"\xef\xbb\xbf" + crlf.rstrip(b"\r\n")):
+    for damaged in (
+        b"\xef\xbb\xbf" + data,
+        lf,
+        crlf,
+        lf.rstrip(b"\n"),
+        crlf.rstrip(b"\n"),
+        b"\xef\xbb\xbf" + crlf.rstrip(b"\r\n"),
+    ):
         rows, _ = _load(tmp_path / "damaged", name, damaged)
         assert rows == clean
 
@@ -76,8 +82,10 @@ def test_masakhaner_bom_does_not_become_part_of_the_first_token(tmp_path):
 
 def test_masakhaner_hashtag_lines_are_tokens(tmp_path):
     rows, _ = _load(tmp_path, "masakhaner2", b"# O\nKano B-LOC\n\nNa O\n# B-ORG\nBBC I-ORG\n")
-    assert rows == [{"tokens": ["#", "Kano"], "ner_tags": ["O", "B-LOC"]},
-                    {"tokens": ["Na", "#", "BBC"], "ner_tags": ["O", "B-ORG", "I-ORG"]}]
+    assert rows == [
+        {"tokens": ["#", "Kano"], "ner_tags": ["O", "B-LOC"]},
+        {"tokens": ["Na", "#", "BBC"], "ner_tags": ["O", "B-ORG", "I-ORG"]},
+    ]
 
 
 def test_masakhaner_line_with_an_empty_token_ends_the_sentence_as_the_publishers_reader_does(tmp_path):
@@ -88,8 +96,10 @@ def test_masakhaner_line_with_an_empty_token_ends_the_sentence_as_the_publishers
 
 def test_xtreme_tsv_hash_token_tagged_sym_is_a_token(tmp_path):
     rows, _ = _load(tmp_path, "udpos-xtreme", b"Precio\tNOUN\n#\tSYM\n5\tNUM\n\nOtra\tDET\n")
-    assert rows == [{"tokens": ["Precio", "#", "5"], "pos_tags": ["NOUN", "SYM", "NUM"]},
-                    {"tokens": ["Otra"], "pos_tags": ["DET"]}]
+    assert rows == [
+        {"tokens": ["Precio", "#", "5"], "pos_tags": ["NOUN", "SYM", "NUM"]},
+        {"tokens": ["Otra"], "pos_tags": ["DET"]},
+    ]
 
 
 def test_a_conllu_comment_inside_a_sentence_reads_right(tmp_path):
@@ -107,12 +117,15 @@ def test_tsv_line_with_an_extra_tab_is_refused_by_line(tmp_path):
     _refused(tmp_path, "sib200", b"\n".join(lines), "line 6: 4 field(s) where the header", "has 3")
 
 
-@pytest.mark.parametrize("name,column,cut,expected", [
-    ("sib200", 1, b"geo", "category 'geo' is not one of"),
-    ("afrisenti", 2, b"neg", "label 'neg' is not one of"),
-    ("sib200", 2, b"", "column 'text' is empty"),
-    ("afrisenti", 1, b"  ", "column 'tweet' is empty"),
-])
+@pytest.mark.parametrize(
+    "name,column,cut,expected",
+    [
+        ("sib200", 1, b"geo", "category 'geo' is not one of"),
+        ("afrisenti", 2, b"neg", "label 'neg' is not one of"),
+        ("sib200", 2, b"", "column 'text' is empty"),
+        ("afrisenti", 1, b"  ", "column 'tweet' is empty"),
+    ],
+)
 def test_tsv_bad_field_is_refused_by_line(tmp_path, name, column, cut, expected):
     lines = _release(name).split(b"\n")
     fields = lines[3].split(b"\t")
@@ -158,8 +171,10 @@ def test_a_stray_carriage_return_is_refused_by_line(tmp_path):
 
 def test_every_problem_of_a_file_at_once_capped_with_a_count(tmp_path):
     lines = _release("masakhaner2").split(b"\n")
-    bad = [i for i, line in enumerate(lines) if line.endswith(b" O")][:MAX_SHOWN + 5]
+    bad = [i for i, line in enumerate(lines) if line.endswith(b" O")][: MAX_SHOWN + 5]
     for i in bad:
         lines[i] = lines[i][:-2] + b" X"
-    message = _refused(tmp_path, "masakhaner2", b"\n".join(lines), f"{len(bad)} problem(s)", "... and 5 more problem(s)")
+    message = _refused(
+        tmp_path, "masakhaner2", b"\n".join(lines), f"{len(bad)} problem(s)", "... and 5 more problem(s)"
+    )
     assert message.count("tag 'X' is not one of") == MAX_SHOWN

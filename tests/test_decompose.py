@@ -24,8 +24,9 @@ def test_summed_rows_give_the_official_scorer_numbers_on_its_mock_submission():
             labels, predictions = read_pair(mock / "predictions", mock / "labels", task, lang)
             stats = example_stats(task, lang, labels, predictions)
             score = float(stats.score(stats.rows.sum(0)))
-            assert score == pytest.approx(language_score(task, language_metrics(task, lang, labels, predictions)),
-                                          abs=1e-9), (task, lang)
+            assert score == pytest.approx(
+                language_score(task, language_metrics(task, lang, labels, predictions)), abs=1e-9
+            ), (task, lang)
             # a batch of resampled sums is scored at once: here the identity draw, twice
             assert np.allclose(stats.score(np.stack([stats.rows.sum(0)] * 2)), score)
             scores.append(score)

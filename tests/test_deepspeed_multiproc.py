@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.slurm_fixture import slurm_cluster  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.deepspeed, pytest.mark.slow]
@@ -35,10 +36,29 @@ def free_port() -> int:
 
 
 def torchrun(out: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
-           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    cmd = [str(TORCHRUN), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-           str(WORKER), "--out", str(out), "--steps", str(STEPS), *args]
+    env = {
+        **os.environ,
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
+    cmd = [
+        str(TORCHRUN),
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(WORKER),
+        "--out",
+        str(out),
+        "--steps",
+        str(STEPS),
+        *args,
+    ]
     out.mkdir(parents=True, exist_ok=True)
     log = open(out / "launcher.log", "ab")
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -47,9 +67,9 @@ def torchrun(out: Path, *args: str) -> subprocess.Popen:
 def finish(proc: subprocess.Popen, out: Path, timeout: float = 240) -> int:
     try:
         return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as err:
         kill_tree(proc)
-        raise AssertionError(f"run timed out; log:\n{(out / 'launcher.log').read_text()[-4000:]}")
+        raise AssertionError(f"run timed out; log:\n{(out / 'launcher.log').read_text()[-4000:]}") from err
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
@@ -205,15 +225,40 @@ def test_sigusr2_on_one_rank_saves_stops_all_and_resumes_identically(reference: 
 @pytest.mark.mpi
 def test_mpiexec_launch_trains_like_torchrun(reference: Path, tmp_path: Path) -> None:
     """Ranks from MPICH's PMI variables (no torchrun): same rendezvous, same data split, same losses."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update({"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
     mpiexec = Path(sys.executable).parent / "mpiexec"
-    out = subprocess.run([str(mpiexec), "-n", "2", sys.executable, str(WORKER), "--out", str(tmp_path), "--steps",
-                          str(STEPS), "--stage", "2"], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    out = subprocess.run(
+        [
+            str(mpiexec),
+            "-n",
+            "2",
+            sys.executable,
+            str(WORKER),
+            "--out",
+            str(tmp_path),
+            "--steps",
+            str(STEPS),
+            "--stage",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((tmp_path / "run-2" / "result.json").read_text())
     assert result["world_size"] == 2
-    mine, theirs = step_losses(tmp_path / "run-2" / "train_log.jsonl"), step_losses(reference / "run-2" / "train_log.jsonl")
+    mine, theirs = (
+        step_losses(tmp_path / "run-2" / "train_log.jsonl"),
+        step_losses(reference / "run-2" / "train_log.jsonl"),
+    )
     assert mine == theirs
     assert_same_weights(tmp_path / "run-2" / "final.pt", reference / "run-2" / "final.pt")
 
@@ -223,10 +268,20 @@ def test_resuming_with_another_world_size_is_refused(reference: Path, tmp_path: 
     import shutil
 
     shutil.copytree(reference / "run-2" / "checkpoints", tmp_path / "run-2" / "checkpoints")
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update({"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
-    out = subprocess.run([sys.executable, str(WORKER), "--out", str(tmp_path), "--steps", str(STEPS), "--stage", "2"],
-                         env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, str(WORKER), "--out", str(tmp_path), "--steps", str(STEPS), "--stage", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert out.returncode != 0
     assert "was written by 2 processes, this job has 1" in out.stderr
     assert not (tmp_path / "run-2" / "result.json").exists()
@@ -236,11 +291,34 @@ def test_resuming_with_another_world_size_is_refused(reference: Path, tmp_path: 
 def test_srun_launch_trains_like_torchrun(reference: Path, tmp_path: Path, slurm_cluster: dict) -> None:
     """Ranks from an srun step of the local Slurm cluster: same losses and weights as under torchrun.
     (`slurm_cluster` fails under CI when the cluster is missing, skips elsewhere.)"""
-    env = {k: v for k, v in slurm_cluster.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in slurm_cluster.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update({"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
-    out = subprocess.run(["srun", "--ntasks", "2", "--time", "5", sys.executable, str(WORKER), "--out", str(tmp_path),
-                          "--steps", str(STEPS), "--stage", "2"], env=env, capture_output=True, text=True,
-                         timeout=400, cwd=REPO)
+    out = subprocess.run(
+        [
+            "srun",
+            "--ntasks",
+            "2",
+            "--time",
+            "5",
+            sys.executable,
+            str(WORKER),
+            "--out",
+            str(tmp_path),
+            "--steps",
+            str(STEPS),
+            "--stage",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=REPO,
+    )
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert json.loads((tmp_path / "run-2" / "result.json").read_text())["world_size"] == 2
     assert step_losses(tmp_path / "run-2" / "train_log.jsonl") == step_losses(reference / "run-2" / "train_log.jsonl")

@@ -25,12 +25,25 @@ def test_the_preflight_job_asks_for_what_a_training_job_asks_for(tmp_path):
     site = load_site(SITES / "example-multinode-gpu.yaml")
     script = preflight_script(site, "intermediate", nodes=2, probe=tmp_path, timeout_s=120, paths=["/data/model"])
     lines = script.splitlines()
-    for wanted in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4", "#SBATCH --exclusive",
-                   "#SBATCH --partition=gpu", "#SBATCH --account=xlt-lab", "#SBATCH --constraint=a100_80g",
-                   "#SBATCH --mem=480G", "module load gcc/12.2 cuda/12.4 openmpi/4.1", "export NCCL_SOCKET_IFNAME=ib0",
-                   "export HPCXLT_DIST_TIMEOUT_S=120"):
+    for wanted in (
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --exclusive",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=xlt-lab",
+        "#SBATCH --constraint=a100_80g",
+        "#SBATCH --mem=480G",
+        "module load gcc/12.2 cuda/12.4 openmpi/4.1",
+        "export NCCL_SOCKET_IFNAME=ib0",
+        "export HPCXLT_DIST_TIMEOUT_S=120",
+    ):
         assert wanted in lines, f"{wanted!r} missing from:\n{script}"
-    assert lines[-1].startswith("srun ") and "-m hpcxlt.launch.preflight" in lines[-1] and "--path /data/model" in lines[-1]
+    assert (
+        lines[-1].startswith("srun ")
+        and "-m hpcxlt.launch.preflight" in lines[-1]
+        and "--path /data/model" in lines[-1]
+    )
     # the site's own timeout comes first, the doctor's shorter one last (the one bash keeps)
     assert lines.index("export HPCXLT_DIST_TIMEOUT_S=900") < lines.index("export HPCXLT_DIST_TIMEOUT_S=120")
 
@@ -40,11 +53,23 @@ def test_a_rank_that_never_ran_and_other_package_versions_fail_on_their_node(tmp
     login = environment()
     stale = json.loads(json.dumps(login))
     stale["packages"]["torch"] = "1.13.1"
-    ok_steps = {"all_reduce": {"ok": True, "backend": "gloo", "total_s": 0.1}, "shared_dir": {"ok": True},
-                "paths": {"ok": True, "unreadable": {}}}
+    ok_steps = {
+        "all_reduce": {"ok": True, "backend": "gloo", "total_s": 0.1},
+        "shared_dir": {"ok": True},
+        "paths": {"ok": True, "unreadable": {}},
+    }
     reports = {0: {"rank": 0, "master": "n1:20001", "steps": {**ok_steps, "environment": {"ok": True, **stale}}}}
-    checks = judge(site, "intermediate", nodes=["n1", "n2"], tasks_per_node=1, reports=reports, login=login, paths=[],
-                   job_state="FAILED", log=tmp_path / "job.out")
+    checks = judge(
+        site,
+        "intermediate",
+        nodes=["n1", "n2"],
+        tasks_per_node=1,
+        reports=reports,
+        login=login,
+        paths=[],
+        job_state="FAILED",
+        log=tmp_path / "job.out",
+    )
     by = {(c.check, c.node): c for c in checks}
     assert by[("srun", "n2")].ok is False and "rank(s) [1] never started" in by[("srun", "n2")].detail
     assert by[("versions", "n1")].ok is False and "torch 1.13.1" in by[("versions", "n1")].detail
@@ -53,8 +78,13 @@ def test_a_rank_that_never_ran_and_other_package_versions_fail_on_their_node(tmp
 
 
 def _doctor(site_path, *args: str, env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hpcxlt", "doctor", "--site", str(site_path), "--json", *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpcxlt", "doctor", "--site", str(site_path), "--json", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +95,23 @@ def doctor_runs(tmp_path_factory, assets, slurm_cluster, two_nodes):
     config = write_config(tmp, experiment(assets, name="doctor"))
     site = yaml.safe_load((SITES / "local-2node.yaml").read_text())
     sites = {"good": SITES / "local-2node.yaml"}
-    for name, change in (("no-partition", {"defaults": {**site["defaults"], "partition": "gpu-a100"}}),
-                         ("no-interface", {"network_interface": "ib0"})):
+    for name, change in (
+        ("no-partition", {"defaults": {**site["defaults"], "partition": "gpu-a100"}}),
+        ("no-interface", {"network_interface": "ib0"}),
+    ):
         sites[name] = tmp / f"{name}.yaml"
         sites[name].write_text(yaml.safe_dump({**site, **change}))
     env = subprocess_env(**slurm_cluster)
-    procs = {"good": _doctor(sites["good"], "--dir", str(tmp / "runs"), "--config", str(config), env=env),
-             "no-partition": _doctor(sites["no-partition"], "--dir", str(tmp / "runs"), env=env),
-             "no-interface": _doctor(sites["no-interface"], "--dir", str(tmp / "runs"), "--timeout", "15", env=env)}
+    procs = {
+        "good": _doctor(sites["good"], "--dir", str(tmp / "runs"), "--config", str(config), env=env),
+        "no-partition": _doctor(sites["no-partition"], "--dir", str(tmp / "runs"), env=env),
+        "no-interface": _doctor(sites["no-interface"], "--dir", str(tmp / "runs"), "--timeout", "15", env=env),
+    }
     results = {}
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=600)
         results[name] = (proc.returncode, json.loads(out) if out.strip() else None, err)
     return results
-
 
 
 @pytest.mark.slurm
@@ -132,5 +165,7 @@ def test_doctor_asks_for_what_the_submitted_jobs_ask_for():
         script = sbatch_text(stage_parameters(site, stage, "demo", "/tmp/run"), 1, Path("/tmp/run/logs"), None)
         submitted = {line.split("=")[0] for line in script.splitlines() if line.startswith("#SBATCH")}
         hpcxlt_own = {"#SBATCH --" + k for k in ("requeue", "kill-on-invalid-dep", "hold", "open-mode", "signal")}
-        assert doctor - {f"#SBATCH --{k}" for k in own} == submitted - hpcxlt_own - {f"#SBATCH --{k}" for k in own}, stage
+        assert doctor - {f"#SBATCH --{k}" for k in own} == submitted - hpcxlt_own - {f"#SBATCH --{k}" for k in own}, (
+            stage
+        )
         assert any(re.match(r"#SBATCH --(gpus-per-node|partition)", line) for line in doctor)

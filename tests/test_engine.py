@@ -10,7 +10,13 @@ import torch
 
 from hpcxlt.config import TrainConfig
 from hpcxlt.train.engine import (
-    BASE_CONFIG_ENV, ds_config, linear_schedule, load_base_config, param_groups, resolve_precision, warmup_steps,
+    BASE_CONFIG_ENV,
+    ds_config,
+    linear_schedule,
+    load_base_config,
+    param_groups,
+    resolve_precision,
+    warmup_steps,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,8 +72,11 @@ def test_schedule_warms_up_then_decays_to_zero():
 def test_no_weight_decay_on_biases_and_layer_norm():
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-    model = XLMRobertaForSequenceClassification(XLMRobertaConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+    model = XLMRobertaForSequenceClassification(
+        XLMRobertaConfig(
+            vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
+    )
     decay, no_decay = param_groups(model, 0.01)
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0

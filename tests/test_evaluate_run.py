@@ -20,8 +20,19 @@ from hpcxlt.tasks.registry import get_task
 from tests.eval_assets import assets, eval_threads  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
-RECORD_FIELDS = {"key", "arm", "target", "seed", "lang", "split", "metrics", "score", "n_examples", "checkpoint",
-                 "config_hash"}
+RECORD_FIELDS = {
+    "key",
+    "arm",
+    "target",
+    "seed",
+    "lang",
+    "split",
+    "metrics",
+    "score",
+    "n_examples",
+    "checkpoint",
+    "config_hash",
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,8 +49,15 @@ def experiment(assets: Path, **eval_settings) -> dict:
         # every language of xnli and tatoeba: `hpcxlt score` scores a task only when all its languages are there
         "targets": {"tasks": ["xnli", "tatoeba", "mewslix"], "languages": {"mewslix": ["de"]}},
         "seeds": [1],
-        "target": {"lr": 5e-4, "micro_batch_size": 16, "grad_accum": 1, "max_steps": 200, "save_every": 0,
-                   "zero_stage": 0, "precision": "fp32"},
+        "target": {
+            "lr": 5e-4,
+            "micro_batch_size": 16,
+            "grad_accum": 1,
+            "max_steps": 200,
+            "save_every": 0,
+            "zero_stage": 0,
+            "precision": "fp32",
+        },
         "eval": {"splits": ["dev", "test"], "batch_size": 16, **eval_settings},
     }
 
@@ -62,9 +80,14 @@ def rows(assets: Path, task: str, lang: str, split: str = "test") -> list[dict]:
 
 def hpcxlt_score(pred_dir: Path, label_dir: Path) -> dict:
     """`hpcxlt score --json --partial` as a user runs it."""
-    out = subprocess.run([sys.executable, "-m", "hpcxlt", "score", str(pred_dir), "--labels", str(label_dir), "--json",
-                          "--partial"], capture_output=True, text=True, cwd=REPO, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    out = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "score", str(pred_dir), "--labels", str(label_dir), "--json", "--partial"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -73,7 +96,12 @@ def check_records(records: list[dict], store: RunStore, p) -> None:
     for record in records:
         assert set(record) == RECORD_FIELDS
         cell = p.cell(record["key"])
-        assert (record["arm"], record["target"], record["seed"], record["lang"]) == (cell.arm, cell.target, cell.seed, cell.lang)
+        assert (record["arm"], record["target"], record["seed"], record["lang"]) == (
+            cell.arm,
+            cell.target,
+            cell.seed,
+            cell.lang,
+        )
         assert record["config_hash"] == cell.fingerprint
         assert 0 <= record["score"] <= 100 and all(0 <= v <= 100 for v in record["metrics"].values())
         # in its eval job's JSON-lines file, exactly once
@@ -108,8 +136,9 @@ def test_the_model_cache_keeps_one_model_and_reloads_only_for_another(assets, tm
 
     from hpcxlt.evaluate.run import ModelCache, ModelSource
 
-    source = ModelSource(path=str(assets / "tiny"), revision=None, format="retrieval", checkpoint="tiny",
-                         trained_retrieval=False)
+    source = ModelSource(
+        path=str(assets / "tiny"), revision=None, format="retrieval", checkpoint="tiny", trained_retrieval=False
+    )
     cache = ModelCache()
     first = cache.get(source)
     assert cache.get(source) is first and cache.loads == 1
@@ -128,7 +157,9 @@ def test_a_trained_dual_encoder_is_read_at_the_layer_it_was_trained_on(assets, t
     cfg, p, store = run_dir(assets, tmp_path, retrieval_layer=2)
     folder = store.model_dir("target.none.mewslix.s1")
     # what train_cell exports for a retrieval target: the encoder plus heads.json naming the head's layer
-    MultiTaskModel(AutoModel.from_pretrained(assets / "tiny"), {"mewslix": RetrievalHead(layer=1)}).save_pretrained(folder)
+    MultiTaskModel(AutoModel.from_pretrained(assets / "tiny"), {"mewslix": RetrievalHead(layer=1)}).save_pretrained(
+        folder
+    )
     AutoTokenizer.from_pretrained(assets / "tiny").save_pretrained(folder)
     loaded = ModelCache().get(model_source(cfg, p.cell("eval.none.mewslix.s1.de"), store))
     assert loaded.retrieval_layer == 1
@@ -171,7 +202,9 @@ def test_a_job_loads_its_model_once_and_records_every_language(assets, tmp_path)
     assert sorted(path.name for path in (pred_dir / "tatoeba").iterdir()) == files
     assert sorted(path.name for path in (store.labels_dir / "tatoeba").iterdir()) == files
     scored = hpcxlt_score(pred_dir, store.labels_dir)["tasks"]["tatoeba"]["languages"]
-    assert {lang: m["accuracy"] for lang, m in scored.items()} == pytest.approx({r["lang"]: r["score"] for r in records})
+    assert {lang: m["accuracy"] for lang, m in scored.items()} == pytest.approx(
+        {r["lang"]: r["score"] for r in records}
+    )
 
     # done cells are skipped: no model is even loaded
     again = ModelCache()
@@ -248,8 +281,13 @@ def test_only_rank_zero_evaluates_under_a_multi_process_launcher(assets, tmp_pat
     from hpcxlt.evaluate.run import ModelCache, evaluate_cells
 
     cfg, p, store = run_dir(assets, tmp_path)
-    for name, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
-                        "MASTER_PORT": "29999"}.items():
+    for name, value in {
+        "RANK": "1",
+        "WORLD_SIZE": "2",
+        "LOCAL_RANK": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29999",
+    }.items():
         monkeypatch.setenv(name, value)
     models = ModelCache()
     assert evaluate_cells(cfg, job_cells(p, "eval.none.tatoeba.s1"), store, models=models) == []
@@ -270,10 +308,24 @@ def test_a_trained_model_scores_far_above_chance_in_english(assets, tmp_path):
     with socket.socket() as s:  # a free rendezvous port for the 1-process group DeepSpeed needs
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    out = subprocess.run([sys.executable, str(REPO / "tests" / "cell_worker.py"), str(store.root), "target.none.xnli.s1"],
-                         env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    env = {
+        **os.environ,
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "cell_worker.py"), str(store.root), "target.none.xnli.s1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
 
     models = ModelCache()
@@ -291,12 +343,26 @@ def test_a_trained_model_scores_far_above_chance_in_english(assets, tmp_path):
     assert sorted(path.name for path in (pred_dir / "xnli").iterdir()) == sorted(f"test-{lang}.tsv" for lang in langs)
     scored = hpcxlt_score(pred_dir, store.labels_dir)["tasks"]["xnli"]
     assert {lang: m["accuracy"] for lang, m in scored["languages"].items()} == pytest.approx(
-        {lang: score[lang, "test"] for lang in langs})
+        {lang: score[lang, "test"] for lang in langs}
+    )
     assert scored["score"] == pytest.approx(sum(score[lang, "test"] for lang in langs) / len(langs))
 
     # length-sorted and fixed-order inference agree on the trained model too
     folder = store.model_dir("target.none.xnli.s1")
-    model, tokenizer = AutoModelForSequenceClassification.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
-    a, b = (predict_split(get_task("xnli"), "en", "test", model, tokenizer, cfg.data,
-                          InferenceSettings(batch_size=5, sort_by_length=s)) for s in (True, False))
+    model, tokenizer = (
+        AutoModelForSequenceClassification.from_pretrained(folder).eval(),
+        AutoTokenizer.from_pretrained(folder),
+    )
+    a, b = (
+        predict_split(
+            get_task("xnli"),
+            "en",
+            "test",
+            model,
+            tokenizer,
+            cfg.data,
+            InferenceSettings(batch_size=5, sort_by_length=s),
+        )
+        for s in (True, False)
+    )
     assert a.predictions == b.predictions and len(set(a.predictions)) == 3

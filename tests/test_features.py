@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from hpcxlt.config.schema import DataConfig
-from hpcxlt.data.features import feature_lengths, featurize, load_candidate_features, load_features, postprocess_qa, tag_names
+from hpcxlt.data.features import (
+    feature_lengths,
+    featurize,
+    load_candidate_features,
+    load_features,
+    postprocess_qa,
+    tag_names,
+)
 from hpcxlt.data.load import load_split
 from hpcxlt.data.schemas import IGNORE, RETRIEVAL_POOLS
 from hpcxlt.demo.synth import SynthSettings, split_languages, write_benchmark
@@ -54,12 +61,19 @@ def test_every_task_featurizes_every_split(world, tmp_path):
 
 def test_qa_windows_map_gold_positions_back_to_the_exact_answer_text(world, tmp_path):
     tokenizer, bench = world
-    cases = (("xquad", "zh", 40, 12), ("xquad", "en", 40, 12), ("mlqa", "de", 40, 12), ("tydiqa", "sw", 40, 12),
-             ("xquad", "ru", 26, 8))  # the last one also cuts long questions to fit the window
+    cases = (
+        ("xquad", "zh", 40, 12),
+        ("xquad", "en", 40, 12),
+        ("mlqa", "de", 40, 12),
+        ("tydiqa", "sw", 40, 12),
+        ("xquad", "ru", 26, 8),
+    )  # the last one also cuts long questions to fit the window
     for task, lang, max_length, doc_stride in cases:
         spec = get_task(task)
         # Short windows: most contexts need several, and most windows hold no answer.
-        fs = load_features(spec, lang, "test", tokenizer, cfg(bench, tmp_path), max_length=max_length, doc_stride=doc_stride)
+        fs = load_features(
+            spec, lang, "test", tokenizer, cfg(bench, tmp_path), max_length=max_length, doc_stride=doc_stride
+        )
         features = fs.features
         assert len(features) > len(fs.examples)
         assert 0 in features["start_positions"]  # windows without the answer point at <s>
@@ -77,10 +91,12 @@ def test_postprocess_picks_the_best_valid_span_across_windows():
     import datasets
 
     examples = datasets.Dataset.from_list([{"id": "a", "context": "one two three"}])
-    features = datasets.Dataset.from_list([
-        {"example_id": "a", "offset_mapping": [[-1, -1], [0, 3], [4, 7], [8, 13], [-1, -1]]},
-        {"example_id": "a", "offset_mapping": [[-1, -1], [4, 7], [8, 13], [-1, -1], [-1, -1]]},
-    ])
+    features = datasets.Dataset.from_list(
+        [
+            {"example_id": "a", "offset_mapping": [[-1, -1], [0, 3], [4, 7], [8, 13], [-1, -1]]},
+            {"example_id": "a", "offset_mapping": [[-1, -1], [4, 7], [8, 13], [-1, -1], [-1, -1]]},
+        ]
+    )
     start = np.array([[9.0, 1, 0, 0, 9], [0, 0, 3, 0, 0]])  # window 0 best start is outside the context
     end = np.array([[9.0, 0, 2, 0, 9], [0, 0, 3, 0, 0]])
     # Window 0 can only pair 'one'..'two' (1 + 2 = 3); window 1 has 'three' (3 + 3 = 6).
@@ -131,7 +147,9 @@ def test_retrieval_queries_find_their_answers_in_their_pool(world, tmp_path):
         candidates = [set(k) for k, r in zip(features["keys"], features["role"]) if r == 1]
         if RETRIEVAL_POOLS[spec.schema] == "candidates" and split == "test":
             assert not candidates  # WikiNews mentions search the shared pool
-            candidates = [set(k) for k in load_candidate_features(spec, tokenizer, data, max_length=64).features["keys"]]
+            candidates = [
+                set(k) for k in load_candidate_features(spec, tokenizer, data, max_length=64).features["keys"]
+            ]
         queries = [set(k) for k, r in zip(features["keys"], features["role"]) if r == 0]
         assert queries and all(any(q & c for c in candidates) for q in queries), task
     pairs = load_features(get_task("lareqa"), "en", "train", tokenizer, data, max_length=64).features
@@ -159,7 +177,7 @@ def test_cache_tokenizes_once_and_only_reuses_equal_inputs(world, tmp_path):
     first = load_features(spec, "de", "test", counting, data, max_length=64)
     assert not first.cache_hit and counting.calls > 0
     calls = counting.calls
-    for seed_run in range(3):  # e.g. three seeds evaluating the same split
+    for _ in range(3):  # e.g. three seeds evaluating the same split
         again = load_features(spec, "de", "test", counting, data, max_length=64)
         assert again.cache_hit and again.cache_path == first.cache_path
         assert again.features["input_ids"] == first.features["input_ids"]
@@ -167,7 +185,9 @@ def test_cache_tokenizes_once_and_only_reuses_equal_inputs(world, tmp_path):
     from transformers import AutoTokenizer
 
     tokenizer.save_pretrained(tmp_path / "copy")  # e.g. the tokenizer a trained model folder carries
-    assert load_features(spec, "de", "test", AutoTokenizer.from_pretrained(tmp_path / "copy"), data, max_length=64).cache_hit
+    assert load_features(
+        spec, "de", "test", AutoTokenizer.from_pretrained(tmp_path / "copy"), data, max_length=64
+    ).cache_hit
     assert not load_features(spec, "de", "test", counting, data, max_length=32).cache_hit  # other settings
     assert not load_features(spec, "fr", "test", counting, data, max_length=64).cache_hit  # other language
     capped = DataConfig(source="local", root=str(bench), cache_dir=str(tmp_path / "cache"), max_eval_examples=4)
@@ -188,15 +208,21 @@ def test_classification_features_equal_the_tokenizer_and_labels_are_checked_colu
 
     tokenizer, _ = world
     spec = get_task("xnli")
-    rows = datasets.Dataset.from_dict({"premise": ["a man sleeps .", "two dogs run far away ."],
-                                       "hypothesis": ["nobody sleeps .", "dogs move ."],
-                                       "label": ["contradiction", "entailment"]})
+    rows = datasets.Dataset.from_dict(
+        {
+            "premise": ["a man sleeps .", "two dogs run far away ."],
+            "hypothesis": ["nobody sleeps .", "dogs move ."],
+            "label": ["contradiction", "entailment"],
+        }
+    )
     features = featurize(spec, rows, tokenizer, train=True, max_length=8)
     reference = tokenizer(list(rows["premise"]), list(rows["hypothesis"]), truncation=True, max_length=8)
     assert features["input_ids"] == reference["input_ids"]
     assert features["attention_mask"] == reference["attention_mask"]
     assert features["labels"] == [spec.label_names.index("contradiction"), spec.label_names.index("entailment")]
-    ids = featurize(spec, rows.remove_columns("label").add_column("label", [2, -1]), tokenizer, train=True, max_length=8)
+    ids = featurize(
+        spec, rows.remove_columns("label").add_column("label", [2, -1]), tokenizer, train=True, max_length=8
+    )
     assert ids["labels"] == [2, IGNORE]
     for bad in (True, 7, "maybe"):  # True is not label 1; out of range; no such name
         rows_bad = datasets.Dataset.from_dict({"premise": ["x ."], "hypothesis": ["y ."], "label": [bad]})

@@ -24,8 +24,11 @@ MPIEXEC = Path(sys.executable).parent / "mpiexec"
 def _hpcxlt(*args: str, ranks: int | None = None) -> subprocess.CompletedProcess:
     # no launcher variables of this process: in-process training tests leave torch's RANK/WORLD_SIZE
     # behind, which would make every mpiexec rank think it is a torchrun world of its own
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "SLURM_"))
-           and k not in RENDEZVOUS_VARS}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PMI_", "OMPI_", "SLURM_")) and k not in RENDEZVOUS_VARS
+    }
     env["PYTHONPATH"] = str(REPO)
     cmd = [sys.executable, "-m", "hpcxlt", "aggregate", *args]
     if ranks is not None:
@@ -37,18 +40,32 @@ def _hpcxlt(*args: str, ranks: int | None = None) -> subprocess.CompletedProcess
 def run_dir(tmp_path):
     if not MPIEXEC.exists():
         pytest.fail(f"{MPIEXEC} is missing: the mpich wheel (mpi4py's dependency) provides it")
-    arms = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]},
-            {"name": "en_lr", "tasks": ["mnli", "sib200"], "compare_to": "en"}]
+    arms = [
+        {"name": "none"},
+        {"name": "en", "tasks": ["mnli"]},
+        {"name": "en_lr", "tasks": ["mnli", "sib200"], "compare_to": "en"},
+    ]
     langs = {"xnli": ["en", "de", "sw", "ur"], "xquad": ["en", "de", "ar"], "panx": ["en", "sw", "yo"]}
-    store = make_run(tmp_path / "run", arms=arms, targets=langs, seeds=[1, 2, 3],
-                     score=lambda a, t, s, l, sp: 60 + 3 * arms.index(next(x for x in arms if x["name"] == a))
-                     + s * 0.7 + len(l) * 0.1 + (l == "sw") * (a == "en_lr") * 2)
+    store = make_run(
+        tmp_path / "run",
+        arms=arms,
+        targets=langs,
+        seeds=[1, 2, 3],
+        score=lambda a, t, s, l, sp: (
+            60
+            + 3 * arms.index(next(x for x in arms if x["name"] == a))
+            + s * 0.7
+            + len(l) * 0.1
+            + (l == "sw") * (a == "en_lr") * 2
+        ),
+    )
     # a truncated record, and a JSON-lines shard holding one more record and one bad line
     bad = record_path(store, "eval.en.panx.s2.yo", "test")
     bad.write_text(bad.read_text()[:30])
     extra = record("en", "panx", 2, "yo", "test", 64.0)
-    (store.results_dir / "late.jsonl").write_text(json.dumps({**extra, "seed": 9, "key": "eval.en.panx.s9.yo"})
-                                                  + "\n{\"key\": 1}\n")
+    (store.results_dir / "late.jsonl").write_text(
+        json.dumps({**extra, "seed": 9, "key": "eval.en.panx.s9.yo"}) + '\n{"key": 1}\n'
+    )
     return store.root
 
 

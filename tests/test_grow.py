@@ -19,8 +19,13 @@ pytestmark = pytest.mark.slow
 
 def _submit(config: Path, run_dir: Path, *extra: str) -> tuple[int, str]:
     env = subprocess_env()
-    proc = subprocess.run([sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(run_dir),
-                           "--no-progress", *extra], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(run_dir), "--no-progress", *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -30,8 +35,7 @@ def _ran_jobs(output: str) -> int:
 
 
 def _seed_jobs(store: RunStore, seed: int) -> int:
-    return sum(1 for job in store.load_plan().jobs if job.key.split(".")[-1] == f"s{seed}"
-               or f".s{seed}." in job.key)
+    return sum(1 for job in store.load_plan().jobs if job.key.split(".")[-1] == f"s{seed}" or f".s{seed}." in job.key)
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +64,11 @@ def test_adding_a_seed_runs_only_the_new_seeds_cells(tmp_path, assets, finished)
     assert _ran_jobs(out) == _seed_jobs(store, 2) > 0  # the new seed's jobs, nothing of seed 1
     assert {key: store.done_info(key) for key in before} == before  # done markers untouched
     assert all(store.is_done(cell.key) for cell in store.load_plan().cells)
-    starts = [key for key in before if store.train_log_path(key).exists()
-              and store.train_log_path(key).read_text().count('"event": "start"') != 1]
+    starts = [
+        key
+        for key in before
+        if store.train_log_path(key).exists() and store.train_log_path(key).read_text().count('"event": "start"') != 1
+    ]
     assert starts == []  # no seed-1 cell trained a second time
 
 

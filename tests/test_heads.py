@@ -5,10 +5,15 @@ from hpcxlt.config.schema import DataConfig
 from hpcxlt.data.collate import PadCollator, model_inputs
 from hpcxlt.data.features import load_features
 from hpcxlt.demo.synth import SynthSettings, write_benchmark
-from hpcxlt.model.heads import (
-    MultiTaskModel, build_model, dual_encoder_loss, embed, init_from_intermediate, make_head,
-)
 from hpcxlt.demo.tiny import TinySpec, build_tiny
+from hpcxlt.model.heads import (
+    MultiTaskModel,
+    build_model,
+    dual_encoder_loss,
+    embed,
+    init_from_intermediate,
+    make_head,
+)
 from hpcxlt.tasks.registry import get_task
 
 TASKS = {"xnli": "en", "xcopa": "en", "panx": "en", "squad": "en", "mewslix": "en"}
@@ -25,8 +30,10 @@ def world(tmp_path_factory):
     data = DataConfig(source="local", root=str(bench), cache_dir=str(base / "heads-cache"))
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     collate = PadCollator(tokenizer.pad_token_id)
-    batches = {task: collate(list(load_features(get_task(task), lang, "train", tokenizer, data, max_length=48).features))
-               for task, lang in TASKS.items()}
+    batches = {
+        task: collate(list(load_features(get_task(task), lang, "train", tokenizer, data, max_length=48).features))
+        for task, lang in TASKS.items()
+    }
     return tiny, batches
 
 
@@ -72,9 +79,16 @@ def test_embed_is_a_masked_mean_of_the_chosen_layer(world):
 
 def test_multi_task_model_shares_one_encoder_and_saves_round_trip(world, tmp_path):
     tiny, batches = world
-    model = MultiTaskModel.from_tasks(str(tiny), {
-        "xnli": ("classification", 3), "xcopa": ("multiple_choice", None), "panx": ("tagging", 7),
-        "squad": ("qa", None), "mewslix": ("retrieval", None)})
+    model = MultiTaskModel.from_tasks(
+        str(tiny),
+        {
+            "xnli": ("classification", 3),
+            "xcopa": ("multiple_choice", None),
+            "panx": ("tagging", 7),
+            "squad": ("qa", None),
+            "mewslix": ("retrieval", None),
+        },
+    )
     model.eval()
     outputs = {}
     for task, batch in batches.items():
@@ -96,8 +110,11 @@ def test_multi_task_model_shares_one_encoder_and_saves_round_trip(world, tmp_pat
     loaded = MultiTaskModel.from_pretrained(tmp_path / "mt").eval()
     with torch.no_grad():
         for task, batch in batches.items():
-            assert torch.allclose(model(task=task, **model_inputs(batch)).logits,
-                                  loaded(task=task, **model_inputs(batch)).logits, atol=1e-5), task
+            assert torch.allclose(
+                model(task=task, **model_inputs(batch)).logits,
+                loaded(task=task, **model_inputs(batch)).logits,
+                atol=1e-5,
+            ), task
 
 
 def test_init_from_intermediate_copies_the_encoder_and_keeps_the_head_new(world, tmp_path):
@@ -112,13 +129,16 @@ def test_init_from_intermediate_copies_the_encoder_and_keeps_the_head_new(world,
     copied = init_from_intermediate(target, tmp_path / "inter")
     assert "roberta.encoder.layer.0.attention.self.query.weight" in copied
     assert not any(key.startswith("classifier") for key in copied)
-    assert torch.equal(target.roberta.encoder.layer[1].output.dense.weight, intermediate.encoder.encoder.layer[1].output.dense.weight)
+    assert torch.equal(
+        target.roberta.encoder.layer[1].output.dense.weight, intermediate.encoder.encoder.layer[1].output.dense.weight
+    )
     assert torch.equal(target.classifier.weight, head_before)
     # A target trained from an HF checkpoint with a head ('roberta.' prefixed keys) works the same way.
     build_model("classification", str(tiny), num_labels=3).save_pretrained(tmp_path / "hf")
     assert init_from_intermediate(build_model("qa", str(tiny)), tmp_path / "hf")
-    other = build_tiny(tmp_path / "wider", TinySpec(vocab_size=400, hidden=32, heads=2, sentences_per_language=5),
-                       languages=("en",))
+    other = build_tiny(
+        tmp_path / "wider", TinySpec(vocab_size=400, hidden=32, heads=2, sentences_per_language=5), languages=("en",)
+    )
     with pytest.raises(ValueError, match="do not fit the target model"):
         init_from_intermediate(build_model("qa", str(other)), tmp_path / "inter")
     with pytest.raises(FileNotFoundError, match="no model weights"):

@@ -19,8 +19,11 @@ from tests.real_data import real_dir
 def _nli_features(*extra):
     import datasets
 
-    columns = {"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-               "label": datasets.ClassLabel(names=list(NLI_LABELS))}
+    columns = {
+        "premise": datasets.Value("string"),
+        "hypothesis": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=list(NLI_LABELS)),
+    }
     return datasets.Features({**columns, **dict(extra)})
 
 
@@ -40,42 +43,112 @@ def mirror(tmp_path_factory):
     for r in (1, 2, 3):
         for split in ("train", "dev"):
             rounds[f"{split}_r{r}"] = datasets.Dataset.from_dict(
-                {"uid": [f"{split}{r}a", f"{split}{r}b"], "premise": [f"ANLI {split} {r} premise"] * 2,
-                 "hypothesis": ["It rains.", "It is dry."], "label": [0, 2], "reason": ["", "contradicts"]},
-                features=anli)
+                {
+                    "uid": [f"{split}{r}a", f"{split}{r}b"],
+                    "premise": [f"ANLI {split} {r} premise"] * 2,
+                    "hypothesis": ["It rains.", "It is dry."],
+                    "label": [0, 2],
+                    "reason": ["", "contradicts"],
+                },
+                features=anli,
+            )
     write_repo(root, "facebook/anli", {"default": rounds})
     # GLUE MNLI (nyu-mll/glue, config mnli): premise, hypothesis, label, idx
     mnli = _nli_features(("idx", datasets.Value("int32")))
-    write_repo(root, "nyu-mll/glue", {"mnli": {"train": datasets.Dataset.from_dict(
-        {"premise": ["MNLI premise"] * 3, "hypothesis": ["a", "b", "c"], "label": [0, 1, 2], "idx": [0, 1, 2]},
-        features=mnli)}})
+    write_repo(
+        root,
+        "nyu-mll/glue",
+        {
+            "mnli": {
+                "train": datasets.Dataset.from_dict(
+                    {
+                        "premise": ["MNLI premise"] * 3,
+                        "hypothesis": ["a", "b", "c"],
+                        "label": [0, 1, 2],
+                        "idx": [0, 1, 2],
+                    },
+                    features=mnli,
+                )
+            }
+        },
+    )
     # SNLI (stanfordnlp/snli): premise, hypothesis, label; -1 where annotators did not agree
-    write_repo(root, "stanfordnlp/snli", {"plain_text": {"train": datasets.Dataset.from_dict(
-        {"premise": ["SNLI premise"] * 3, "hypothesis": ["x", "y", "z"], "label": [1, -1, 0]},
-        features=_nli_features())}})
+    write_repo(
+        root,
+        "stanfordnlp/snli",
+        {
+            "plain_text": {
+                "train": datasets.Dataset.from_dict(
+                    {"premise": ["SNLI premise"] * 3, "hypothesis": ["x", "y", "z"], "label": [1, -1, 0]},
+                    features=_nli_features(),
+                )
+            }
+        },
+    )
     # SIB-200 (Davlan/sib200): a script repository; its parquet conversion from the real release files
     write_script_repo(root, "Davlan/sib200")
-    sib = datasets.Features({"index_id": datasets.Value("int64"), "category": datasets.Value("string"),
-                             "text": datasets.Value("string")})
+    sib = datasets.Features(
+        {"index_id": datasets.Value("int64"), "category": datasets.Value("string"), "text": datasets.Value("string")}
+    )
     converted = {}
     for code in ("swh_Latn", "yor_Latn"):
         rows = _tsv(real_dir() / "sib200" / code / "dev.tsv")
-        converted[code] = {"validation": datasets.Dataset.from_dict(
-            {"index_id": [int(r["index_id"]) for r in rows], "category": [r["category"] for r in rows],
-             "text": [r["text"] for r in rows]}, features=sib)}
+        converted[code] = {
+            "validation": datasets.Dataset.from_dict(
+                {
+                    "index_id": [int(r["index_id"]) for r in rows],
+                    "category": [r["category"] for r in rows],
+                    "text": [r["text"] for r in rows],
+                },
+                features=sib,
+            )
+        }
     write_repo(root, "Davlan/sib200", converted, revision=PARQUET)
     # AfriSenti (shmuhammad/AfriSenti-twitter-sentiment): ClassLabel order [positive, negative, neutral]
     # (its dataset_infos.json), filled from the real SemEval dev file
-    afrisenti = datasets.Features({"tweet": datasets.Value("string"),
-                                   "label": datasets.ClassLabel(names=["positive", "negative", "neutral"])})
+    afrisenti = datasets.Features(
+        {"tweet": datasets.Value("string"), "label": datasets.ClassLabel(names=["positive", "negative", "neutral"])}
+    )
     rows = _tsv(real_dir() / "afrisenti" / "ha_dev.tsv")
-    write_repo(root, "shmuhammad/AfriSenti-twitter-sentiment", {"hau": {"validation": datasets.Dataset.from_dict(
-        {"tweet": [r["tweet"] for r in rows], "label": [afrisenti["label"].str2int(r["label"]) for r in rows]},
-        features=afrisenti)}}, revision=PARQUET)
+    write_repo(
+        root,
+        "shmuhammad/AfriSenti-twitter-sentiment",
+        {
+            "hau": {
+                "validation": datasets.Dataset.from_dict(
+                    {
+                        "tweet": [r["tweet"] for r in rows],
+                        "label": [afrisenti["label"].str2int(r["label"]) for r in rows],
+                    },
+                    features=afrisenti,
+                )
+            }
+        },
+        revision=PARQUET,
+    )
     # Mewsli-X (izhx/mewsli-x): English dev pairs {mention, entity} (config wikipedia_pairs)
-    write_repo(root, "izhx/mewsli-x", {"wikipedia_pairs": {"validation": datasets.Dataset.from_dict(
-        {"mention": ["Obama [SEP] Obama visited Berlin.", "Berlin [SEP] He flew to Berlin.", "Paris [SEP] Paris in May."],
-         "entity": ["Barack Obama: 44th president", "Berlin: capital of Germany", "Paris: capital of France"]})}})
+    write_repo(
+        root,
+        "izhx/mewsli-x",
+        {
+            "wikipedia_pairs": {
+                "validation": datasets.Dataset.from_dict(
+                    {
+                        "mention": [
+                            "Obama [SEP] Obama visited Berlin.",
+                            "Berlin [SEP] He flew to Berlin.",
+                            "Paris [SEP] Paris in May.",
+                        ],
+                        "entity": [
+                            "Barack Obama: 44th president",
+                            "Berlin: capital of Germany",
+                            "Paris: capital of France",
+                        ],
+                    }
+                )
+            }
+        },
+    )
     return DataConfig(source="hub", hub_mirror=str(root))
 
 
@@ -117,9 +190,15 @@ def test_an_unknown_hub_label_is_refused_naming_data_set_and_labels(tmp_path):
     from hpcxlt.data.schemas import SchemaError
     from tests.hub_mirror import write_repo as write
 
-    features = datasets.Features({"tweet": datasets.Value("string"), "label": datasets.ClassLabel(names=["pos", "neg"])})
-    write(tmp_path, "shmuhammad/AfriSenti-twitter-sentiment", {"hau": {"validation": datasets.Dataset.from_dict(
-        {"tweet": ["a"], "label": [0]}, features=features)}}, revision=PARQUET)
+    features = datasets.Features(
+        {"tweet": datasets.Value("string"), "label": datasets.ClassLabel(names=["pos", "neg"])}
+    )
+    write(
+        tmp_path,
+        "shmuhammad/AfriSenti-twitter-sentiment",
+        {"hau": {"validation": datasets.Dataset.from_dict({"tweet": ["a"], "label": [0]}, features=features)}},
+        revision=PARQUET,
+    )
     with pytest.raises(SchemaError, match=r"AfriSenti-twitter-sentiment.*\['pos', 'neg'\].*not among"):
         load_split(get_task("afrisenti"), "ha", "dev", DataConfig(source="hub", hub_mirror=str(tmp_path)))
 
@@ -187,8 +266,10 @@ def test_a_release_file_is_fetched_only_by_prepare_and_checked_against_its_hash(
 
 def test_tatoeba_rows_of_the_old_loader_lose_their_trailing_newline():
     spec = get_task("tatoeba")
-    rows = [{"source_sentence": "Ich bin müde.\n", "target_sentence": "I am tired.\n"},
-            {"source_sentence": "Danke!\n", "target_sentence": "Thanks!\n"}]  # google/xtreme tatoeba.deu rows
+    rows = [
+        {"source_sentence": "Ich bin müde.\n", "target_sentence": "I am tired.\n"},
+        {"source_sentence": "Danke!\n", "target_sentence": "Thanks!\n"},
+    ]  # google/xtreme tatoeba.deu rows
     queries, candidates = schemas.retrieval_items(spec, rows, "de")
     assert [q["text"] for q in queries] == ["Ich bin müde.", "Danke!"]
     assert [c["text"] for c in candidates] == ["I am tired.", "Thanks!"]

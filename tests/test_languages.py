@@ -18,10 +18,22 @@ from hpcxlt.tasks.languages import (
 )
 
 
-@pytest.mark.parametrize("code, group", [
-    ("en", "high"), ("de", "high"), ("hi", "high"), ("id", "high"), ("ta", "high"),
-    ("sw", "low"), ("yo", "low"), ("te", "low"), ("qu", "low"), ("pcm", "low"), ("wo", "low"),
-])
+@pytest.mark.parametrize(
+    "code, group",
+    [
+        ("en", "high"),
+        ("de", "high"),
+        ("hi", "high"),
+        ("id", "high"),
+        ("ta", "high"),
+        ("sw", "low"),
+        ("yo", "low"),
+        ("te", "low"),
+        ("qu", "low"),
+        ("pcm", "low"),
+        ("wo", "low"),
+    ],
+)
 def test_low_high_split_of_hand_checked_languages(code, group):
     assert resource_group(code) == group
 
@@ -31,10 +43,26 @@ def test_threshold_is_joshi_class_two():
     assert language("mr").joshi_class == 2 and resource_group("mr") == "low"
     assert language("af").joshi_class == 3 and resource_group("af") == "high"
     # The six class examples of Joshi et al. 2020's Table 1 that the registry uses.
-    assert {c: language(c).joshi_class for c in ("en", "es", "de", "ja", "fr", "ru", "hu", "vi", "nl", "ko",
-                                                 "id", "uk", "af", "he", "zu")} == {
-        "en": 5, "es": 5, "de": 5, "ja": 5, "fr": 5, "ru": 4, "hu": 4, "vi": 4, "nl": 4, "ko": 4,
-        "id": 3, "uk": 3, "af": 3, "he": 3, "zu": 2}
+    assert {
+        c: language(c).joshi_class
+        for c in ("en", "es", "de", "ja", "fr", "ru", "hu", "vi", "nl", "ko", "id", "uk", "af", "he", "zu")
+    } == {
+        "en": 5,
+        "es": 5,
+        "de": 5,
+        "ja": 5,
+        "fr": 5,
+        "ru": 4,
+        "hu": 4,
+        "vi": 4,
+        "nl": 4,
+        "ko": 4,
+        "id": 3,
+        "uk": 3,
+        "af": 3,
+        "he": 3,
+        "zu": 2,
+    }
 
 
 def test_table_holds_exactly_the_codes_the_registry_uses():

@@ -10,8 +10,8 @@ from hpcxlt.config.schema import DataConfig
 from hpcxlt.data.collate import LengthGroupedBatchSampler, PadCollator, model_inputs
 from hpcxlt.data.features import feature_lengths, load_features, postprocess_qa
 from hpcxlt.demo.synth import SynthSettings, write_benchmark
-from hpcxlt.model.heads import build_model, dual_encoder_loss, embed
 from hpcxlt.demo.tiny import TinySpec, build_tiny
+from hpcxlt.model.heads import build_model, dual_encoder_loss, embed
 from hpcxlt.tasks.registry import get_task
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,9 @@ def _score(spec, model, dev, collate) -> float:
             answers = postprocess_qa(dev.examples, features, torch.cat(starts).numpy(), torch.cat(ends).numpy())
             return float(np.mean([answers[ex["id"]] == ex["answers"]["text"][0] for ex in dev.examples]))
         # retrieval: top-1 accuracy of each query among the split's candidates
-        vectors = torch.cat([torch.nn.functional.normalize(embed(model, b), dim=-1) for b in _batches(features, collate)])
+        vectors = torch.cat(
+            [torch.nn.functional.normalize(embed(model, b), dim=-1) for b in _batches(features, collate)]
+        )
         role, keys = np.array(features["role"]), features["keys"]
         queries, candidates = np.where(role == 0)[0], np.where(role == 1)[0]
         best = (vectors[queries] @ vectors[candidates].T).argmax(1).tolist()
@@ -91,7 +93,9 @@ def test_tiny_model_learns_the_english_task_far_above_chance(world, task):
     while step < steps:
         for indices in sampler:
             batch = collate([train[i] for i in indices])
-            loss = dual_encoder_loss(model, batch)[0] if spec.format == "retrieval" else model(**model_inputs(batch)).loss
+            loss = (
+                dual_encoder_loss(model, batch)[0] if spec.format == "retrieval" else model(**model_inputs(batch)).loss
+            )
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()

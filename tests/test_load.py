@@ -4,7 +4,12 @@ import pytest
 
 from hpcxlt.config.schema import DataConfig
 from hpcxlt.data.load import (
-    DataNotFoundError, available, load_candidates, load_split, local_file, source_fingerprint,
+    DataNotFoundError,
+    available,
+    load_candidates,
+    load_split,
+    local_file,
+    source_fingerprint,
 )
 from hpcxlt.demo.synth import SynthSettings, write_benchmark
 from hpcxlt.tasks.registry import get_task
@@ -13,7 +18,9 @@ from hpcxlt.tasks.registry import get_task
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     out = tmp_path_factory.getbasetemp() / "load-bench"
-    write_benchmark(out, SynthSettings(train_size=20, eval_size=8), tasks=("xnli", "xquad", "panx", "mewslix", "sib200"))
+    write_benchmark(
+        out, SynthSettings(train_size=20, eval_size=8), tasks=("xnli", "xquad", "panx", "mewslix", "sib200")
+    )
     return out
 
 
@@ -29,7 +36,7 @@ def test_local_jsonl_rows_and_caps(root):
     assert len(load_split(xnli, "de", "test", local(root, max_train_examples=5))) == 8  # train cap only
     assert len(load_split(xnli, "de", "test", local(root, max_eval_examples=3))) == 3
     qa = load_split(get_task("xquad"), "el", "test", local(root))[0]
-    assert qa["context"][qa["answers"]["answer_start"][0]:].startswith(qa["answers"]["text"][0])
+    assert qa["context"][qa["answers"]["answer_start"][0] :].startswith(qa["answers"]["text"][0])
     assert len(load_candidates(get_task("mewslix"), local(root))) > 100
     assert available(xnli, local(root))["train"] == ("en",)
     assert set(available(xnli, local(root))["test"]) == set(xnli.languages)
@@ -70,15 +77,31 @@ def test_other_local_formats(tmp_path):
     panx, xnli, xquad = get_task("panx"), get_task("xnli"), get_task("xquad")
     (tmp_path / "panx" / "de").mkdir(parents=True)
     (tmp_path / "panx" / "de" / "test.conll").write_text(
-        "de:Anna\tB-PER\nde:wohnt\tO\nde:in\tO\nde:Berlin\tB-LOC\n\nde:Ja\tO\n", encoding="utf-8")
+        "de:Anna\tB-PER\nde:wohnt\tO\nde:in\tO\nde:Berlin\tB-LOC\n\nde:Ja\tO\n", encoding="utf-8"
+    )
     rows = load_split(panx, "de", "test", local(tmp_path))
     assert rows["tokens"] == [["Anna", "wohnt", "in", "Berlin"], ["Ja"]]
     assert rows["ner_tags"] == [["B-PER", "O", "O", "B-LOC"], ["O"]]
     (tmp_path / "xnli" / "fr").mkdir(parents=True)
-    (tmp_path / "xnli" / "fr" / "test.tsv").write_text("premise\thypothesis\tlabel\nil pleut\til fait beau\tcontradiction\n")
+    (tmp_path / "xnli" / "fr" / "test.tsv").write_text(
+        "premise\thypothesis\tlabel\nil pleut\til fait beau\tcontradiction\n"
+    )
     assert load_split(xnli, "fr", "test", local(tmp_path))[0]["label"] == "contradiction"
-    squad = {"data": [{"title": "T", "paragraphs": [{"context": "Paris is big.", "qas": [
-        {"id": "q1", "question": "What is big?", "answers": [{"text": "Paris", "answer_start": 0}]}]}]}]}
+    squad = {
+        "data": [
+            {
+                "title": "T",
+                "paragraphs": [
+                    {
+                        "context": "Paris is big.",
+                        "qas": [
+                            {"id": "q1", "question": "What is big?", "answers": [{"text": "Paris", "answer_start": 0}]}
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     (tmp_path / "xquad" / "es").mkdir(parents=True)
     (tmp_path / "xquad" / "es" / "test.json").write_text(json.dumps(squad))
     row = load_split(xquad, "es", "test", local(tmp_path))[0]
@@ -86,7 +109,9 @@ def test_other_local_formats(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"premise": ["a"], "hypothesis": ["b"], "label": [1]}), tmp_path / "xnli" / "fr" / "dev.parquet")
+    pq.write_table(
+        pa.table({"premise": ["a"], "hypothesis": ["b"], "label": [1]}), tmp_path / "xnli" / "fr" / "dev.parquet"
+    )
     assert load_split(xnli, "fr", "dev", local(tmp_path))[0]["label"] == 1
 
 

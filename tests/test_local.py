@@ -35,8 +35,13 @@ def test_killed_run_resumes_in_dependency_order_and_skips_done_work(tmp_path, as
     config = write_config(tmp_path, data)
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(run_dir),
-                             "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(run_dir), "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     store = RunStore(run_dir)
     deadline = time.time() + 240
     while not list(store.checkpoints_dir("inter.en.s1").glob("step-*")):
@@ -53,15 +58,22 @@ def test_killed_run_resumes_in_dependency_order_and_skips_done_work(tmp_path, as
     state = store.state("inter.en.s1")
     assert state["state"] == "pending" and "stopped by SIGTERM" in state["reason"]
     status = _status(run_dir, capsys)
-    assert status["done"] is False and status["counts"]["done"] == 0 and status["counts"]["pending"] == len(plan(store.load_config()).cells)
+    assert (
+        status["done"] is False
+        and status["counts"]["done"] == 0
+        and status["counts"]["pending"] == len(plan(store.load_config()).cells)
+    )
 
     # resume (in this process): everything runs, in dependency order, once
     report = run_local(run_dir, progress=False)
     grid = store.load_plan()
     assert report.ok and report.ran == [job.key for job in grid.jobs] and report.done_before == []
     assert all(store.is_done(cell.key) for cell in grid.cells)
-    events = [json.loads(line)["event"] for line in store.train_log_path("inter.en.s1").read_text().splitlines()
-              if "event" in json.loads(line)]
+    events = [
+        json.loads(line)["event"]
+        for line in store.train_log_path("inter.en.s1").read_text().splitlines()
+        if "event" in json.loads(line)
+    ]
     assert "preempted" in events and "resume" in events  # continued from its checkpoint, not from scratch
     for job in grid.jobs:  # every job started after its upstream cells were finished
         started = min(store.state(key)["started"] for key in job.cells)
@@ -80,8 +92,11 @@ def test_killed_run_resumes_in_dependency_order_and_skips_done_work(tmp_path, as
 
 def test_a_failed_job_blocks_only_its_dependants(tmp_path, assets, capsys):
     # the 'qa' arm trains on SQuAD, which the synthetic benchmark of the fixture does not have
-    data = experiment(assets, arms=[{"name": "none"}, {"name": "en", "tasks": ["mnli"]}, {"name": "qa", "tasks": ["squad"]}],
-                      targets={"tasks": ["tatoeba"], "languages": {"tatoeba": ["de", "sw"]}})
+    data = experiment(
+        assets,
+        arms=[{"name": "none"}, {"name": "en", "tasks": ["mnli"]}, {"name": "qa", "tasks": ["squad"]}],
+        targets={"tasks": ["tatoeba"], "languages": {"tatoeba": ["de", "sw"]}},
+    )
     cfg = parse_config(data)
     store = RunStore(tmp_path / "run")
     store.initialize(cfg, plan(cfg))
@@ -96,8 +111,15 @@ def test_a_failed_job_blocks_only_its_dependants(tmp_path, assets, capsys):
     assert all(store.state(k)["state"] == "pending" for k in ("eval.qa.tatoeba.s1.de", "eval.qa.tatoeba.s1.sw"))
     status = _status(store.root, capsys)
     assert status["done"] is False and status["counts"]["failed"] == 1 and status["counts"]["done"] == 5
-    assert status["failed"] == [{"key": "inter.qa.s1", "stage": "intermediate", "error": failed["error"],
-                                 "log": str(log), "job_id": failed["job_id"]}]
+    assert status["failed"] == [
+        {
+            "key": "inter.qa.s1",
+            "stage": "intermediate",
+            "error": failed["error"],
+            "log": str(log),
+            "job_id": failed["job_id"],
+        }
+    ]
     capsys.readouterr()
     main(["status", str(store.root)])
     text = capsys.readouterr().out
@@ -128,15 +150,26 @@ def test_a_finished_run_is_readable_by_the_group_under_umask_022(tmp_path, asset
     config = write_config(tmp_path, experiment(assets, name="shared-run"))
     run_dir = tmp_path / "run"
     env = subprocess_env()
-    for argv in (["submit", str(config), "--run-dir", str(run_dir), "--no-progress"],
-                 ["aggregate", str(run_dir), "--partial"]):
-        proc = subprocess.run([sys.executable, "-m", "hpcxlt", *argv], env=env, capture_output=True, text=True,
-                              timeout=600, preexec_fn=lambda: os.umask(0o022))
+    for argv in (
+        ["submit", str(config), "--run-dir", str(run_dir), "--no-progress"],
+        ["aggregate", str(run_dir), "--partial"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "hpcxlt", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            preexec_fn=lambda: os.umask(0o022),
+        )
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     store = RunStore(run_dir)
     assert all(store.is_done(cell.key) for cell in store.load_plan().cells)
     assert list((run_dir / "tables").glob("*.png")) and (store.model_dir("inter.en.s1") / "model.safetensors").is_file()
-    private = [str(path.relative_to(run_dir)) for path in [run_dir, *run_dir.rglob("*")]
-               if not path.is_symlink() and path.stat().st_mode & (0o055 if path.is_dir() else 0o044)
-               != (0o055 if path.is_dir() else 0o044)]
+    private = [
+        str(path.relative_to(run_dir))
+        for path in [run_dir, *run_dir.rglob("*")]
+        if not path.is_symlink()
+        and path.stat().st_mode & (0o055 if path.is_dir() else 0o044) != (0o055 if path.is_dir() else 0o044)
+    ]
     assert private == [], f"not readable by group/others under umask 022: {private[:10]}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -62,14 +63,37 @@ def test_batches_prepared_ahead_train_exactly_as_batches_prepared_in_the_loop(tm
     import torch
 
     repo = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
     runs = {}
     for depth in (0, 3):
         out = tmp_path / f"prefetch-{depth}"
-        proc = subprocess.run([sys.executable, str(repo / "tests" / "ds_worker.py"), "--out", str(out), "--stage", "0",
-                               "--steps", "8", "--save-every", "4", "--keep-last", "3", "--prefetch", str(depth)],
-                              env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(repo / "tests" / "ds_worker.py"),
+                "--out",
+                str(out),
+                "--stage",
+                "0",
+                "--steps",
+                "8",
+                "--save-every",
+                "4",
+                "--keep-last",
+                "3",
+                "--prefetch",
+                str(depth),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs[depth] = out / "run-0"
     a, b = (torch.load(runs[d] / "final.pt") for d in (0, 3))
@@ -81,27 +105,50 @@ def test_batches_prepared_ahead_train_exactly_as_batches_prepared_in_the_loop(tm
 
     assert log(runs[0]) == log(runs[3])
     for step in (4, 8):
-        states = [json.loads((runs[d] / "checkpoints" / f"step-{step}" / "trainer_state.json").read_text())["data"]
-                  for d in (0, 3)]
+        states = [
+            json.loads((runs[d] / "checkpoints" / f"step-{step}" / "trainer_state.json").read_text())["data"]
+            for d in (0, 3)
+        ]
         assert states[0] == states[1]
         assert states[0]["draws"] == step * 2  # grad_accum 2: the consumed micro-batches, none drawn ahead
 
 
-def _ds_worker(out: Path, *args: str) -> "subprocess.CompletedProcess":
-    import os
-    import subprocess
+def _ds_worker(out: Path, *args: str) -> subprocess.CompletedProcess:
     import sys
 
     repo = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
-    return subprocess.run([sys.executable, str(repo / "tests" / "ds_worker.py"), "--out", str(out), "--stage", "0", *args],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(repo / "tests" / "ds_worker.py"), "--out", str(out), "--stage", "0", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 # A dev curve that peaks at the second evaluation (step 4), then fails to beat 70 + min_delta three times in a row.
-PEAKED = ["--steps", "20", "--eval-every", "2", "--save-every", "0", "--keep-last", "1",
-          "--dev-metrics", "50,70,60,65,70.5,99,99,99,99,99", "--patience", "3", "--min-delta", "1"]
+PEAKED = [
+    "--steps",
+    "20",
+    "--eval-every",
+    "2",
+    "--save-every",
+    "0",
+    "--keep-last",
+    "1",
+    "--dev-metrics",
+    "50,70,60,65,70.5,99,99,99,99,99",
+    "--patience",
+    "3",
+    "--min-delta",
+    "1",
+]
 
 
 @pytest.mark.deepspeed
@@ -111,8 +158,10 @@ def test_the_best_dev_metric_is_selected_patience_stops_and_a_resumed_run_select
 
     def finished(out: Path) -> tuple[dict, list[dict]]:
         run = out / "run-0"
-        return (json.loads((run / "result.json").read_text()),
-                [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()])
+        return (
+            json.loads((run / "result.json").read_text()),
+            [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()],
+        )
 
     straight = _ds_worker(tmp_path / "straight", *PEAKED)
     assert straight.returncode == 0, straight.stderr[-3000:]
@@ -143,5 +192,7 @@ def test_the_best_dev_metric_is_selected_patience_stops_and_a_resumed_run_select
     rerun = _ds_worker(tmp_path / "straight", *PEAKED)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     third, third_events = finished(tmp_path / "straight")
-    assert third["step"] == 10 and third["selection"] == result["selection"] and third["resumed_from"].endswith("step-10")
+    assert (
+        third["step"] == 10 and third["selection"] == result["selection"] and third["resumed_from"].endswith("step-10")
+    )
     assert [(e["step"], e["metric"], e["best"]) for e in third_events if e.get("event") == "eval"] == evals

@@ -8,13 +8,13 @@ import pytest
 
 from hpcxlt.evaluate import metrics as M
 
-
 # --- accuracy ----------------------------------------------------------------------------------
 
 
 def test_accuracy_hand_case_in_points():
-    assert M.accuracy(["entailment", "neutral", "contradiction", "neutral"],
-                      ["entailment", "neutral", "neutral", "entailment"]) == {"accuracy": 50.0}
+    assert M.accuracy(
+        ["entailment", "neutral", "contradiction", "neutral"], ["entailment", "neutral", "neutral", "entailment"]
+    ) == {"accuracy": 50.0}
 
 
 def test_accuracy_agrees_with_scikit_learn():
@@ -174,7 +174,9 @@ def test_map_single_gold_is_reciprocal_rank_within_top_20():
 
 
 def test_average_precision_with_several_relevant_and_duplicates():
-    assert M.average_precision_at_k({"a", "b", "c"}, ["a", "x", "b", "y", "c"]) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    assert M.average_precision_at_k({"a", "b", "c"}, ["a", "x", "b", "y", "c"]) == pytest.approx(
+        (1 + 2 / 3 + 3 / 5) / 3
+    )
     # a repeated id counts once: hits at ranks 1 and 3 -> (1 + 2/3) / 2
     assert M.average_precision_at_k({"a", "b"}, ["a", "a", "b"]) == pytest.approx((1 + 2 / 3) / 2)
     # the divisor is min(#relevant, k): 25 relevant, the top 20 all relevant -> 1

@@ -17,8 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 # Languages per XTREME-R task (../shared/notes/research.md).
-LANGS = {"xnli": 15, "xcopa": 11, "udpos": 38, "panx": 48, "xquad": 12, "mlqa": 7, "tydiqa": 9,
-         "tatoeba": 41, "mewslix": 11, "lareqa": 11}
+LANGS = {
+    "xnli": 15,
+    "xcopa": 11,
+    "udpos": 38,
+    "panx": 48,
+    "xquad": 12,
+    "mlqa": 7,
+    "tydiqa": 9,
+    "tatoeba": 41,
+    "mewslix": 11,
+    "lareqa": 11,
+}
 
 
 def test_phang2020_counts_match_hand_computation():
@@ -37,7 +47,12 @@ def test_a_prelude_is_its_own_cell_and_the_target_continues_it():
     cfg = load_experiment(CONFIGS / "phang2020.yaml")
     grid = plan(cfg)
     prelude = grid.cell("target.mnli.xcopa.s2.siqa")
-    assert (prelude.stage, prelude.target, prelude.trains, prelude.deps) == ("target", "xcopa", "siqa", ("inter.mnli.s2",))
+    assert (prelude.stage, prelude.target, prelude.trains, prelude.deps) == (
+        "target",
+        "xcopa",
+        "siqa",
+        ("inter.mnli.s2",),
+    )
     assert grid.cell("target.mnli.xcopa.s2").deps == ("target.mnli.xcopa.s2.siqa",)
     assert grid.cell("target.none.xcopa.s1.siqa").deps == ()
     assert grid.cell("eval.mnli.xcopa.s2.et").deps == ("target.mnli.xcopa.s2",)
@@ -141,7 +156,10 @@ def test_gpu_hour_estimate_uses_config_throughput():
     [
         ("targets.tasks=[xnli, panx, xquad, tatoeba, paws]", "targets.tasks[4]: unknown XTREME-R target task 'paws'"),
         ("arms.1.tasks=[mnli, squadd]", "arms[1].tasks[1]: unknown intermediate task 'squadd' (did you mean 'squad'?)"),
-        ("arms.2.languages={masakhaner2: [de]}", "arms[2].languages.masakhaner2: masakhaner2 has no training data in 'de'"),
+        (
+            "arms.2.languages={masakhaner2: [de]}",
+            "arms[2].languages.masakhaner2: masakhaner2 has no training data in 'de'",
+        ),
         ("targets.languages.xnli=[en, xx]", "targets.languages.xnli: xnli is not evaluated in 'xx'"),
         ("cost.train_examples={foo: 3}", "cost.train_examples.foo: unknown task 'foo'"),
     ],
@@ -162,11 +180,11 @@ def test_every_shipped_config_loads_and_plans(name):
 def test_plan_cli_is_fast_and_imports_nothing_heavy():
     code = (
         "import sys, time; t = time.perf_counter();"
-        "from hpcxlt.cli import main; rc = main(['plan', %r, '--json']);"
+        "from hpcxlt.cli import main; rc = main(['plan', {config!r}, '--json']);"
         "heavy = [m for m in ('torch', 'deepspeed', 'transformers', 'datasets', 'submitit', 'mpi4py', 'pandas')"
         " if m in sys.modules];"
         "print('HEAVY', heavy, 'SECONDS', time.perf_counter() - t, file=sys.stderr); sys.exit(rc)"
-    ) % str(CONFIGS / "phang2020.yaml")
+    ).format(config=str(CONFIGS / "phang2020.yaml"))
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     elapsed = time.perf_counter() - start
@@ -190,8 +208,12 @@ def test_budgets_spread_as_evenly_as_the_data_allows():
     from hpcxlt.grid.budget import allocate
 
     assert allocate(8000, {"sw": 2755, "te": 5563}) == {"sw": 2755, "te": 5245}  # sw gives all it has
-    assert allocate(8000, {"fi": 6855, "ko": 1625, "ru": 6490, "ar": 14805}) == {"ar": 2125, "fi": 2125, "ko": 1625,
-                                                                                  "ru": 2125}
+    assert allocate(8000, {"fi": 6855, "ko": 1625, "ru": 6490, "ar": 14805}) == {
+        "ar": 2125,
+        "fi": 2125,
+        "ko": 1625,
+        "ru": 2125,
+    }
     assert allocate(7, {"b": 10, "a": 10}) == {"a": 4, "b": 3}  # the odd one to the first in sorted order
     assert allocate(100, {"a": 3, "b": 4}) == {"a": 3, "b": 4}  # more budget than data: all of it
     assert allocate(0, {"a": 3}) == {"a": 0}
@@ -204,7 +226,9 @@ def test_plan_shows_the_matched_arms_realize_equal_example_counts(tmp_path, caps
     from hpcxlt.cli import main
     from hpcxlt.demo.synth import SynthSettings, write_benchmark
 
-    write_benchmark(tmp_path / "synth", SynthSettings(train_size=120, eval_size=8), tasks=("masakhaner2", "wikiann_highres"))
+    write_benchmark(
+        tmp_path / "synth", SynthSettings(train_size=120, eval_size=8), tasks=("masakhaner2", "wikiann_highres")
+    )
     args = [str(CONFIGS / "demo.yaml"), "-o", f"data.root={tmp_path / 'synth'}"]
     assert main(["plan", *args, "--json"]) == 0
     budgets = json.loads(capsys.readouterr().out)["examples"]
@@ -230,21 +254,31 @@ def test_plan_json_stores_each_eval_job_once_and_still_reads_the_earlier_format(
     assert data["format"] == 2 and not [c for c in data["cells"] if c["stage"] == "eval"]
     assert len(data["eval_jobs"]) == len(grid.stage_jobs("eval"))
     assert Plan.from_dict(data) == grid
-    earlier = {"cells": [c.to_dict() for c in grid.cells],
-               "jobs": [{"key": j.key, "stage": j.stage, "cells": list(j.cells), "deps": list(j.deps)} for j in grid.jobs]}
+    earlier = {
+        "cells": [c.to_dict() for c in grid.cells],
+        "jobs": [{"key": j.key, "stage": j.stage, "cells": list(j.cells), "deps": list(j.deps)} for j in grid.jobs],
+    }
     assert Plan.from_dict(earlier) == grid
     assert len(json.dumps(data)) * 3 < len(json.dumps(earlier))
     # what the aggregation reads of either: the same eval cells, job by job or cell by cell
     (tmp_path / "new.json").write_text(json.dumps(data))
     (tmp_path / "old.json").write_text(json.dumps(earlier))
     cells = lambda blocks: [(a, t, s, lang) for a, t, s, langs in blocks for lang in langs]  # noqa: E731
-    assert cells(planned_eval_blocks(tmp_path / "new.json")) == cells(planned_eval_blocks(tmp_path / "old.json")) \
+    assert (
+        cells(planned_eval_blocks(tmp_path / "new.json"))
+        == cells(planned_eval_blocks(tmp_path / "old.json"))
         == [(c.arm, c.target, c.seed, c.lang) for c in grid.stage_cells("eval")]
+    )
 
 
 def test_plan_shows_unseen_languages_per_comparison_and_target():
-    out = subprocess.run([sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml"), "--json"],
-                         capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml"), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     rows = {(r["arm"], r["kind"], r["vs"]): r for r in json.loads(out.stdout)["comparisons"]}
     # by hand from configs/demo.yaml and the registry: en_lowres trains on en (mnli, squad) and sw, yo, ha
     # (masakhaner2), its control en_highres on en and de, es, fr (wikiann_highres)
@@ -253,14 +287,28 @@ def test_plan_shows_unseen_languages_per_comparison_and_target():
     # xnli [en, de, sw, ur] -> ur; panx [en, de, sw, yo] -> none; xquad [en, de, ar] -> ar; tatoeba [de, sw, tl] -> tl
     assert control["unseen_languages"] == {"xnli": 1, "panx": 0, "xquad": 1, "tatoeba": 1}
     assert rows[("en", "vs none", "none")]["unseen_languages"] == {"xnli": 3, "panx": 3, "xquad": 2, "tatoeba": 3}
-    text = subprocess.run([sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml")],
-                          capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout
     assert "has no unseen panx language: its panx row stays empty" in text
 
 
 def test_a_comparison_with_no_unseen_language_is_refused(capsys):
     from hpcxlt.cli import main
 
-    code = main(["plan", str(CONFIGS / "demo.yaml"), "-o", "targets.tasks=[panx]", "-o", "targets.languages={panx: [en, de, sw, yo]}"])
+    code = main(
+        [
+            "plan",
+            str(CONFIGS / "demo.yaml"),
+            "-o",
+            "targets.tasks=[panx]",
+            "-o",
+            "targets.languages={panx: [en, de, sw, yo]}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "en_lowres vs control (en_highres) has no target language that neither arm trained on" in err

@@ -18,7 +18,7 @@ def test_detectable_effect_against_the_textbook_bound():
     # the shortcut (4.303 + 1.061) se = 4.38 is a little short of 80% power at so few degrees of freedom
     assert 4.38 < detectable_effect(1.0, 3) < 4.38 * 1.1
     # the test set's part does not shrink with seeds: 5 seeds, sd 0.5, se_examples 0.3 -> se = sqrt(0.1 + 0.09)
-    assert detectable_effect(0.5, 5, 0.3) == pytest.approx((2.776 + 0.941) * 0.19 ** 0.5, rel=0.03)
+    assert detectable_effect(0.5, 5, 0.3) == pytest.approx((2.776 + 0.941) * 0.19**0.5, rel=0.03)
     assert detectable_effect(1.0, 1) is None
 
 
@@ -42,8 +42,13 @@ def test_seeds_needed_is_the_first_count_that_detects_the_effect():
 
 
 def test_plan_prints_power_lines_from_the_assumed_sd_or_a_pilot(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml"), "--json"],
-                         capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml"), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     row = json.loads(out.stdout)["comparisons"][0]
     power = row["power"]["xnli"]
     assert power["source"] == "assumed" and power["seed_sd"] == 1.0
@@ -51,16 +56,36 @@ def test_plan_prints_power_lines_from_the_assumed_sd_or_a_pilot(tmp_path):
     # a pilot: its tested row's se_seeds (per-seed Δ sd / sqrt(n)) and se_examples
     pilot = tmp_path / "pilot"
     (pilot / "tables").mkdir(parents=True)
-    rows = [{"comparison": row["kind"], "arm": row["arm"], "vs": row["vs"], "target": "xnli", "languages": "unseen",
-             "se_seeds": 0.5, "n_seeds": 2, "se_examples": 0.2}]
+    rows = [
+        {
+            "comparison": row["kind"],
+            "arm": row["arm"],
+            "vs": row["vs"],
+            "target": "xnli",
+            "languages": "unseen",
+            "se_seeds": 0.5,
+            "n_seeds": 2,
+            "se_examples": 0.2,
+        }
+    ]
     (pilot / "tables" / "tables.json").write_text(json.dumps({"tables": {"significance": {"rows": rows}}}))
-    out = subprocess.run([sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml"), "--json", "--pilot",
-                          str(pilot)], capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml"), "--json", "--pilot", str(pilot)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     power = json.loads(out.stdout)["comparisons"][0]["power"]["xnli"]
     assert power["source"] == "pilot" and power["seed_sd"] == pytest.approx(0.5)  # 0.5 sqrt(2) / sqrt(2)
     assert power["detectable_effect"] == pytest.approx(detectable_effect(0.5, 2, 0.2), abs=1e-3)
-    text = subprocess.run([sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml")],
-                          capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "plan", str(CONFIGS / "demo.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout
     assert "power before spending GPU-hours" in text and "stats.assumed_seed_sd" in text
 
 

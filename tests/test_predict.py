@@ -58,7 +58,9 @@ def test_length_batches_cover_every_index_once_longest_first():
     for a, b in zip(flat, flat[1:]):
         if lengths[a] == lengths[b]:
             assert a < b
-    assert length_batches(lengths, 8, sort_by_length=False) == [list(range(i, min(i + 8, 103))) for i in range(0, 103, 8)]
+    assert length_batches(lengths, 8, sort_by_length=False) == [
+        list(range(i, min(i + 8, 103))) for i in range(0, 103, 8)
+    ]
     with pytest.raises(ValueError, match="batch_size"):
         length_batches(lengths, 0)
 
@@ -87,8 +89,9 @@ def test_length_sorted_and_fixed_order_predictions_are_equal(assets, tokenizer):
     for task, lang in (("xnli", "sw"), ("xcopa", "sw"), ("panx", "de"), ("xquad", "en")):
         model = model_for(assets, task)
         a = predict_split(get_task(task), lang, "test", model, tokenizer, data, InferenceSettings(batch_size=5))
-        b = predict_split(get_task(task), lang, "test", model, tokenizer, data,
-                          InferenceSettings(batch_size=5, sort_by_length=False))
+        b = predict_split(
+            get_task(task), lang, "test", model, tokenizer, data, InferenceSettings(batch_size=5, sort_by_length=False)
+        )
         assert a.predictions == b.predictions, task
         assert a.labels == b.labels, task
 
@@ -107,7 +110,9 @@ def test_classification_gives_class_names_lined_up_with_the_gold(assets, tokeniz
 
 
 def test_multiple_choice_gives_the_index_of_a_choice(assets, tokenizer):
-    prediction = predict_split(get_task("xcopa"), "sw", "test", model_for(assets, "xcopa"), tokenizer, data_config(assets))
+    prediction = predict_split(
+        get_task("xcopa"), "sw", "test", model_for(assets, "xcopa"), tokenizer, data_config(assets)
+    )
     assert prediction.labels == [r["label"] for r in rows(assets, "xcopa", "sw")]
     assert len(prediction.predictions) == len(prediction.labels)
     assert set(prediction.predictions) <= {0, 1}
@@ -118,7 +123,9 @@ def test_tagging_gives_each_word_the_tag_of_its_first_subword(assets, tokenizer)
 
     spec = get_task("panx")
     model = model_for(assets, "panx")
-    prediction = predict_split(spec, "en", "test", model, tokenizer, data_config(assets), InferenceSettings(batch_size=4))
+    prediction = predict_split(
+        spec, "en", "test", model, tokenizer, data_config(assets), InferenceSettings(batch_size=4)
+    )
     examples = rows(assets, "panx", "en")
     assert prediction.labels == [[spec.label_names[t] for t in r["ner_tags"]] for r in examples]
     # the same words tagged one sentence at a time, without padding, straight from the tokenizer's word ids
@@ -144,21 +151,35 @@ def test_tagging_reads_long_sentences_to_the_model_limit(assets, tokenizer, tmp_
     long = (words * 80)[:700]  # more than 512 tokens: the tail has no prediction
     n_tokens = lambda ws: len(tokenizer(ws, is_split_into_words=True)["input_ids"])  # noqa: E731
     assert 128 < n_tokens(medium) <= 512 < n_tokens(long)
-    write_rows(tmp_path / "data", "panx", "en", [{"tokens": medium, "ner_tags": [0] * len(medium)},
-                                                  {"tokens": long, "ner_tags": [0] * len(long)}])
+    write_rows(
+        tmp_path / "data",
+        "panx",
+        "en",
+        [{"tokens": medium, "ner_tags": [0] * len(medium)}, {"tokens": long, "ner_tags": [0] * len(long)}],
+    )
     data = data_config(tmp_path, root=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
     prediction = predict_split(spec, "en", "test", model_for(assets, "panx"), tokenizer, data)
     assert [len(p) for p in prediction.predictions] == [150, 700]
-    covered = {w for w in tokenizer(long, is_split_into_words=True, truncation=True, max_length=512).word_ids()
-               if w is not None}
+    covered = {
+        w
+        for w in tokenizer(long, is_split_into_words=True, truncation=True, max_length=512).word_ids()
+        if w is not None
+    }
     uncovered = 700 - len(covered)
     assert len(prediction.notes) == 1 and prediction.notes[0].startswith(f"panx/en/test: {uncovered} words beyond")
     assert prediction.predictions[1][-uncovered:] == ["O"] * uncovered
 
 
 def test_qa_answers_every_question_with_a_span_of_its_context(assets, tokenizer):
-    prediction = predict_split(get_task("xquad"), "en", "test", model_for(assets, "xquad"), tokenizer, data_config(assets),
-                               InferenceSettings(max_length=64, doc_stride=16))
+    prediction = predict_split(
+        get_task("xquad"),
+        "en",
+        "test",
+        model_for(assets, "xquad"),
+        tokenizer,
+        data_config(assets),
+        InferenceSettings(max_length=64, doc_stride=16),
+    )
     examples = rows(assets, "xquad", "en")
     assert prediction.labels == {r["id"]: r["answers"]["text"] for r in examples}
     assert set(prediction.predictions) == set(prediction.labels) and prediction.n_examples == len(examples)
@@ -168,7 +189,7 @@ def test_qa_answers_every_question_with_a_span_of_its_context(assets, tokenizer)
     # the clustered bootstrap's paragraphs: two questions share a group exactly when they share a context
     ids = [r["id"] for r in examples]
     for i, first in enumerate(examples):
-        for second in examples[i + 1:]:
+        for second in examples[i + 1 :]:
             same = prediction.groups[first["id"]] == prediction.groups[second["id"]]
             assert same == (first["context"] == second["context"])
     assert set(prediction.groups) == set(ids)
@@ -232,9 +253,10 @@ def _predictions(assets: Path, settings_of) -> tuple[dict, dict]:
     predictions, forwards = {}, {}
     for task, lang, batch_size in SHARDED_CASES:
         model, calls = model_for(assets, task), []
-        model.register_forward_hook(lambda *_: calls.append(1))
-        prediction = predict_split(get_task(task), lang, "test", model, tokenizer, data_config(assets),
-                                   settings_of(batch_size))
+        model.register_forward_hook(lambda *_, calls=calls: calls.append(1))
+        prediction = predict_split(
+            get_task(task), lang, "test", model, tokenizer, data_config(assets), settings_of(batch_size)
+        )
         predictions[task] = (prediction.labels, prediction.predictions)
         forwards[task] = len(calls)
     return predictions, forwards
@@ -249,8 +271,12 @@ def _sharded_rank(rank: int, world: int, assets: str, init_file: str, out: str) 
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        result = _predictions(Path(assets), lambda size: InferenceSettings(
-            batch_size=size, max_length=64, doc_stride=16, sharded=True, inference_mode=False))
+        result = _predictions(
+            Path(assets),
+            lambda size: InferenceSettings(
+                batch_size=size, max_length=64, doc_stride=16, sharded=True, inference_mode=False
+            ),
+        )
     finally:
         torch.distributed.destroy_process_group()
     Path(out, f"rank-{rank}.pkl").write_bytes(pickle.dumps(result))
@@ -262,8 +288,9 @@ def test_sharded_ranks_each_get_every_prediction_of_one_process_with_equal_forwa
 
     import torch.multiprocessing as mp
 
-    single, single_forwards = _predictions(assets, lambda size: InferenceSettings(
-        batch_size=size, max_length=64, doc_stride=16))
+    single, single_forwards = _predictions(
+        assets, lambda size: InferenceSettings(batch_size=size, max_length=64, doc_stride=16)
+    )
     mp.spawn(_sharded_rank, args=(2, str(assets), str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     ranks = [pickle.loads((tmp_path / f"rank-{rank}.pkl").read_bytes()) for rank in (0, 1)]
     for predictions, forwards in ranks:

@@ -24,7 +24,12 @@ def test_the_demo_plan_needs_what_its_jobs_read():
     expected |= {Need("masakhaner2", lang, "train") for lang in ("sw", "yo", "ha")}
     expected |= {Need("wikiann_highres", lang, "train") for lang in ("de", "es", "fr")}  # en_highres, the control
     expected |= {Need(task, "en", "train") for task in ("xnli", "panx", "xquad")}  # tatoeba has none
-    for task, langs in {"xnli": "en de sw ur", "panx": "en de sw yo", "xquad": "en de ar", "tatoeba": "de sw tl"}.items():
+    for task, langs in {
+        "xnli": "en de sw ur",
+        "panx": "en de sw yo",
+        "xquad": "en de ar",
+        "tatoeba": "de sw tl",
+    }.items():
         expected |= {Need(task, lang, "test") for lang in langs.split()}
     assert needs == expected  # no eval_every: no dev splits; eval.splits: [test]
 
@@ -49,8 +54,11 @@ def _run(config: Path, run_dir: Path, *overrides: str) -> None:
 
 def _scores(run_dir: Path) -> dict:
     """(key, split) -> metrics of every record the eval jobs wrote (one JSON-lines file per job)."""
-    records = [json.loads(line) for path in sorted((run_dir / "results").glob("*.jsonl"))
-               for line in path.read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for path in sorted((run_dir / "results").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
     return {(r["key"], r["split"]): r["metrics"] for r in records}
 
 
@@ -64,15 +72,22 @@ def test_a_grid_on_prepared_data_scores_as_on_its_source_and_a_second_prepare_do
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and sorted(report["fetched"]) == sorted(n.name for n in plan_needs(cfg))
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["entries"]["xnli/de/test"]["rows"] == 24 and manifest["entries"]["xnli/de/test"]["source"].startswith("local:")
+    assert manifest["entries"]["xnli/de/test"]["rows"] == 24 and manifest["entries"]["xnli/de/test"][
+        "source"
+    ].startswith("local:")
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
     again = prepare(cfg, out)
     assert again.fetched == [] and sorted(again.unchanged) == sorted(report["fetched"])
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")} == stamps
 
     _run(config, tmp_path / "from-source")
-    _run(config, tmp_path / "from-prepared", "data.source=local", f"data.root={out}",
-         f"data.cache_dir={tmp_path / 'cache'}")
+    _run(
+        config,
+        tmp_path / "from-prepared",
+        "data.source=local",
+        f"data.root={out}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+    )
     assert _scores(tmp_path / "from-prepared") == _scores(tmp_path / "from-source") != {}
 
 
@@ -89,8 +104,16 @@ def test_features_are_cached_for_the_jobs(tmp_path, assets):
     assert report.ok and report.features >= len(plan_needs(cfg))
     local = prepared_config(cfg, tmp_path / "prepared")
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.name_or_path)
-    train = load_features(get_task("xnli"), "en", "train", tokenizer, local.data, max_length=cfg.target.max_length,
-                          doc_stride=cfg.target.doc_stride, train=True)
+    train = load_features(
+        get_task("xnli"),
+        "en",
+        "train",
+        tokenizer,
+        local.data,
+        max_length=cfg.target.max_length,
+        doc_stride=cfg.target.doc_stride,
+        train=True,
+    )
     assert train.cache_hit  # the training job will not tokenize
 
 
@@ -127,20 +150,35 @@ def test_a_corrupted_copy_is_refused_naming_every_split_and_row_and_nothing_is_w
 
 def test_a_squad_answer_off_its_offset_is_refused(tmp_path):
     from hpcxlt.config.schema import DataConfig
-    from hpcxlt.data.prepare import validate
     from hpcxlt.data.load import load_split
+    from hpcxlt.data.prepare import validate
     from hpcxlt.tasks.registry import get_task
 
-    squad = {"data": [{"title": "T", "paragraphs": [{"context": "Paris is big. Rome is old.", "qas": [
-        {"id": "q1", "question": "What is big?", "answers": [{"text": "Paris", "answer_start": 0}]},
-        {"id": "q2", "question": "What is old?", "answers": [{"text": "Rome", "answer_start": 13}]},
-        {"id": "q1", "question": "Again?", "answers": [{"text": "Paris", "answer_start": 0}]}]}]}]}
+    squad = {
+        "data": [
+            {
+                "title": "T",
+                "paragraphs": [
+                    {
+                        "context": "Paris is big. Rome is old.",
+                        "qas": [
+                            {"id": "q1", "question": "What is big?", "answers": [{"text": "Paris", "answer_start": 0}]},
+                            {"id": "q2", "question": "What is old?", "answers": [{"text": "Rome", "answer_start": 13}]},
+                            {"id": "q1", "question": "Again?", "answers": [{"text": "Paris", "answer_start": 0}]},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     (tmp_path / "xquad" / "de").mkdir(parents=True)
     (tmp_path / "xquad" / "de" / "test.json").write_text(json.dumps(squad))
     rows = load_split(get_task("xquad"), "de", "test", DataConfig(source="local", root=str(tmp_path)))
     problems = validate(get_task("xquad"), rows, Need("xquad", "de", "test"))
-    assert problems == ["row 2: answer 'Rome' is not at answer_start 13 (the context has ' Rom' there)",
-                        "row 3: id 'q1' repeats row 1"]
+    assert problems == [
+        "row 2: answer 'Rome' is not at answer_start 13 (the context has ' Rom' there)",
+        "row 3: id 'q1' repeats row 1",
+    ]
 
 
 def test_an_offline_site_refuses_a_hub_config_before_submitting(tmp_path, capsys):
@@ -151,8 +189,17 @@ def test_an_offline_site_refuses_a_hub_config_before_submitting(tmp_path, capsys
     path = tmp_path / "offline.yaml"
     path.write_text(yaml.safe_dump(site))
     capsys.readouterr()
-    code = main(["submit", str(CONFIGS / "phang2020.yaml"), "--run-dir", str(tmp_path / "run"), "--site", str(path),
-                 "--dry-run"])
+    code = main(
+        [
+            "submit",
+            str(CONFIGS / "phang2020.yaml"),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--site",
+            str(path),
+            "--dry-run",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "is offline" in err and "hpcxlt prepare configs" not in err and "hpcxlt prepare" in err
     assert not (tmp_path / "run").exists()

@@ -61,7 +61,7 @@ def test_xquad_release_files_load_all_1190_questions_with_answers_at_their_offse
     assert len(rows) == 1190 and len(set(rows["id"])) == 1190
     for row in rows:
         for text, start in zip(row["answers"]["text"], row["answers"]["answer_start"]):
-            assert row["context"][start:start + len(text)] == text, row["id"]
+            assert row["context"][start : start + len(text)] == text, row["id"]
 
 
 @pytest.mark.parametrize("lang", LAREQA_LANGS)
@@ -108,8 +108,10 @@ def test_udpos_conversion_equals_xtremes_own_token_for_token(data_cfg):
     assert ("am", "ADP") in zip(rows["tokens"][0], rows["pos_tags"][0])
 
 
-@pytest.mark.parametrize("lang, split, name", [("af", "dev", "af_afribooms-ud-dev"), ("af", "test", "af_afribooms-ud-test"),
-                                               ("tl", "test", "tl_trg-ud-test")])
+@pytest.mark.parametrize(
+    "lang, split, name",
+    [("af", "dev", "af_afribooms-ud-dev"), ("af", "test", "af_afribooms-ud-test"), ("tl", "test", "tl_trg-ud-test")],
+)
 def test_other_ud_treebanks_load_every_sentence_with_known_tags(data_cfg, lang, split, name):
     conllu = real_dir() / "udpos" / f"{name}.conllu"
     rows = load_split(get_task("udpos"), lang, split, data_cfg)
@@ -251,4 +253,6 @@ def test_score_equals_the_official_scorer_on_its_own_mock_submission(capsys):
     if version("seqeval").startswith("0."):
         assert udpos == pytest.approx(OFFICIAL_UDPOS_F1_SEQEVAL_0, abs=1e-9)
     else:  # SCONJ/CCONJ read as one type 'CONJ' by seqeval >= 1.0
-        assert udpos == pytest.approx(70.3980581069904, abs=1e-9) and udpos != pytest.approx(OFFICIAL_UDPOS_F1_SEQEVAL_0)
+        assert udpos == pytest.approx(70.3980581069904, abs=1e-9) and udpos != pytest.approx(
+            OFFICIAL_UDPOS_F1_SEQEVAL_0
+        )

@@ -100,8 +100,11 @@ def test_mewslix_ranks_the_shared_entity_pool(assets, tokenizer, encoder, tmp_pa
     for text in description.values():
         counts[text] = counts.get(text, 0) + 1
     # A mention worded exactly like its entity's (unique) description ranks that entity first.
-    mentions = [{**r, "mention": description[r["entity_id"]]} for r in rows(synth / "de" / "test.jsonl")
-                if counts[description[r["entity_id"]]] == 1]
+    mentions = [
+        {**r, "mention": description[r["entity_id"]]}
+        for r in rows(synth / "de" / "test.jsonl")
+        if counts[description[r["entity_id"]]] == 1
+    ]
     write_rows(tmp_path / "data" / "mewslix" / "de" / "test.jsonl", mentions)
     write_rows(tmp_path / "data" / "mewslix" / "candidates.jsonl", pool)
     data = data_config(tmp_path, root=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
@@ -136,7 +139,9 @@ def test_lareqa_pools_every_language_once_per_model(assets, tokenizer, encoder):
     assert pools.keys() == embedded.keys() and all(pools[k] is embedded[k] for k in pools)
 
     questions = rows(assets / "synth" / "lareqa" / "de" / "test.jsonl")
-    assert set(de.labels) == {f"de:{q['id']}" for q in questions} and set(en.labels) == {f"en:{q['id']}" for q in questions}
+    assert set(de.labels) == {f"de:{q['id']}" for q in questions} and set(en.labels) == {
+        f"en:{q['id']}" for q in questions
+    }
     for relevant in de.labels.values():
         # the parallel answer sentence in every language is relevant (LAReQA's language-agnostic pool)
         assert sorted(item.split(":")[0] for item in relevant) == sorted(langs)

@@ -59,8 +59,15 @@ def _streams(sizes: dict[str, int], batch: int) -> list[Stream]:
             random.Random(f"{key}/{epoch}").shuffle(order)
             return [order[i : i + batch] for i in range(0, size, batch)]
 
-        streams.append(Stream(task=task, lang=lang, dataset=rows, epoch_batches=epoch_batches,
-                              collate=lambda rows: {"ids": [r["id"] for r in rows]}))
+        streams.append(
+            Stream(
+                task=task,
+                lang=lang,
+                dataset=rows,
+                epoch_batches=epoch_batches,
+                collate=lambda rows: {"ids": [r["id"] for r in rows]},
+            )
+        )
     return streams
 
 

@@ -28,8 +28,13 @@ def _all_languages(task: str, value: float) -> dict[str, dict[str, float]]:
 
 def _full() -> dict[str, dict[str, dict[str, float]]]:
     per_task = {task: _all_languages(task, value) for task, value in SCORE.items()}
-    per_task.update({"xquad": _all_languages("xquad", 70.0), "mlqa": _all_languages("mlqa", 60.0),
-                     "tydiqa": _all_languages("tydiqa", 50.0)})
+    per_task.update(
+        {
+            "xquad": _all_languages("xquad", 70.0),
+            "mlqa": _all_languages("mlqa", 60.0),
+            "tydiqa": _all_languages("tydiqa", 50.0),
+        }
+    )
     return per_task
 
 

@@ -14,11 +14,27 @@ from tests.paths import ROOT
 
 def _start(folder, shared, task: int) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    env.update(PYTHONPATH=str(ROOT), SUBMITIT_EXECUTOR="slurm", SLURM_JOB_ID=str(700 + task), SLURM_ARRAY_JOB_ID="42",
-               SLURM_ARRAY_TASK_ID=str(task), SLURM_PROCID="0", SLURM_NTASKS="1", SLURM_LOCALID="0",
-               SLURM_NODEID="0", SLURM_JOB_NUM_NODES="1", SLURM_JOB_NODELIST="vm", SLURMD_NODENAME="vm")
-    return subprocess.run([sys.executable, "-m", "hpcxlt.launch.shared_array", str(folder), str(shared)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    env.update(
+        PYTHONPATH=str(ROOT),
+        SUBMITIT_EXECUTOR="slurm",
+        SLURM_JOB_ID=str(700 + task),
+        SLURM_ARRAY_JOB_ID="42",
+        SLURM_ARRAY_TASK_ID=str(task),
+        SLURM_PROCID="0",
+        SLURM_NTASKS="1",
+        SLURM_LOCALID="0",
+        SLURM_NODEID="0",
+        SLURM_JOB_NUM_NODES="1",
+        SLURM_JOB_NODELIST="vm",
+        SLURMD_NODENAME="vm",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "hpcxlt.launch.shared_array", str(folder), str(shared)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _result(folder, task: int):

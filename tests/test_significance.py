@@ -18,8 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 # A calibration that can fail: scenarios where the test set's variance dominates (so zeroing or halving it in
 # `estimate` breaks coverage), parallel and independent, accuracy and entity F1, plus one seed (never starred).
 # Seeded: the same code gives the same rates; under 2 minutes on 2 cores.
-CI_SCENARIOS = ("parallel-accuracy-2000-test-3seed", "independent-f1-100-test-3seed", "parallel-f1-100-test-5seed",
-                "parallel-accuracy-2000-seed-2seed", "parallel-accuracy-2000-test-1seed")
+CI_SCENARIOS = (
+    "parallel-accuracy-2000-test-3seed",
+    "independent-f1-100-test-3seed",
+    "parallel-f1-100-test-5seed",
+    "parallel-accuracy-2000-seed-2seed",
+    "parallel-accuracy-2000-test-1seed",
+)
 
 
 def test_calibration_on_simulated_comparisons_keeps_error_rates_and_coverage():
@@ -38,14 +43,36 @@ def test_calibration_on_simulated_comparisons_keeps_error_rates_and_coverage():
 
 
 def test_the_calibration_bench_prints_its_json_last():
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "stats_calibration.py"), "--grids", "5", "--bootstrap",
-                          "100", "--only", "independent-accuracy-2000-seed-3", "--json"],
-                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "stats_calibration.py"),
+            "--grids",
+            "5",
+            "--bootstrap",
+            "100",
+            "--only",
+            "independent-accuracy-2000-seed-3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert [r["name"] for r in result["scenarios"]] == ["independent-accuracy-2000-seed-3seed"]
-    assert set(result["scenarios"][0]) >= {"name", "seeds", "parallel", "metric", "fpr", "coverage", "power",
-                                           "starred_one_seed"}
+    assert set(result["scenarios"][0]) >= {
+        "name",
+        "seeds",
+        "parallel",
+        "metric",
+        "fpr",
+        "coverage",
+        "power",
+        "starred_one_seed",
+    }
 
 
 def _rows(correct) -> np.ndarray:
@@ -84,10 +111,12 @@ def test_one_seed_has_no_model_variance_and_says_so():
 
 def test_a_cross_task_mean_averages_the_draws():
     rng = np.random.default_rng(3)
-    one = paired_draws([PairedLanguage(_accuracy, [_rows(rng.random(30) < 0.7)] * 2, [_rows(rng.random(30) < 0.5)] * 2)],
-                       50, rng)
-    two = paired_draws([PairedLanguage(_accuracy, [_rows(rng.random(30) < 0.5)] * 2, [_rows(rng.random(30) < 0.5)] * 2)],
-                       50, rng)
+    one = paired_draws(
+        [PairedLanguage(_accuracy, [_rows(rng.random(30) < 0.7)] * 2, [_rows(rng.random(30) < 0.5)] * 2)], 50, rng
+    )
+    two = paired_draws(
+        [PairedLanguage(_accuracy, [_rows(rng.random(30) < 0.5)] * 2, [_rows(rng.random(30) < 0.5)] * 2)], 50, rng
+    )
     both = combine([one, two])
     assert both.per_seed.tolist() == pytest.approx(((one.per_seed + two.per_seed) / 2).tolist())
     with pytest.raises(ValueError, match="different bootstrap counts"):
@@ -137,8 +166,13 @@ def test_zero_or_non_finite_se_is_untested_not_p_zero():
     same = [_rows(rng.random(50) < 0.6) for _ in range(3)]
     est = estimate(paired_draws([PairedLanguage(_accuracy, same, same)], 100, rng))
     assert est.se == 0 and math.isnan(est.p) and "standard error is zero" in untested(est, 2)
-    nan = Draws(per_seed=np.array([np.nan, 1.0]), resampled=np.zeros((100, 2)), a_per_seed=np.zeros(2),
-                b_per_seed=np.zeros(2), seeds=(1, 2))
+    nan = Draws(
+        per_seed=np.array([np.nan, 1.0]),
+        resampled=np.zeros((100, 2)),
+        a_per_seed=np.zeros(2),
+        b_per_seed=np.zeros(2),
+        seeds=(1, 2),
+    )
     est = estimate(nan)
     assert math.isnan(est.p) and "not finite" in untested(est, 2)
     one = estimate(paired_draws([PairedLanguage(_accuracy, same[:1], [_rows(rng.random(50) < 0.2)])], 100, rng))
@@ -204,8 +238,12 @@ def test_a_paragraphs_questions_are_drawn_together():
     alone = paired_draws([PairedLanguage(_accuracy, a, b)], 1000, np.random.default_rng(5))
     # every example asked three times about one paragraph, with the same outcome: drawing paragraphs is
     # exactly drawing the original examples (accuracy is a ratio, the copies cancel)
-    tripled = PairedLanguage(_accuracy, [np.repeat(x, 3, axis=0) for x in a], [np.repeat(x, 3, axis=0) for x in b],
-                             groups=[str(i // 3) for i in range(300)])
+    tripled = PairedLanguage(
+        _accuracy,
+        [np.repeat(x, 3, axis=0) for x in a],
+        [np.repeat(x, 3, axis=0) for x in b],
+        groups=[str(i // 3) for i in range(300)],
+    )
     clustered = paired_draws([tripled], 1000, np.random.default_rng(5))
     np.testing.assert_allclose(clustered.resampled, alone.resampled)
     # drawn one question at a time, the copies pass for independent evidence: a third of the variance

@@ -114,8 +114,11 @@ def test_pending_work_skips_done_and_queued_and_waits_for_queued_upstream(tmp_pa
     pending = pending_work(store, grid, alive, with_aggregate=False)
     resubmitted = [job.key for job in pending.jobs]
     # inter.en.s2 plus its queued dependants (they wait for a dead id), and the cancelled eval job
-    downstream_of_s2 = [j.key for j in grid.jobs if j.deps and (
-        j.deps[0] == "inter.en.s2" or (j.deps[0].startswith("target.en.") and j.deps[0].endswith(".s2")))]
+    downstream_of_s2 = [
+        j.key
+        for j in grid.jobs
+        if j.deps and (j.deps[0] == "inter.en.s2" or (j.deps[0].startswith("target.en.") and j.deps[0].endswith(".s2")))
+    ]
     assert set(resubmitted) == {"inter.en.s2", "eval.en.xnli.s1", *downstream_of_s2}
     assert sorted(pending.cancel) == sorted(f"100_{idx[k]}" for k in downstream_of_s2)
     assert pending.external == {"target.en.xnli.s1": f"100_{idx['target.en.xnli.s1']}"}
@@ -146,8 +149,10 @@ def test_running_jobs_are_never_cancelled_and_aggregate_follows_resubmitted_eval
     assert pending.external == {"target.none.panx.s1": f"7_{target}"}  # still running: wait for it
     # the queued aggregation waits for the cancelled eval: it is replaced by one waiting for the new one
     assert pending.cancel == ["8"] and pending.aggregate
-    assert f"7_{ev}" not in pending.aggregate_external and len(pending.aggregate_external) == sum(
-        1 for j in grid.jobs if j.stage == "eval") - 1
+    assert (
+        f"7_{ev}" not in pending.aggregate_external
+        and len(pending.aggregate_external) == sum(1 for j in grid.jobs if j.stage == "eval") - 1
+    )
 
 
 def test_a_wave_takes_jobs_in_plan_order_whose_upstream_is_done_queued_or_in_the_wave(tmp_path, demo):

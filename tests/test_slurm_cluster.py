@@ -56,22 +56,45 @@ def _sacct_states(job_id: str, env: dict[str, str], duplicates: bool = False) ->
 def test_sbatch_wait_runs_a_job_that_writes_a_file(slurm_cluster, tmp_path):
     out = tmp_path / "hello.txt"
     proc = subprocess.run(
-        ["sbatch", "--wait", "-o", str(tmp_path / "job.log"), "--chdir", str(tmp_path),
-         "--wrap", f"echo hello from $SLURM_JOB_ID on $SLURM_JOB_PARTITION > {out}"],
-        env=slurm_cluster, capture_output=True, text=True, timeout=60,
+        [
+            "sbatch",
+            "--wait",
+            "-o",
+            str(tmp_path / "job.log"),
+            "--chdir",
+            str(tmp_path),
+            "--wrap",
+            f"echo hello from $SLURM_JOB_ID on $SLURM_JOB_PARTITION > {out}",
+        ],
+        env=slurm_cluster,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.split()[-1]
     assert out.read_text() == f"hello from {job_id} on low\n"  # `low` is the default partition
-    states = _poll(f"sacct COMPLETED for job {job_id}",
-                   lambda: (s := _sacct_states(job_id, slurm_cluster)).get(job_id) == ["COMPLETED"] and s, 20)
+    states = _poll(
+        f"sacct COMPLETED for job {job_id}",
+        lambda: (s := _sacct_states(job_id, slurm_cluster)).get(job_id) == ["COMPLETED"] and s,
+        20,
+    )
     assert states == {job_id: ["COMPLETED"]}
 
 
 def test_three_task_array_completes_and_sacct_reports_each_task(slurm_cluster, tmp_path):
-    job_id = _submit(["--array=0-2", "-o", str(tmp_path / "%A_%a.log"), "--chdir", str(tmp_path),
-                      "--wrap", "echo $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_TASK_COUNT > task-$SLURM_ARRAY_TASK_ID.txt"],
-                     slurm_cluster)
+    job_id = _submit(
+        [
+            "--array=0-2",
+            "-o",
+            str(tmp_path / "%A_%a.log"),
+            "--chdir",
+            str(tmp_path),
+            "--wrap",
+            "echo $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_TASK_COUNT > task-$SLURM_ARRAY_TASK_ID.txt",
+        ],
+        slurm_cluster,
+    )
     _poll(f"array {job_id} to leave the queue", lambda: not _squeue_state(job_id, slurm_cluster), 40)
     for task in range(3):
         assert (tmp_path / f"task-{task}.txt").read_text() == f"{task} of 3\n"
@@ -101,26 +124,65 @@ def test_high_partition_job_preempts_low_job_which_gets_usr2_requeues_and_comple
     cpus = int(_run(["sinfo", "-h", "-N", "-p", "high", "-o", "%c"], env).split()[0])
 
     # B:USR2@60 with a 10-minute limit: the signal can only come from preemption here.
-    low = _submit(["-p", "low", "-c", "1", "--requeue", "--signal=B:USR2@60", "-t", "10", "--open-mode=append",
-                   "-o", str(tmp_path / "low.out"), "--chdir", str(tmp_path), str(script)], env)
+    low = _submit(
+        [
+            "-p",
+            "low",
+            "-c",
+            "1",
+            "--requeue",
+            "--signal=B:USR2@60",
+            "-t",
+            "10",
+            "--open-mode=append",
+            "-o",
+            str(tmp_path / "low.out"),
+            "--chdir",
+            str(tmp_path),
+            str(script),
+        ],
+        env,
+    )
     _poll(f"low job {low} to start", lambda: log.exists() and "start 0" in log.read_text(), 30)
 
     # Needs every CPU of the node, so it can only run by preempting the low job.
-    high = _submit(["-p", "high", "-c", str(cpus), "-t", "5", "-o", str(tmp_path / "high.out"),
-                    "--chdir", str(tmp_path), "--wrap", f'echo "high $(date +%s.%N)" >> {log}; sleep 1'], env)
-    _poll(f"high job {high} and requeued low job {low} to finish",
-          lambda: not _squeue_state(high, env) and not _squeue_state(low, env), 50)
+    high = _submit(
+        [
+            "-p",
+            "high",
+            "-c",
+            str(cpus),
+            "-t",
+            "5",
+            "-o",
+            str(tmp_path / "high.out"),
+            "--chdir",
+            str(tmp_path),
+            "--wrap",
+            f'echo "high $(date +%s.%N)" >> {log}; sleep 1',
+        ],
+        env,
+    )
+    _poll(
+        f"high job {high} and requeued low job {low} to finish",
+        lambda: not _squeue_state(high, env) and not _squeue_state(low, env),
+        50,
+    )
 
-    events = [line.split()[0] + (line.split()[1] if line.startswith("start") else "")
-              for line in log.read_text().splitlines()]
+    events = [
+        line.split()[0] + (line.split()[1] if line.startswith("start") else "") for line in log.read_text().splitlines()
+    ]
     assert "never" not in events, f"low job ran to its end without being preempted: {events}"
     assert events[:2] == ["start0", "usr2"], f"low job did not get USR2 at preemption: {events}"
     assert events.index("high") < events.index("start1"), f"low job restarted before the high job ran: {events}"
     assert events[-2:] == ["start1", "done"], f"requeued low job did not finish its second run: {events}"
 
     assert _sacct_states(high, env) == {high: ["COMPLETED"]}
-    _poll(f"sacct to show low job {low} requeued then COMPLETED",
-          lambda: _sacct_states(low, env, duplicates=True) == {low: ["REQUEUED", "COMPLETED"]}, 20)
+    _poll(
+        f"sacct to show low job {low} requeued then COMPLETED",
+        lambda: _sacct_states(low, env, duplicates=True) == {low: ["REQUEUED", "COMPLETED"]},
+        20,
+    )
 
 
 def _skip_unless_ci(reason: str) -> None:
@@ -141,8 +203,9 @@ def test_up_again_keeps_the_running_cluster(slurm_cluster):
     if not all(p.is_file() for p in pidfiles):
         _skip_unless_ci(f"cluster at {conf} was not started by slurm/up.sh")
     before = {p.name: p.read_text() for p in pidfiles}
-    proc = subprocess.run([str(ROOT / "slurm" / "up.sh"), str(state)], env=slurm_cluster,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(ROOT / "slurm" / "up.sh"), str(state)], env=slurm_cluster, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"export SLURM_CONF={conf}\n"
     assert {p.name: p.read_text() for p in pidfiles} == before, "up.sh restarted daemons of a running cluster"

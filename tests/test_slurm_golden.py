@@ -15,8 +15,12 @@ from tests.paths import CONFIGS, ROOT
 GOLDEN = ROOT / "tests" / "golden"
 SITE = ROOT / "slurm" / "sites" / "example-multinode-gpu.yaml"
 # one script per kind: a root array, an aftercorr-aligned array, an eval array, the MPI aggregation
-SCRIPTS = {"intermediate.0": "intermediate", "target.3": "target-aftercorr", "eval.4": "eval-aftercorr",
-           "aggregate": "aggregate"}
+SCRIPTS = {
+    "intermediate.0": "intermediate",
+    "target.3": "target-aftercorr",
+    "eval.4": "eval-aftercorr",
+    "aggregate": "aggregate",
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +69,18 @@ def test_scripts_carry_what_the_site_and_the_grid_need(dry_run):
     _, scripts = dry_run
     inter, target, agg = scripts["intermediate.0"], scripts["target.3"], scripts["aggregate"]
     # 2 nodes x 4 GPUs, one task per GPU, whole nodes, requeue on preemption, signal before the limit
-    for flag in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--exclusive", "--requeue",
-                 "--signal=USR2@300", "--time=1440", "--array=0-5%6", "--hold", "--kill-on-invalid-dep=yes"):
+    for flag in (
+        "--nodes=2",
+        "--ntasks-per-node=4",
+        "--gpus-per-node=4",
+        "--exclusive",
+        "--requeue",
+        "--signal=USR2@300",
+        "--time=1440",
+        "--array=0-5%6",
+        "--hold",
+        "--kill-on-invalid-dep=yes",
+    ):
         assert f"#SBATCH {flag}\n" in inter, flag
     assert "#SBATCH --dependency=aftercorr:@intermediate.0\n" in target
     assert "srun --unbuffered" in target and "module load gcc/12.2 cuda/12.4 openmpi/4.1" in target

@@ -26,13 +26,19 @@ SITE = str(ROOT / "slurm" / "sites" / "local.yaml")
 def grid_run(tmp_path_factory, assets, slurm_env):
     """Arm 'a' trains briefly, arm 'b' much longer; one target (2 languages), one seed; submitted, then waited on."""
     tmp = tmp_path_factory.mktemp("slurm-grid")
-    data = experiment(assets, name="slurm-grid",
-                      arms=[{"name": "a", "tasks": ["mnli"]}, {"name": "b", "tasks": ["mnli"], "train": {"max_steps": 60, "save_every": 30}}],
-                      targets={"tasks": ["xnli"], "languages": {"xnli": ["en", "de"]}})
+    data = experiment(
+        assets,
+        name="slurm-grid",
+        arms=[
+            {"name": "a", "tasks": ["mnli"]},
+            {"name": "b", "tasks": ["mnli"], "train": {"max_steps": 60, "save_every": 30}},
+        ],
+        targets={"tasks": ["xnli"], "languages": {"xnli": ["en", "de"]}},
+    )
     config = write_config(tmp, data)
     # the run directory's path holds what an unquoted batch script would run, both quotes and spaces
     # (issue: paths reached the EXIT trap unquoted): every job must run there and nothing else run
-    run_dir = tmp / "run $(touch $HPCXLT_PWNED_MARK) it's \"q\""
+    run_dir = tmp / 'run $(touch $HPCXLT_PWNED_MARK) it\'s "q"'
     os.environ["HPCXLT_PWNED_MARK"] = str(tmp / "pwned")  # sbatch exports it to every job
     code, dry = run_cli("submit", str(config), "--run-dir", str(run_dir), "--site", SITE, "--dry-run")
     assert code == 0 and not run_dir.exists()
@@ -50,11 +56,22 @@ def grid_run(tmp_path_factory, assets, slurm_env):
     store = RunStore(run_dir)
     # Independent of the machine's speed: inter.b (the long one) is held still, once it trains, until target.a
     # (which waits for inter.a alone) has started; so target.a starts before inter.b ends on any machine.
-    wait_for(lambda: store.state("inter.b.s1").get("state") == "running" and len(task_pids(store.state("inter.b.s1")["job_id"])) == 1,
-             timeout=300, what="inter.b to train", interval=0.2)
+    wait_for(
+        lambda: (
+            store.state("inter.b.s1").get("state") == "running"
+            and len(task_pids(store.state("inter.b.s1")["job_id"])) == 1
+        ),
+        timeout=300,
+        what="inter.b to train",
+        interval=0.2,
+    )
     with frozen(store.state("inter.b.s1")["job_id"], 1):
-        wait_for(lambda: store.state("target.a.xnli.s1").get("started"), timeout=300,
-                 what="target.a to start (its own intermediate done, inter.b held)", interval=0.2)
+        wait_for(
+            lambda: store.state("target.a.xnli.s1").get("started"),
+            timeout=300,
+            what="target.a to start (its own intermediate done, inter.b held)",
+            interval=0.2,
+        )
 
     def finished():
         agg = aggregate_state(store)

@@ -26,14 +26,27 @@ def _start_training(tmp_path, assets, name: str) -> tuple[RunStore, str]:
     site["retry_backoff_s"] = 1
     site_path = tmp_path / "site.yaml"
     site_path.write_text(yaml.safe_dump(site))
-    data = experiment(assets, name=name, arms=[{"name": "none"}], targets={"tasks": ["xnli"], "languages": {"xnli": ["en"]}})
+    data = experiment(
+        assets, name=name, arms=[{"name": "none"}], targets={"tasks": ["xnli"], "languages": {"xnli": ["en"]}}
+    )
     data["target"].update(max_steps=600, save_every=50)  # long enough to be interrupted mid-way
-    code, out = run_cli("submit", str(write_config(tmp_path, data)), "--run-dir", str(tmp_path / "run"), "--site",
-                        str(site_path), "--no-aggregate")
+    code, out = run_cli(
+        "submit",
+        str(write_config(tmp_path, data)),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--site",
+        str(site_path),
+        "--no-aggregate",
+    )
     assert code == 0, out
     store = RunStore(tmp_path / "run")
-    wait_for(lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
-             timeout=300, what=f"{KEY} to run and write its first checkpoint", interval=0.05)
+    wait_for(
+        lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
+        timeout=300,
+        what=f"{KEY} to run and write its first checkpoint",
+        interval=0.05,
+    )
     return store, store.state(KEY)["job_id"]
 
 
@@ -42,8 +55,12 @@ def _events(store: RunStore) -> list[str]:
 
 
 def _finished(store: RunStore) -> None:
-    wait_for(lambda: all(store.is_done(c.key) for c in store.load_plan().cells), timeout=600,
-             what="every cell to finish without `hpcxlt resume`", interval=2)
+    wait_for(
+        lambda: all(store.is_done(c.key) for c in store.load_plan().cells),
+        timeout=600,
+        what="every cell to finish without `hpcxlt resume`",
+        interval=2,
+    )
 
 
 def test_a_training_process_killed_like_the_oom_killer_retries_by_itself(tmp_path, assets, slurm_env):

@@ -23,14 +23,23 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SITE = str(ROOT / "slurm" / "sites" / "local-2node.yaml")
 KEY = "target.none.xnli.s1"
 # the environment local-2node.yaml's setup gives the jobs, so the reference run computes exactly alike
-JOB_ENV = {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+JOB_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "DS_ACCELERATOR": "cpu",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
 
 
 def _config(folder, assets):
-    data = experiment(assets, name="two-node", arms=[{"name": "none"}],
-                      targets={"tasks": ["xnli"], "languages": {"xnli": ["en", "de"]}})
+    data = experiment(
+        assets,
+        name="two-node",
+        arms=[{"name": "none"}],
+        targets={"tasks": ["xnli"], "languages": {"xnli": ["en", "de"]}},
+    )
     # ZeRO-3: every rank holds a shard of parameters, gradients and optimizer state; long enough to preempt
     data["target"].update(max_steps=60, save_every=10, zero_stage=3)
     return write_config(folder, data)
@@ -49,9 +58,25 @@ def reference(tmp_path_factory, assets):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([TORCHRUN, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
-                             str(ROOT / "tests" / "cell_worker.py"), str(store.root), KEY],
-                            env=subprocess_env(**JOB_ENV), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            TORCHRUN,
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            str(ROOT / "tests" / "cell_worker.py"),
+            str(store.root),
+            KEY,
+        ],
+        env=subprocess_env(**JOB_ENV),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
 
     def finished() -> RunStore:
         out, _ = proc.communicate(timeout=900)
@@ -91,8 +116,12 @@ def _submit(request, folder, assets, *extra: str) -> RunStore:
 
 
 def _finish(store: RunStore, timeout: float = 600) -> None:
-    wait_for(lambda: all(store.is_done(c.key) for c in store.load_plan().cells), timeout=timeout,
-             what="every cell to finish", interval=2)
+    wait_for(
+        lambda: all(store.is_done(c.key) for c in store.load_plan().cells),
+        timeout=timeout,
+        what="every cell to finish",
+        interval=2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +148,32 @@ def test_srun_over_two_nodes_aggregates_to_the_single_rank_tables(two_node_run, 
     # and the ranks then wait in MPI_Init forever; the OFI netmod's addresses are short (docs/multinode.md)
     env = subprocess_env(**JOB_ENV, MPIR_CVAR_CH4_NETMOD="ofi")
     command = [sys.executable, "-m", "hpcxlt", "aggregate", str(two_node_run.root), "--partial", "--no-plots"]
-    single = subprocess.run([*command, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [*command, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     # MPICH's PMI-2 through Slurm's plugin: 4 MPI ranks, two on each node
-    spread = subprocess.run(["srun", "-p", "multi", "-N", "2", "-n", "4", "--mpi=pmi2", "-t", "10", *command,
-                             "--out", str(tmp_path / "four")], env=env, capture_output=True, text=True, timeout=300)
+    spread = subprocess.run(
+        [
+            "srun",
+            "-p",
+            "multi",
+            "-N",
+            "2",
+            "-n",
+            "4",
+            "--mpi=pmi2",
+            "-t",
+            "10",
+            *command,
+            "--out",
+            str(tmp_path / "four"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert spread.returncode == 0, spread.stderr[-3000:]
     head, _, tables = spread.stdout.partition("\n")
     assert "(4 MPI ranks: 3 reading" in head, head
@@ -180,8 +230,9 @@ def _lose_node(name: str) -> None:
     subprocess.run(["scontrol", "update", f"nodename={name}", "state=down", "reason=hpcxlt-test-node-lost"], check=True)
 
 
-def test_a_two_node_cell_survives_preemption_then_a_lost_node(request, tmp_path, assets, slurm_env, two_nodes, reference,
-                                                             slurm_cluster):
+def test_a_two_node_cell_survives_preemption_then_a_lost_node(
+    request, tmp_path, assets, slurm_env, two_nodes, reference, slurm_cluster
+):
     """One run, two interruptions (each a resume from the last checkpoint), the weights of no interruption."""
     import signal
 
@@ -189,20 +240,49 @@ def test_a_two_node_cell_survives_preemption_then_a_lost_node(request, tmp_path,
     from tests.slurm_fixture import state_dir
 
     store = _submit(request, tmp_path, assets, "--no-aggregate")
-    wait_for(lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
-             timeout=300, what=f"{KEY} to run on both nodes and write its first checkpoint", interval=0.1)
+    wait_for(
+        lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
+        timeout=300,
+        what=f"{KEY} to run on both nodes and write its first checkpoint",
+        interval=0.1,
+    )
     job_id = store.state(KEY)["job_id"]
     # 1. Preemption. Independent of the machine's speed: both ranks are frozen mid-training, so they cannot
     # finish before the preemption reaches them; they go on once Slurm's USR2 has reached each of them.
     with frozen(job_id, 2) as pids:
         assert not store.is_done(KEY), "training finished before it could be frozen: raise max_steps"
         # a job in `multi-high` needs every CPU of both nodes: Slurm preempts the training job (USR2, grace, requeue)
-        high = subprocess.run(["sbatch", "--parsable", "-p", "multi-high", "-N", "2", "--ntasks-per-node", "2",
-                               "-o", "/dev/null", "--wrap", "sleep 2"], capture_output=True, text=True, check=True).stdout.strip()
-        wait_for(lambda: all(_reached(pid, signal.SIGUSR2) for pid in pids), timeout=60,
-                 what="Slurm's preemption signal (USR2) to reach both ranks", interval=0.1)
-    wait_for(lambda: "resume" in [e["event"] for e in _events(store)] and store.state(KEY)["state"] == "running",
-             timeout=300, what="the requeued job to resume on both nodes", interval=0.1)
+        high = subprocess.run(
+            [
+                "sbatch",
+                "--parsable",
+                "-p",
+                "multi-high",
+                "-N",
+                "2",
+                "--ntasks-per-node",
+                "2",
+                "-o",
+                "/dev/null",
+                "--wrap",
+                "sleep 2",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        wait_for(
+            lambda: all(_reached(pid, signal.SIGUSR2) for pid in pids),
+            timeout=60,
+            what="Slurm's preemption signal (USR2) to reach both ranks",
+            interval=0.1,
+        )
+    wait_for(
+        lambda: "resume" in [e["event"] for e in _events(store)] and store.state(KEY)["state"] == "running",
+        timeout=300,
+        what="the requeued job to resume on both nodes",
+        interval=0.1,
+    )
     state = store.state(KEY)
     assert state["requeues"] == 1 and state["attempts"] == 2 and state["job_id"] == job_id  # the same job, requeued
     # rank 0 alone keeps the books and requeues; rank 1 (on n2) says so in its own log
@@ -224,8 +304,13 @@ def test_a_two_node_cell_survives_preemption_then_a_lost_node(request, tmp_path,
             _lose_node("n2")
     finally:
         # the node comes back (up.sh again starts the missing slurmd and returns DOWN nodes to service)
-        back = subprocess.run(["bash", str(ROOT / "slurm" / "up.sh"), str(state_dir())], env=slurm_cluster,
-                              capture_output=True, text=True, timeout=180)
+        back = subprocess.run(
+            ["bash", str(ROOT / "slurm" / "up.sh"), str(state_dir())],
+            env=slurm_cluster,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert back.returncode == 0, back.stderr[-2000:]
     # Slurm requeues the job (NODE_FAIL, and the job asked for --requeue); `hpcxlt resume` is the fallback a
     # user would run

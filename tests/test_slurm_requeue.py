@@ -22,8 +22,13 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SITE = str(ROOT / "slurm" / "sites" / "local.yaml")
 KEY = "target.none.xnli.s1"
 # the environment local.yaml's setup gives the jobs, so the reference run computes exactly alike
-JOB_ENV = {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+JOB_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "DS_ACCELERATOR": "cpu",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 def _without_rendezvous(environ) -> dict[str, str]:
@@ -35,8 +40,12 @@ def _without_rendezvous(environ) -> dict[str, str]:
 
 
 def _config(tmp_path, assets, *, max_steps: int = 600, save_every: int = 50):
-    data = experiment(assets, name="slurm-requeue", arms=[{"name": "none"}],
-                      targets={"tasks": ["xnli"], "languages": {"xnli": ["en", "de"]}})
+    data = experiment(
+        assets,
+        name="slurm-requeue",
+        arms=[{"name": "none"}],
+        targets={"tasks": ["xnli"], "languages": {"xnli": ["en", "de"]}},
+    )
     data["target"].update(max_steps=max_steps, save_every=save_every)  # long enough to be interrupted mid-way
     return write_config(tmp_path, data)
 
@@ -46,9 +55,22 @@ def reference(tmp_path_factory, assets):
     """The same grid run locally without interruption (a subprocess, so it overlaps the Slurm tests)."""
     tmp = tmp_path_factory.mktemp("reference")
     run_dir = tmp / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "hpcxlt", "submit", str(_config(tmp, assets)), "--run-dir",
-                             str(run_dir), "--no-progress"], env={**_without_rendezvous(os.environ), **JOB_ENV, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpcxlt",
+            "submit",
+            str(_config(tmp, assets)),
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+        ],
+        env={**_without_rendezvous(os.environ), **JOB_ENV, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
     def finished() -> RunStore:
         out, _ = proc.communicate(timeout=600)
@@ -76,12 +98,17 @@ def _same_weights_and_scores(store: RunStore, ref: RunStore) -> None:
 
 def _submit_and_wait_for_training(tmp_path, assets) -> tuple[RunStore, str]:
     run_dir = tmp_path / "run"
-    code, out = run_cli("submit", str(_config(tmp_path, assets)), "--run-dir", str(run_dir), "--site", SITE,
-                        "--no-aggregate")
+    code, out = run_cli(
+        "submit", str(_config(tmp_path, assets)), "--run-dir", str(run_dir), "--site", SITE, "--no-aggregate"
+    )
     assert code == 0, out
     store = RunStore(run_dir)
-    wait_for(lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
-             timeout=300, what=f"{KEY} to run and write its first checkpoint", interval=0.2)
+    wait_for(
+        lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
+        timeout=300,
+        what=f"{KEY} to run and write its first checkpoint",
+        interval=0.2,
+    )
     return store, store.state(KEY)["job_id"]
 
 
@@ -91,14 +118,19 @@ def _events(store: RunStore) -> list[str]:
 
 
 def _finish(store: RunStore) -> None:
-    wait_for(lambda: all(store.is_done(c.key) for c in store.load_plan().cells), timeout=400,
-             what="every cell to finish", interval=2)
+    wait_for(
+        lambda: all(store.is_done(c.key) for c in store.load_plan().cells),
+        timeout=400,
+        what="every cell to finish",
+        interval=2,
+    )
 
 
 def _elapsed_minutes(job_id: str) -> int:
     """Whole minutes the running job has used (squeue's %M: [days-][hours:]minutes:seconds)."""
-    used = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%M"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    used = subprocess.run(
+        ["squeue", "-h", "-j", job_id, "-o", "%M"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     days, _, clock = used.rpartition("-")
     parts = [int(p) for p in clock.split(":")]
     hours, minutes = (parts[0], parts[1]) if len(parts) == 3 else (0, parts[0])
@@ -120,20 +152,29 @@ def test_a_training_job_at_its_time_limit_requeues_and_finishes(tmp_path, assets
     site_path = tmp_path / "short.yaml"
     site_path.write_text(yaml.safe_dump(site))
     run_dir = tmp_path / "run"
-    code, out = run_cli("submit", str(_config(tmp_path, assets)), "--run-dir", str(run_dir), "--site",
-                        str(site_path), "--no-aggregate")
+    code, out = run_cli(
+        "submit", str(_config(tmp_path, assets)), "--run-dir", str(run_dir), "--site", str(site_path), "--no-aggregate"
+    )
     assert code == 0, out
     store = RunStore(run_dir)
     job_id = store.state(KEY)["job_id"]
     assert "#SBATCH --time=10\n" in (store.logs_dir / "slurm" / f"{job_id}_submission.sh").read_text()
-    wait_for(lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
-             timeout=300, what=f"{KEY} to run and write its first checkpoint", interval=0.02)
+    wait_for(
+        lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
+        timeout=300,
+        what=f"{KEY} to run and write its first checkpoint",
+        interval=0.02,
+    )
     os.kill(int(store.state(KEY)["pid"]), signal.SIGSTOP)
     assert not store.is_done(KEY), "training finished before it could be frozen: raise max_steps"
     limit = _elapsed_minutes(job_id) + 2  # 60-120 s left: the warning (signal_delay_s 90) is due at once
     subprocess.run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={limit}"], check=True)
-    wait_for(lambda: store.state(KEY).get("requeues", 0) >= 1, timeout=180,
-             what="the job to checkpoint and requeue itself at its time limit", interval=0.2)
+    wait_for(
+        lambda: store.state(KEY).get("requeues", 0) >= 1,
+        timeout=180,
+        what="the job to checkpoint and requeue itself at its time limit",
+        interval=0.2,
+    )
     # the requeued job gets an hour (else the next attempt would meet the same limit)
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=60"], check=True)
     _finish(store)
@@ -141,8 +182,9 @@ def test_a_training_job_at_its_time_limit_requeues_and_finishes(tmp_path, assets
     assert state["requeues"] == 1 and state["attempts"] == 2 and state["job_id"] == job_id
     events = _events(store)
     assert events.index("preempted") < events.index("resume")  # stopped at a step boundary mid-training
-    acct = subprocess.run(["sacct", "-X", "-n", "-P", "-D", "-j", job_id, "-o", "JobID,State"],
-                          capture_output=True, text=True, check=True).stdout
+    acct = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-D", "-j", job_id, "-o", "JobID,State"], capture_output=True, text=True, check=True
+    ).stdout
     assert "REQUEUED" in acct and "COMPLETED" in acct  # one accounting record per attempt
     _same_weights_and_scores(store, reference())
 
@@ -173,27 +215,50 @@ def test_a_job_its_site_cancels_when_preempted_requeues_itself_and_finishes(tmp_
     site["defaults"]["partition"] = "low-cancel"
     site_path = tmp_path / "cancel.yaml"
     site_path.write_text(yaml.safe_dump(site))
-    code, out = run_cli("submit", str(_config(tmp_path, assets)), "--run-dir", str(tmp_path / "run"), "--site",
-                        str(site_path), "--no-aggregate")
+    code, out = run_cli(
+        "submit",
+        str(_config(tmp_path, assets)),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--site",
+        str(site_path),
+        "--no-aggregate",
+    )
     assert code == 0, out
     store = RunStore(tmp_path / "run")
-    wait_for(lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
-             timeout=300, what=f"{KEY} to run and write its first checkpoint", interval=0.02)
+    wait_for(
+        lambda: store.state(KEY)["state"] == "running" and list(store.checkpoints_dir(KEY).glob("step-*")),
+        timeout=300,
+        what=f"{KEY} to run and write its first checkpoint",
+        interval=0.02,
+    )
     job_id = store.state(KEY)["job_id"]
     with frozen(job_id, 1) as pids:
         assert not store.is_done(KEY), "training finished before it could be frozen: raise max_steps"
         # a job in `high` needs both CPUs: Slurm preempts the training job in low-cancel
-        high = subprocess.run(["sbatch", "--parsable", "-p", "high", "--ntasks-per-node", "2", "-o", "/dev/null",
-                               "--wrap", "sleep 2"], capture_output=True, text=True, check=True).stdout.strip()
-        wait_for(lambda: all(_signal_reached(pid, signal.SIGUSR2) for pid in pids), timeout=120,
-                 what="Slurm's preemption signal (USR2) to reach the job", interval=0.1)
+        high = subprocess.run(
+            ["sbatch", "--parsable", "-p", "high", "--ntasks-per-node", "2", "-o", "/dev/null", "--wrap", "sleep 2"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        wait_for(
+            lambda: all(_signal_reached(pid, signal.SIGUSR2) for pid in pids),
+            timeout=120,
+            what="Slurm's preemption signal (USR2) to reach the job",
+            interval=0.1,
+        )
     _finish(store)
     state = store.state(KEY)
     assert state["requeues"] == 1 and state["attempts"] == 2 and state["job_id"] == job_id  # requeued, not cancelled
     events = _events(store)
     assert events.index("preempted") < events.index("resume")
-    acct = subprocess.run(["sacct", "-X", "-n", "-P", "-D", "-j", f"{job_id},{high}", "-o", "JobID,State"],
-                          capture_output=True, text=True, check=True).stdout
+    acct = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-D", "-j", f"{job_id},{high}", "-o", "JobID,State"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"{job_id}|REQUEUED" in acct and f"{job_id}|COMPLETED" in acct and "CANCELLED" not in acct, acct
     assert f"{high}|COMPLETED" in acct
     _same_weights_and_scores(store, reference())

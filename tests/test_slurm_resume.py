@@ -31,12 +31,18 @@ def test_resume_resubmits_exactly_the_cancelled_and_failed_cells(tmp_path, asset
     missing = data_root / "tatoeba" / "sw" / "test.jsonl"
     backup = tmp_path / "tatoeba-sw-test.jsonl"
     missing.rename(backup)
-    data = experiment(assets, name="slurm-resume", arms=[{"name": "none"}], seeds=[1, 2],
-                      targets={"tasks": ["xnli", "tatoeba"], "languages": {"xnli": ["en", "de"], "tatoeba": ["de", "sw"]}})
+    data = experiment(
+        assets,
+        name="slurm-resume",
+        arms=[{"name": "none"}],
+        seeds=[1, 2],
+        targets={"tasks": ["xnli", "tatoeba"], "languages": {"xnli": ["en", "de"], "tatoeba": ["de", "sw"]}},
+    )
     data["data"].update(root=str(data_root), cache_dir=str(tmp_path / "cache"))
     run_dir = tmp_path / "run"
-    code, out = run_cli("submit", str(write_config(tmp_path, data)), "--run-dir", str(run_dir), "--site", SITE,
-                        "--no-aggregate")
+    code, out = run_cli(
+        "submit", str(write_config(tmp_path, data)), "--run-dir", str(run_dir), "--site", SITE, "--no-aggregate"
+    )
     assert code == 0, out
     store = RunStore(run_dir)
     # scancel one evaluation job while it waits for its target run
@@ -52,7 +58,7 @@ def test_resume_resubmits_exactly_the_cancelled_and_failed_cells(tmp_path, asset
     assert sorted(failed) == ["eval.none.tatoeba.s1.sw", "eval.none.tatoeba.s2.sw"]
     for cell in failed.values():
         assert "sw" in cell["error"] and cell["job_id"]
-        log = (run_dir / "logs" / "slurm" / f"{cell['job_id']}_0_log.out")
+        log = run_dir / "logs" / "slurm" / f"{cell['job_id']}_0_log.out"
         assert cell["log"] == str(log) and cell["error"].split(":")[0] in log.read_text()
     code, text = run_cli("status", str(run_dir))
     assert "2 failed cell(s):" in text and f"log: {failed['eval.none.tatoeba.s1.sw']['log']}" in text
@@ -71,15 +77,16 @@ def test_resume_resubmits_exactly_the_cancelled_and_failed_cells(tmp_path, asset
 
 
 def test_cancel_stops_every_queued_job_and_resume_brings_them_back(tmp_path, assets, slurm_env):
-    data = experiment(assets, name="slurm-cancel", arms=[{"name": "none"}],
-                      targets={"tasks": ["xnli"], "languages": {"xnli": ["en"]}})
+    data = experiment(
+        assets, name="slurm-cancel", arms=[{"name": "none"}], targets={"tasks": ["xnli"], "languages": {"xnli": ["en"]}}
+    )
     run_dir = tmp_path / "run"
     code, out = run_cli("submit", str(write_config(tmp_path, data)), "--run-dir", str(run_dir), "--site", SITE)
     assert code == 0 and "submitted 2 jobs (2 cells)" in out and "+ the aggregation job" in out
     ids = queued(run_dir)
     assert len(ids) == 3
     code, out = run_cli("cancel", str(run_dir))
-    assert code == 0 and f"cancelled 3 Slurm job(s) covering 2 unfinished cell(s)" in out
+    assert code == 0 and "cancelled 3 Slurm job(s) covering 2 unfinished cell(s)" in out
     wait_for(lambda: not queued(run_dir), timeout=60, what="the cancelled jobs to leave the queue")
     status = _status(run_dir)
     assert status["counts"]["cancelled"] == 2 and status["aggregate"]["state"] == "cancelled"
@@ -102,8 +109,14 @@ def test_resume_releases_jobs_that_an_interrupted_submission_left_held(tmp_path,
     from hpcxlt.launch.site import load_site
     from hpcxlt.launch.submit import site_record
 
-    cfg = parse_config(experiment(assets, name="slurm-held", arms=[{"name": "none"}],
-                                  targets={"tasks": ["xnli"], "languages": {"xnli": ["en"]}}))
+    cfg = parse_config(
+        experiment(
+            assets,
+            name="slurm-held",
+            arms=[{"name": "none"}],
+            targets={"tasks": ["xnli"], "languages": {"xnli": ["en"]}},
+        )
+    )
     grid = plan(cfg)
     store = RunStore(tmp_path / "run")
     store.initialize(cfg, grid)
@@ -127,30 +140,45 @@ def test_two_concurrent_resumes_submit_each_missing_cell_once(tmp_path, assets, 
     import subprocess
     import sys
 
-    data = experiment(assets, name="slurm-two-resumes", arms=[{"name": "none"}], seeds=[1, 2],
-                      targets={"tasks": ["xnli", "tatoeba"], "languages": {"xnli": ["en", "de"], "tatoeba": ["de", "sw"]}})
+    data = experiment(
+        assets,
+        name="slurm-two-resumes",
+        arms=[{"name": "none"}],
+        seeds=[1, 2],
+        targets={"tasks": ["xnli", "tatoeba"], "languages": {"xnli": ["en", "de"], "tatoeba": ["de", "sw"]}},
+    )
     run_dir = tmp_path / "run"
-    code, out = run_cli("submit", str(write_config(tmp_path, data)), "--run-dir", str(run_dir), "--site", SITE,
-                        "--no-aggregate")
+    code, out = run_cli(
+        "submit", str(write_config(tmp_path, data)), "--run-dir", str(run_dir), "--site", SITE, "--no-aggregate"
+    )
     assert code == 0, out
     run_cli("cancel", str(run_dir))  # every cell is missing now
     wait_for(lambda: not queued(run_dir), timeout=60, what="the cancelled jobs to leave the queue")
     names = "hpcxlt-slurm-two-resumes-target,hpcxlt-slurm-two-resumes-eval"
 
     def listed() -> list[str]:
-        return subprocess.run(["squeue", "-h", "-r", "-o", "%i", "--name", names], capture_output=True, text=True,
-                              check=True).stdout.split()
+        return subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i", "--name", names], capture_output=True, text=True, check=True
+        ).stdout.split()
 
     before = set(listed())  # e.g. left by an earlier run of this test
     # a busy controller: sbatch answers after a second, so both resumes read the queue before either
     # has submitted anything (without the lock, both would submit everything)
     shim = tmp_path / "bin"
     shim.mkdir()
-    (shim / "sbatch").write_text(f"#!/bin/sh\nsleep 1\nexec {shutil.which('sbatch')} \"$@\"\n")
+    (shim / "sbatch").write_text(f'#!/bin/sh\nsleep 1\nexec {shutil.which("sbatch")} "$@"\n')
     (shim / "sbatch").chmod(0o755)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{shim}:{os.environ['PATH']}"}
-    procs = [subprocess.Popen([sys.executable, "-m", "hpcxlt", "resume", str(run_dir), "--json"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "hpcxlt", "resume", str(run_dir), "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = [proc.communicate(timeout=300) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), results
     jobs = sorted(json.loads(out.strip().splitlines()[-1])["jobs"] for out, _ in results)

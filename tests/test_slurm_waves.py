@@ -23,9 +23,13 @@ LIMIT = 10
 @pytest.fixture
 def submit_limit(slurm_env):
     """MaxSubmitJobs=LIMIT on root's association, as a site's QOS or account limit would be."""
+
     def set_limit(value: int) -> None:
-        subprocess.run(["sacctmgr", "-i", "modify", "user", "where", "name=root", "set", f"MaxSubmitJobs={value}"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["sacctmgr", "-i", "modify", "user", "where", "name=root", "set", f"MaxSubmitJobs={value}"],
+            check=True,
+            capture_output=True,
+        )
 
     set_limit(LIMIT)
     try:
@@ -38,8 +42,9 @@ def test_a_grid_larger_than_the_submit_limit_completes_in_waves(tmp_path, assets
     import yaml
 
     # really enforced: one array larger than the limit is refused by sbatch
-    refused = subprocess.run(["sbatch", f"--array=0-{LIMIT}", "--wrap", "true", "-o", "/dev/null"],
-                             capture_output=True, text=True)
+    refused = subprocess.run(
+        ["sbatch", f"--array=0-{LIMIT}", "--wrap", "true", "-o", "/dev/null"], capture_output=True, text=True
+    )
     assert refused.returncode != 0 and "limit" in refused.stderr.lower(), refused.stderr
     site = yaml.safe_load((ROOT / "slurm" / "sites" / "local.yaml").read_text())
     site["max_queued_jobs"] = LIMIT
@@ -65,8 +70,12 @@ def test_a_grid_larger_than_the_submit_limit_completes_in_waves(tmp_path, assets
         assert code == 0, out
         assert "more job(s) go in later waves" in out and "feeder job" in out
         store = RunStore(run_dir)
-        wait_for(lambda: all(store.is_done(c.key) for c in store.load_plan().cells), timeout=900,
-                 what="every cell to finish, wave after wave", interval=3)
+        wait_for(
+            lambda: all(store.is_done(c.key) for c in store.load_plan().cells),
+            timeout=900,
+            what="every cell to finish, wave after wave",
+            interval=3,
+        )
         from hpcxlt.launch.base import aggregate_state
 
         wait_for(lambda: aggregate_state(store).get("state") == "done", timeout=300, what="the aggregation job")

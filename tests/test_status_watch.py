@@ -20,10 +20,12 @@ def _run(tmp_path):
     store = make_run(tmp_path / "run", arms=ARMS, targets=TARGETS, seeds=[1], score=lambda *a: None)
     store.set_state(RUNNING, "running", pid=os.getpid(), host=socket.gethostname())
     now = time.time()
-    records = [{"event": "start", "step": 0, "total_steps": 100, "time": now - 21},
-               {"step": 10, "loss": 0.9, "samples_per_s": 30.0, "time": now - 11},
-               {"step": 20, "loss": 0.7, "samples_per_s": 32.0, "time": now - 1},
-               {"event": "eval", "step": 20, "metric": 55.0, "best_metric": 55.0, "time": now}]
+    records = [
+        {"event": "start", "step": 0, "total_steps": 100, "time": now - 21},
+        {"step": 10, "loss": 0.9, "samples_per_s": 30.0, "time": now - 11},
+        {"step": 20, "loss": 0.7, "samples_per_s": 32.0, "time": now - 1},
+        {"event": "eval", "step": 20, "metric": 55.0, "best_metric": 55.0, "time": now},
+    ]
     path = store.train_log_path(RUNNING)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"step": 21, "lo')  # a line being written
@@ -35,8 +37,9 @@ def test_progress_of_a_running_cell_from_its_train_log(tmp_path):
     progress = cell_progress(store.train_log_path(RUNNING))
     assert (progress["step"], progress["total_steps"], progress["loss"], progress["dev_metric"]) == (20, 100, 0.7, 55.0)
     assert abs(progress["eta_s"] - 80 * 21 / 20) < 1e-6  # 80 steps left at 21 s per 20 steps of this attempt
-    assert progress_rows({RUNNING: progress}) == [(RUNNING, "20/100 (20%)", "0.7000", "55.00 (best 55.00)", "32.0",
-                                                   "1m24s")]
+    assert progress_rows({RUNNING: progress}) == [
+        (RUNNING, "20/100 (20%)", "0.7000", "55.00 (best 55.00)", "32.0", "1m24s")
+    ]
     assert cell_progress(tmp_path / "nothing.jsonl") is None
 
 

@@ -34,8 +34,11 @@ def test_different_experiment_is_refused_before_anything_is_overwritten(tmp_path
     store.initialize(cfg, grid)
     before = store.config_path.read_bytes()
     other = load_experiment(CONFIGS / "demo.yaml", ["target.lr=5e-4"])
-    with pytest.raises(RunDirError, match=r"holds a different experiment \(config differs at: target.lr\); 112 planned "
-                                          r"cell\(s\) would change: target.none.xnli.s1"):
+    with pytest.raises(
+        RunDirError,
+        match=r"holds a different experiment \(config differs at: target.lr\); 112 planned "
+        r"cell\(s\) would change: target.none.xnli.s1",
+    ):
         store.initialize(other, plan(other))
     assert store.config_path.read_bytes() == before
 
@@ -95,15 +98,21 @@ def test_the_newer_of_a_cell_file_and_a_submission_record_wins(tmp_path):
     # submitted again (a resume): the new record overrides the failure, keeps the attempts
     assert store.record_submission({key: ("12", "inter")}, log_pattern=pattern) == 2
     state = store.state(key)
-    assert (state["state"], state["job_id"], state["error"], state["requeues"], state["attempts"]) == \
-        ("submitted", "12", None, 0, 1)
+    assert (state["state"], state["job_id"], state["error"], state["requeues"], state["attempts"]) == (
+        "submitted",
+        "12",
+        None,
+        0,
+        1,
+    )
     store.set_state(key, "running", attempts=2)
     assert store.state(key)["state"] == "running" and store.state(key)["job_id"] == "12"
     # a second RunStore (another process) sees the same; a record number is never reused
     other = RunStore(tmp_path)
     assert other.state(key)["state"] == "running"
-    (tmp_path / "submissions" / "000004.json").write_text('{"seq": 4, "submitted": 0, "log_pattern": '
-                                                          '"{job_id}", "cells": {}}')
+    (tmp_path / "submissions" / "000004.json").write_text(
+        '{"seq": 4, "submitted": 0, "log_pattern": "{job_id}", "cells": {}}'
+    )
     assert other.record_submission({key: ("13", "inter")}, log_pattern=pattern) == 5
     assert store.state(key)["job_id"] == "13"
 
@@ -118,11 +127,17 @@ def test_result_records_go_to_their_jobs_file_and_are_not_silently_replaced_by_a
     assert path.name == f"{job}.jsonl"
     store.add_results(job, [fr, {**de, "split": "dev"}])
     store.add_results(job, [{**de, "score": 51.0}])  # same config: a rerun may refresh it
-    assert [(r["key"][-2:], r["split"], r["score"]) for r in map(json.loads, path.read_text().splitlines())] == \
-        [("fr", "test", 40.0), ("de", "dev", 50.0), ("de", "test", 51.0)]
+    assert [(r["key"][-2:], r["split"], r["score"]) for r in map(json.loads, path.read_text().splitlines())] == [
+        ("fr", "test", 40.0),
+        ("de", "dev", 50.0),
+        ("de", "test", 51.0),
+    ]
     before = path.read_bytes()
-    with pytest.raises(RunDirError, match=rf"{job}.jsonl:3 holds a test result for eval.none.xnli.s1.de of a "
-                                          "different config"):
+    with pytest.raises(
+        RunDirError,
+        match=rf"{job}.jsonl:3 holds a test result for eval.none.xnli.s1.de of a "
+        "different config",
+    ):
         store.add_results(job, [{**de, "config_hash": "bbb"}])
     assert path.read_bytes() == before  # refused before anything was written
     store.add_results(job, [{**de, "config_hash": "bbb"}], overwrite=True)
@@ -139,8 +154,10 @@ def test_a_jobs_records_are_read_by_cell_with_the_one_record_files_of_earlier_ve
     store.results_dir.joinpath("eval.none.xnli.s1.de.dev.json").write_text(json.dumps({**de, "split": "dev"}))
     store.results_dir.joinpath("eval.none.xnli.s1.def.dev.json").write_text("{}")  # another key's prefix
     records = store.job_records(job, ["eval.none.xnli.s1.de", "eval.none.xnli.s1.ar"])
-    assert {key: [r["split"] for r in rs] for key, rs in records.items()} == \
-        {"eval.none.xnli.s1.de": ["test", "dev"], "eval.none.xnli.s1.ar": []}
+    assert {key: [r["split"] for r in rs] for key, rs in records.items()} == {
+        "eval.none.xnli.s1.de": ["test", "dev"],
+        "eval.none.xnli.s1.ar": [],
+    }
     assert store.cell_records("eval.none.xnli.s1.de", grid) == records["eval.none.xnli.s1.de"]
 
 
@@ -167,8 +184,9 @@ def test_the_lock_admits_one_process_at_a_time(tmp_path):
     import multiprocessing
 
     log = tmp_path / "log"
-    procs = [multiprocessing.get_context("spawn").Process(target=_hold, args=(str(tmp_path), str(log), 5))
-             for _ in range(3)]
+    procs = [
+        multiprocessing.get_context("spawn").Process(target=_hold, args=(str(tmp_path), str(log), 5)) for _ in range(3)
+    ]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -190,7 +208,9 @@ def test_a_held_lock_names_its_holder_and_a_stale_one_is_taken_over(tmp_path, ca
 
     store = RunStore(tmp_path)
     with store.lock("resume"):
-        with pytest.raises(RunDirError, match=rf"locked by `hpcxlt resume` \(host {socket.gethostname()}, pid {os.getpid()}, since"):
+        with pytest.raises(
+            RunDirError, match=rf"locked by `hpcxlt resume` \(host {socket.gethostname()}, pid {os.getpid()}, since"
+        ):
             with store.lock("submit", wait_s=1):
                 pass
     assert "waiting for the run directory lock held by `hpcxlt resume`" in capsys.readouterr().err

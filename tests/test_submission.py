@@ -32,8 +32,21 @@ def test_reads_tag_files_like_the_official_reader(tmp_path):
 
 
 def test_reads_squad_labels_with_or_without_data_wrapper_and_prediction_dicts(tmp_path):
-    article = {"title": "t", "paragraphs": [{"context": "电化电池", "qas": [
-        {"id": "q1", "question": "?", "answers": [{"answer_start": 0, "text": "电化电池"}, {"answer_start": 0, "text": "电池"}]}]}]}
+    article = {
+        "title": "t",
+        "paragraphs": [
+            {
+                "context": "电化电池",
+                "qas": [
+                    {
+                        "id": "q1",
+                        "question": "?",
+                        "answers": [{"answer_start": 0, "text": "电化电池"}, {"answer_start": 0, "text": "电池"}],
+                    }
+                ],
+            }
+        ],
+    }
     (tmp_path / "a.json").write_text(json.dumps({"data": [article], "version": 1.0}), encoding="utf-8")
     (tmp_path / "b.json").write_text(json.dumps([article]), encoding="utf-8")
     assert S.read_labels(tmp_path / "a.json", "mlqa") == {"q1": ["电化电池", "电池"]}
@@ -53,7 +66,9 @@ def test_reads_mewslix_and_xcopa_files(tmp_path):
 def test_malformed_files_name_the_file_and_line(tmp_path):
     bad = tmp_path / "test-et.jsonl"
     bad.write_text('{"label": 1}\n{"lable": 0}\n')
-    with pytest.raises(S.SubmissionError, match=r"test-et.jsonl, line 2: expected a JSON object with an integer 'label'"):
+    with pytest.raises(
+        S.SubmissionError, match=r"test-et.jsonl, line 2: expected a JSON object with an integer 'label'"
+    ):
         S.read_predictions(bad, "xcopa")
     bad.write_text('{"label": "1"}\n')
     with pytest.raises(S.SubmissionError, match="must be an integer"):
@@ -113,12 +128,16 @@ def _pair(tmp_path, task, labels, predictions, lang="de"):
 
 
 def test_read_pair_names_the_prediction_file_on_a_line_count_mismatch(tmp_path):
-    with pytest.raises(S.SubmissionError, match=r"preds/xnli/test-de.tsv: 1 lines, but .*labels/xnli/test-de.tsv has 2"):
+    with pytest.raises(
+        S.SubmissionError, match=r"preds/xnli/test-de.tsv: 1 lines, but .*labels/xnli/test-de.tsv has 2"
+    ):
         _pair(tmp_path, "xnli", ["a", "b"], ["a"])
 
 
 def test_read_pair_names_sentence_and_line_on_a_tag_count_mismatch(tmp_path):
-    with pytest.raises(S.SubmissionError, match=r"test-de.tsv: sentence 2 \(line 4\) has 1 tags, but .*labels/panx/test-de.tsv has 2$"):
+    with pytest.raises(
+        S.SubmissionError, match=r"test-de.tsv: sentence 2 \(line 4\) has 1 tags, but .*labels/panx/test-de.tsv has 2$"
+    ):
         _pair(tmp_path, "panx", [["O", "O"], ["B-PER", "I-PER"]], [["O", "O"], ["B-PER"]])
     with pytest.raises(S.SubmissionError, match="1 sentences, but .* has 2"):
         _pair(tmp_path, "udpos", [["NOUN"], ["VERB"]], [["NOUN"]])

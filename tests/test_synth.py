@@ -80,7 +80,7 @@ def test_labels_and_tags_are_valid_ids_and_qa_answers_are_exact_spans(bench):
                         assert all(0 <= t < len(spec.label_names) for t in tags)
                 elif spec.format == "qa" or spec.schema == "lareqa":
                     (text,), (start,) = row["answers"]["text"], row["answers"]["answer_start"]
-                    assert row["context"][start:start + len(text)] == text and text
+                    assert row["context"][start : start + len(text)] == text and text
 
 
 def test_ner_tags_are_iob2_over_entity_names(bench):
@@ -111,7 +111,9 @@ def test_evaluation_sets_are_parallel_and_shared_hub_sources_are_equal():
     assert [r["premise"] for r in de] != [r["premise"] for r in sw]
     # xnli trains on MNLI: its English training rows are mnli's; SQuAD trains xquad and lareqa alike.
     assert generate_rows(xnli, "en", "train", size=10) == generate_rows(get_task("mnli"), "en", "train", size=10)
-    assert generate_rows(get_task("xquad"), "en", "train", size=5) == generate_rows(get_task("lareqa"), "en", "train", size=5)
+    assert generate_rows(get_task("xquad"), "en", "train", size=5) == generate_rows(
+        get_task("lareqa"), "en", "train", size=5
+    )
     # ...but intermediate tasks in several languages draw their own rows per language.
     sib = get_task("sib200")
     assert generate_rows(sib, "yo", "train", size=5) != generate_rows(sib, "sw", "train", size=5)

@@ -18,19 +18,29 @@ XTREME_R = {
     "xnli": "ar bg de el en es fr hi ru sw th tr ur vi zh",
     "xcopa": "et ht id it qu sw ta th tr vi zh",
     "udpos": "af ar bg de el en es et eu fa fi fr he hi hu id it ja kk ko mr nl pt ru ta te th tl tr ur vi yo zh "
-             "lt pl uk wo ro",
+    "lt pl uk wo ro",
     "panx": "ar he vi id jv ms tl eu ml ta te af nl en de el bn hi mr ur fa fr it pt es bg ru ja ka ko th sw yo my "
-            "zh kk tr et fi hu qu pl uk az lt pa gu ro",
+    "zh kk tr et fi hu qu pl uk az lt pa gu ro",
     "xquad": "en es de el ru tr ar vi th zh hi ro",
     "mlqa": "en es de ar hi vi zh",
     "tydiqa": "en ar bn fi id ko ru sw te",
     "tatoeba": "ar he vi id jv tl eu ml ta te af nl de el bn hi mr ur fa fr it pt es bg ru ja ka ko th sw zh kk tr "
-               "et fi hu az lt pl uk ro",
+    "et fi hu az lt pl uk ro",
     "mewslix": "ar de en es fa ja pl ro ta tr uk",
     "lareqa": "ar de el en es hi ru th tr vi zh",
 }
-COUNTS = {"xnli": 15, "xcopa": 11, "udpos": 38, "panx": 48, "xquad": 12, "mlqa": 7, "tydiqa": 9,
-          "tatoeba": 41, "mewslix": 11, "lareqa": 11}
+COUNTS = {
+    "xnli": 15,
+    "xcopa": 11,
+    "udpos": 38,
+    "panx": 48,
+    "xquad": 12,
+    "mlqa": 7,
+    "tydiqa": 9,
+    "tatoeba": 41,
+    "mewslix": 11,
+    "lareqa": 11,
+}
 # (format, metric, category) per target, from the same table and the official scorer's grouping.
 TARGET_KIND = {
     "xnli": ("classification", "accuracy", "classification"),
@@ -211,7 +221,9 @@ def test_registry_is_read_only():
 
 
 def test_importing_the_registry_pulls_in_no_heavy_library():
-    code = ("import sys, hpcxlt.tasks; heavy = {'torch', 'transformers', 'datasets', 'deepspeed', 'submitit', "
-            "'mpi4py', 'pandas', 'matplotlib'}; print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
+    code = (
+        "import sys, hpcxlt.tasks; heavy = {'torch', 'transformers', 'datasets', 'deepspeed', 'submitit', "
+        "'mpi4py', 'pandas', 'matplotlib'}; print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -26,12 +26,22 @@ def test_saved_model_and_tokenizer_load_offline_as_xlm_r(tiny):
 
     config = AutoConfig.from_pretrained(tiny)
     assert config.model_type == "xlm-roberta"
-    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size) == (64, 2, 2, 128)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size) == (
+        64,
+        2,
+        2,
+        128,
+    )
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     assert type(tokenizer).__name__.startswith("XLMRobertaTokenizer")
     assert len(tokenizer) == config.vocab_size == SPEC.vocab_size
     # XLM-R's special tokens, in XLM-R's order.
-    assert [tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id] == [0, 1, 2, 3]
+    assert [tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id] == [
+        0,
+        1,
+        2,
+        3,
+    ]
     assert tokenizer.mask_token == "<mask>"
     model = AutoModelForMaskedLM.from_pretrained(tiny)
     enc = tokenizer(["the dog sees a bird ."], return_tensors="pt")
@@ -49,6 +59,7 @@ def test_tokenizer_covers_every_language_without_unknown_pieces(tiny):
         assert tokenizer.unk_token_id not in ids, (lang, text)
         assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
         assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
     # English dominates the corpus (as in CC-100): fewer pieces per word than a language whose
     # invented words are in another script.
     def pieces_per_word(lang):
@@ -80,8 +91,21 @@ def test_build_is_deterministic_idempotent_and_refuses_foreign_folders(tmp_path,
 
 def test_cli_builds_once_then_keeps(tmp_path, capsys):
     out = tmp_path / "cli-tiny"
-    args = ["build-tiny", str(out), "--vocab-size", "400", "--hidden", "32", "--intermediate", "64",
-            "--language", "en", "--language", "sw", "--json"]
+    args = [
+        "build-tiny",
+        str(out),
+        "--vocab-size",
+        "400",
+        "--hidden",
+        "32",
+        "--intermediate",
+        "64",
+        "--language",
+        "en",
+        "--language",
+        "sw",
+        "--json",
+    ]
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["reused"] is False and first["hidden"] == 32 and first["languages"] == ["en", "sw"]

@@ -15,8 +15,15 @@ from tests.paths import CONFIGS
 
 
 def _step(step: int, loss: float) -> dict:
-    return {"step": step, "loss": loss, "loss_per_task": {"mnli": loss}, "lr": 1e-5 * step, "grad_norm": 0.5,
-            "samples_per_s": 10.0, "tokens_per_s": 1000.0}
+    return {
+        "step": step,
+        "loss": loss,
+        "loss_per_task": {"mnli": loss},
+        "lr": 1e-5 * step,
+        "grad_norm": 0.5,
+        "samples_per_s": 10.0,
+        "tokens_per_s": 1000.0,
+    }
 
 
 def _attempts(tracker_for, first: list[dict], second: list[dict]) -> None:
@@ -40,8 +47,11 @@ def test_tensorboard_curves_continue_across_a_requeue(tmp_path: Path):
     def tracker():
         return Tracker(tmp_path, TrackingConfig(), wandb_id="x", name="demo/inter.en.s1", group="demo", config={})
 
-    first = [{"event": "start", "step": 0}, *(_step(s, 1.0 / s) for s in range(1, 5)),
-             {"event": "eval", "step": 4, "metric": 55.0, "best_metric": 55.0, "dev": {"mnli:en": 55.0}}]
+    first = [
+        {"event": "start", "step": 0},
+        *(_step(s, 1.0 / s) for s in range(1, 5)),
+        {"event": "eval", "step": 4, "metric": 55.0, "best_metric": 55.0, "dev": {"mnli:en": 55.0}},
+    ]
     # killed after step 4, requeued, resumed from the step-2 checkpoint: steps 3-4 come again, with other values
     second = [{"event": "resume", "step": 2}, *(_step(s, 2.0 / s) for s in range(3, 6))]
     _attempts(tracker, first, second)
@@ -81,12 +91,21 @@ def test_a_wandb_offline_run_keeps_its_id_across_requeues(tmp_path: Path):
     assert ident == run_id(tmp_path / "run", "inter.en.s1") != run_id(tmp_path / "other-run", "inter.en.s1")
     root = Path(__file__).resolve().parents[1]
     # a job's environment: nothing a test that trained in this process exported (rank variables)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                            "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env["PYTHONPATH"] = str(root)
     for attempt in (1, 2):
-        out = subprocess.run([sys.executable, "-c", ATTEMPTS, str(tmp_path), ident, str(attempt)], cwd=root,
-                             capture_output=True, text=True, timeout=120, env=env)
+        out = subprocess.run(
+            [sys.executable, "-c", ATTEMPTS, str(tmp_path), ident, str(attempt)],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
     runs = sorted((tmp_path / WANDB_DIR / "wandb").glob(f"offline-run-*-{ident}"))
     assert len(runs) == 2  # one offline folder per attempt, one run id: `wandb sync` puts them together

@@ -24,15 +24,28 @@ TORCHRUN = Path(sys.executable).parent / "torchrun"
 
 
 def experiment(root: Path, *, stage: int = 3) -> dict:
-    train = {"lr": 1e-3, "micro_batch_size": 8, "grad_accum": 1, "save_every": 4, "zero_stage": stage,
-             "precision": "fp32"}
+    train = {
+        "lr": 1e-3,
+        "micro_batch_size": 8,
+        "grad_accum": 1,
+        "save_every": 4,
+        "zero_stage": stage,
+        "precision": "fp32",
+    }
     return {
         "name": "train-run-test",
         "model": {"name_or_path": str(root / "tiny")},
         "data": {"source": "local", "root": str(root / "synth"), "cache_dir": str(root / "cache")},
-        "arms": [{"name": "none"},
-                 {"name": "mt", "tasks": ["mnli", "masakhaner2"], "languages": {"masakhaner2": ["sw", "yo"]},
-                  "examples": {"masakhaner2": 50}, "sampling": {"rule": "temperature", "temperature": 2.0}}],
+        "arms": [
+            {"name": "none"},
+            {
+                "name": "mt",
+                "tasks": ["mnli", "masakhaner2"],
+                "languages": {"masakhaner2": ["sw", "yo"]},
+                "examples": {"masakhaner2": 50},
+                "sampling": {"rule": "temperature", "temperature": 2.0},
+            },
+        ],
         "targets": {"tasks": ["xnli"], "languages": {"xnli": ["en", "de"]}},
         "seeds": [1],
         "intermediate": {**train, "max_steps": 10, "eval_every": 5},
@@ -93,11 +106,33 @@ def run_cells(store: RunStore, *keys: str, timeout: float = 400) -> subprocess.C
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-                           str(port), str(REPO / "tests" / "cell_worker.py"), str(store.root), *keys],
-                          env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    env = {
+        **os.environ,
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    return subprocess.run(
+        [
+            str(TORCHRUN),
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            str(REPO / "tests" / "cell_worker.py"),
+            str(store.root),
+            *keys,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 @pytest.mark.deepspeed
@@ -159,8 +194,12 @@ def test_intermediate_then_targets_on_two_processes_zero3(assets: Path, tmp_path
         assert set(e["dev"]) == {"mnli:en", "masakhaner2:sw"} and all(0 <= v <= 100 for v in e["dev"].values())
         assert e["metric"] == pytest.approx(sum(e["dev"].values()) / 2)
     best = max(evals, key=lambda e: (e["metric"], -e["step"]))  # ties: the first evaluation stays the best
-    assert done["selection"] == {"by": "metric", "step": best["step"], "metric": pytest.approx(best["metric"]),
-                                 "stopped_early": False}
+    assert done["selection"] == {
+        "by": "metric",
+        "step": best["step"],
+        "metric": pytest.approx(best["metric"]),
+        "stopped_early": False,
+    }
     assert done["checkpoint"] == f"step-{best['step']}"
     # live curves: the cell's TensorBoard event files, read back with tensorboard's own reader
     from tests.test_tracking import read_scalars
@@ -169,8 +208,15 @@ def test_intermediate_then_targets_on_two_processes_zero3(assets: Path, tmp_path
     assert [step for step, _ in curves["train/loss"]] == list(range(1, 11))
     assert [step for step, _ in curves["dev/metric"]] == [5, 10]
     assert [v for _, v in curves["dev/metric"]] == pytest.approx([e["metric"] for e in evals])
-    assert {"train/lr", "train/grad_norm", "speed/samples_per_s", "speed/tokens_per_s", "train/loss/mnli",
-            "dev/mnli:en", "dev/masakhaner2:sw"} <= set(curves)
+    assert {
+        "train/lr",
+        "train/grad_norm",
+        "speed/samples_per_s",
+        "speed/tokens_per_s",
+        "train/loss/mnli",
+        "dev/mnli:en",
+        "dev/masakhaner2:sw",
+    } <= set(curves)
 
     # the exported models load with plain transformers (no DeepSpeed)
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
@@ -187,8 +233,15 @@ def test_intermediate_then_targets_on_two_processes_zero3(assets: Path, tmp_path
     from hpcxlt.train.selection import dev_metric
 
     setup = cell_setup(cfg, p.cell(inter))
-    single = dev_metric(cfg, setup.specs, setup.languages, AutoTokenizer.from_pretrained(store.model_dir(inter)),
-                        multi_task=True, max_length=setup.train.max_length, doc_stride=setup.train.doc_stride)
+    single = dev_metric(
+        cfg,
+        setup.specs,
+        setup.languages,
+        AutoTokenizer.from_pretrained(store.model_dir(inter)),
+        multi_task=True,
+        max_length=setup.train.max_length,
+        doc_stride=setup.train.doc_stride,
+    )
     again = single(SimpleNamespace(module=multi, global_step=best["step"]))
     assert again["dev"] == pytest.approx(best["dev"]) and again["metric"] == pytest.approx(best["metric"])
     AutoModel.from_pretrained(store.model_dir(inter))
@@ -214,8 +267,11 @@ def test_intermediate_then_targets_on_two_processes_zero3(assets: Path, tmp_path
     for key, tensor in intermediate_encoder.items():
         if f"roberta.{key}" in chained_state:
             assert torch.equal(chained_state[f"roberta.{key}"], tensor), key
-    moved = [k for k in pretrained_encoder if k in intermediate_encoder
-             and not torch.equal(intermediate_encoder[k], pretrained_encoder[k])]
+    moved = [
+        k
+        for k in pretrained_encoder
+        if k in intermediate_encoder and not torch.equal(intermediate_encoder[k], pretrained_encoder[k])
+    ]
     assert len(moved) > 10  # intermediate training changed the encoder, so the equality above means something
     # the head is new: the same fresh initialization as the baseline's (same seed), nothing from the intermediate
     base_state = start_base.state_dict()
@@ -234,15 +290,22 @@ def test_a_target_continues_its_prelude_whole_model(tmp_path: Path):
     build_tiny(tmp_path / "tiny", TinySpec(vocab_size=300, sentences_per_language=30), languages=("en", "et"))
     write_benchmark(tmp_path / "synth", SynthSettings(train_size=32, eval_size=16), tasks=("siqa", "xcopa"))
     data = experiment(tmp_path, stage=0)
-    data.update(arms=[{"name": "none"}],
-                targets={"tasks": ["xcopa"], "languages": {"xcopa": ["et"]}, "preludes": {"xcopa": ["siqa"]}})
+    data.update(
+        arms=[{"name": "none"}],
+        targets={"tasks": ["xcopa"], "languages": {"xcopa": ["et"]}, "preludes": {"xcopa": ["siqa"]}},
+    )
     config = tmp_path / "prelude.yaml"
     config.write_text(yaml.safe_dump(data))
     from tests.launch_assets import subprocess_env
 
     env = subprocess_env(DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(tmp_path / "run"),
-                           "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "submit", str(config), "--run-dir", str(tmp_path / "run"), "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     store = RunStore(tmp_path / "run")
     prelude = json.loads(store.train_log_path("target.none.xcopa.s1.siqa").read_text().splitlines()[0])

@@ -24,8 +24,11 @@ def test_done_cells_are_never_redone(tmp_path):
     store = _run_dir(tmp_path, experiment(tmp_path))
     store.mark_done("target.none.xnli.s1", {"step": 4})
     before = store.done_info("target.none.xnli.s1")
-    assert run_job(store.root, "target.none.xnli.s1") == {"job": "target.none.xnli.s1", "ran": [],
-                                                           "skipped": ["target.none.xnli.s1"]}
+    assert run_job(store.root, "target.none.xnli.s1") == {
+        "job": "target.none.xnli.s1",
+        "ran": [],
+        "skipped": ["target.none.xnli.s1"],
+    }
     assert store.done_info("target.none.xnli.s1") == before
     assert not store.model_dir("target.none.xnli.s1").exists()
 
@@ -33,8 +36,11 @@ def test_done_cells_are_never_redone(tmp_path):
 def test_a_job_whose_upstream_is_not_done_refuses_to_start(tmp_path):
     store = _run_dir(tmp_path, experiment(tmp_path))
     store.set_state("inter.en.s1", "failed", error="boom")
-    with pytest.raises(JobError, match=r"target.en.xnli.s1 cannot start: upstream job\(s\) not done: "
-                                       r"inter.en.s1 \(failed\).*hpcxlt resume"):
+    with pytest.raises(
+        JobError,
+        match=r"target.en.xnli.s1 cannot start: upstream job\(s\) not done: "
+        r"inter.en.s1 \(failed\).*hpcxlt resume",
+    ):
         run_job(store.root, "target.en.xnli.s1")
     assert store.state("target.en.xnli.s1")["state"] == "pending"  # not marked failed: nothing of it ran
     with pytest.raises(JobError, match=r"'eval.en.xnli' is not a job of .*plan.json"):

@@ -64,11 +64,16 @@ def read_block(datas: list[bytes], qa_convention: str) -> Block:
     parts = [datas[i] if datas[i].endswith(b"\n") else datas[i] + b"\n" for i in chosen]
     counts = np.array([part.count(b"\n") for part in parts])
     buffer = b"".join(parts)
-    schema = pa.schema([(name, pa.string()) for name in STRING_FIELDS]
-                       + [("seed", pa.int64()), ("score", pa.float64()), ("n_examples", pa.int64())])
+    schema = pa.schema(
+        [(name, pa.string()) for name in STRING_FIELDS]
+        + [("seed", pa.int64()), ("score", pa.float64()), ("n_examples", pa.int64())]
+    )
     try:
-        table = pj.read_json(io.BytesIO(buffer), read_options=pj.ReadOptions(use_threads=False, block_size=1 << 26),
-                             parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"))
+        table = pj.read_json(
+            io.BytesIO(buffer),
+            read_options=pj.ReadOptions(use_threads=False, block_size=1 << 26),
+            parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return Block({}, [], list(range(len(datas))), [])
     if table.num_rows != int(counts.sum()):  # cannot map rows to lines: let the careful path do it
@@ -88,11 +93,17 @@ def read_block(datas: list[bytes], qa_convention: str) -> Block:
         codes[name] = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)
         vocab[name] = encoded.dictionary.to_pylist()
     # one integer per (split, arm, target); a stable sort keeps file and line order inside each group
-    group = (codes["split"].astype(np.int64) * len(vocab["arm"]) + codes["arm"]) * len(vocab["target"]) + codes["target"]
+    group = (codes["split"].astype(np.int64) * len(vocab["arm"]) + codes["arm"]) * len(vocab["target"]) + codes[
+        "target"
+    ]
     order = np.argsort(group, kind="stable")
     seed = table.column("seed").take(keep).to_numpy(zero_copy_only=False).astype(np.int64)[order]
-    columns = (codes["lang"][order], score[keep][order], file_of_row[keep][order].astype(np.int32),
-               line_of_row[keep][order].astype(np.int32))
+    columns = (
+        codes["lang"][order],
+        score[keep][order],
+        file_of_row[keep][order].astype(np.int32),
+        line_of_row[keep][order].astype(np.int32),
+    )
     bounds = np.flatnonzero(np.diff(group[order])) + 1
     groups = {}
     for start, stop in zip(np.concatenate([[0], bounds]).tolist(), np.concatenate([bounds, [len(order)]]).tolist()):
@@ -102,7 +113,9 @@ def read_block(datas: list[bytes], qa_convention: str) -> Block:
         split_i, rest = divmod(code, len(vocab["arm"]) * len(vocab["target"]))
         arm_i, target_i = divmod(rest, len(vocab["target"]))
         groups[(vocab["split"][split_i], vocab["arm"][arm_i], vocab["target"][target_i])] = (
-            seed[start:stop], *(c[start:stop] for c in columns))
+            seed[start:stop],
+            *(c[start:stop] for c in columns),
+        )
     return Block(groups, vocab["lang"], slow_files, slow_lines)
 
 
@@ -135,16 +148,27 @@ def _checks(table: Any, qa_convention: str) -> tuple[np.ndarray, np.ndarray]:
     ok &= present  # at least one metric
     for name in STRING_FIELDS + ("seed", "score"):
         ok &= ~np.asarray(table.column(name).is_null().to_numpy(zero_copy_only=False))
-    ok &= np.asarray(pc.fill_null(pc.greater(pc.utf8_length(table.column("arm")), 0), False).to_numpy(zero_copy_only=False))
-    ok &= np.asarray(pc.fill_null(pc.greater(pc.utf8_length(table.column("lang")), 0), False).to_numpy(zero_copy_only=False))
-    ok &= np.asarray(pc.fill_null(pc.is_in(table.column("split"), pa.array(EVAL_SPLITS)), False).to_numpy(zero_copy_only=False))
+    ok &= np.asarray(
+        pc.fill_null(pc.greater(pc.utf8_length(table.column("arm")), 0), False).to_numpy(zero_copy_only=False)
+    )
+    ok &= np.asarray(
+        pc.fill_null(pc.greater(pc.utf8_length(table.column("lang")), 0), False).to_numpy(zero_copy_only=False)
+    )
+    ok &= np.asarray(
+        pc.fill_null(pc.is_in(table.column("split"), pa.array(EVAL_SPLITS)), False).to_numpy(zero_copy_only=False)
+    )
     seed = table.column("seed").to_numpy(zero_copy_only=False)
     ok &= np.nan_to_num(seed.astype(float), nan=-1) >= 0
     n_examples = table.column("n_examples")
     ok &= np.asarray(pc.fill_null(pc.greater_equal(n_examples, 0), True).to_numpy(zero_copy_only=False))
-    expected = pc.binary_join_element_wise("eval", table.column("arm"), table.column("target"),
-                                           pc.binary_join_element_wise("s", pc.cast(table.column("seed"), pa.string()), ""),
-                                           table.column("lang"), ".")
+    expected = pc.binary_join_element_wise(
+        "eval",
+        table.column("arm"),
+        table.column("target"),
+        pc.binary_join_element_wise("s", pc.cast(table.column("seed"), pa.string()), ""),
+        table.column("lang"),
+        ".",
+    )
     ok &= np.asarray(pc.fill_null(pc.equal(table.column("key"), expected), False).to_numpy(zero_copy_only=False))
     stored = table.column("score").to_numpy(zero_copy_only=False)
     ok &= np.isfinite(stored)

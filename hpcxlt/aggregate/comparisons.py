@@ -52,7 +52,9 @@ class ExampleRows:
         key = (arm, seed, target, lang)
         if key not in self._cache:
             try:
-                labels, predictions = read_pair(submission_dir(self.store, arm, seed), self.store.labels_dir, target, lang)
+                labels, predictions = read_pair(
+                    submission_dir(self.store, arm, seed), self.store.labels_dir, target, lang
+                )
                 self._cache[key] = example_stats(target, lang, labels, predictions, qa_convention=self.qa_convention)
             except (SubmissionError, FileNotFoundError, ValueError):
                 self._cache[key] = None
@@ -81,8 +83,11 @@ def _draws(book: ScoreBook, rows: ExampleRows, arm: str, other: str, target: str
     pairs, used_seeds = [], set()
     partial = False
     for lang in langs:
-        present = [s for s in seeds if rows.get(arm, s, target, lang) is not None
-                   and rows.get(other, s, target, lang) is not None]
+        present = [
+            s
+            for s in seeds
+            if rows.get(arm, s, target, lang) is not None and rows.get(other, s, target, lang) is not None
+        ]
         if len(present) < len(seeds):
             partial = True
             if not book.allow_partial:
@@ -101,10 +106,15 @@ def _draws(book: ScoreBook, rows: ExampleRows, arm: str, other: str, target: str
     stats = []
     for lang, _ in pairs:
         first = rows.get(arm, common[0], target, lang)
-        stats.append(PairedLanguage(score=first.score, a=[rows.get(arm, s, target, lang).rows for s in common],
-                                    b=[rows.get(other, s, target, lang).rows for s in common],
-                                    keys=first.keys if parallel_key == "id" else None,
-                                    groups=rows.groups(target, lang, first.keys)))
+        stats.append(
+            PairedLanguage(
+                score=first.score,
+                a=[rows.get(arm, s, target, lang).rows for s in common],
+                b=[rows.get(other, s, target, lang).rows for s in common],
+                keys=first.keys if parallel_key == "id" else None,
+                groups=rows.groups(target, lang, first.keys),
+            )
+        )
     rng = np.random.default_rng([book.cfg.stats.seed, zlib.crc32(f"{arm}|{other}|{target}|{','.join(langs)}".encode())])
     draws = paired_draws(stats, book.cfg.stats.bootstrap, rng, seeds=common, parallel=parallel_key is not None)
     return draws, len(common), len(pairs), partial
@@ -112,8 +122,11 @@ def _draws(book: ScoreBook, rows: ExampleRows, arm: str, other: str, target: str
 
 def _comparisons(book: ScoreBook, kinds: tuple[str, ...] = ()) -> list[Comparison]:
     """The config's comparisons (`hpcxlt.grid.comparisons`) whose arms are in the book, of `kinds` (all when empty)."""
-    return [c for c in comparisons(book.cfg) if c.arm in book.arms and c.other in book.arms
-            and (not kinds or c.kind in kinds)]
+    return [
+        c
+        for c in comparisons(book.cfg)
+        if c.arm in book.arms and c.other in book.arms and (not kinds or c.kind in kinds)
+    ]
 
 
 def _interval(est) -> str:
@@ -141,11 +154,17 @@ def _effect_sizes(draws) -> dict[str, Any]:
     def r(x):
         return None if x is None or not np.isfinite(x) else round(float(x), 4)
 
-    return {"seed_ids": list(draws.seeds), "a_per_seed": [r(x) for x in a], "b_per_seed": [r(x) for x in b],
-            "a_mean": r(a.mean()), "a_sd": r(a.std(ddof=1)) if a.size > 1 else None,
-            "b_mean": r(b.mean()), "b_sd": r(b.std(ddof=1)) if b.size > 1 else None,
-            "delta_over_seed_sd": r(d.mean() / sd) if sd else None,
-            "p_a_beats_b": r(float((a[:, None] > b[None, :]).mean() + 0.5 * (a[:, None] == b[None, :]).mean()))}
+    return {
+        "seed_ids": list(draws.seeds),
+        "a_per_seed": [r(x) for x in a],
+        "b_per_seed": [r(x) for x in b],
+        "a_mean": r(a.mean()),
+        "a_sd": r(a.std(ddof=1)) if a.size > 1 else None,
+        "b_mean": r(b.mean()),
+        "b_sd": r(b.std(ddof=1)) if b.size > 1 else None,
+        "delta_over_seed_sd": r(d.mean() / sd) if sd else None,
+        "p_a_beats_b": r(float((a[:, None] > b[None, :]).mean() + 0.5 * (a[:, None] == b[None, :]).mean())),
+    }
 
 
 def correct_family(drafts: list[_Draft], cfg) -> None:
@@ -169,7 +188,7 @@ def correct_family(drafts: list[_Draft], cfg) -> None:
             families[0].extend(tested)
     for family in families:
         adjusted = adjust([est.p for _, est, _ in family], cfg.correction)
-        for (row, est, _), p_adj in zip(family, adjusted):
+        for (row, _, _), p_adj in zip(family, adjusted):
             row.update(p_adjusted=float(f"{p_adj:.4g}"), significant=bool(p_adj <= cfg.alpha), family_size=len(family))
 
 
@@ -182,8 +201,12 @@ def _finish(draft: _Draft, book: ScoreBook) -> Table:
     tested = [(row, est, draws) for row, est, draws in found if est is not None and not row.get("untested")]
     for row, est, draws in tested:
         if cfg.aso and est.n_seeds >= 3:
-            row["aso_epsilon"] = round(aso_epsilon(draws, alpha=cfg.alpha, comparisons=row["family_size"],
-                                                   bootstrap=cfg.bootstrap, seed=cfg.seed), 4)
+            row["aso_epsilon"] = round(
+                aso_epsilon(
+                    draws, alpha=cfg.alpha, comparisons=row["family_size"], bootstrap=cfg.bootstrap, seed=cfg.seed
+                ),
+                4,
+            )
     if cfg.aso:
         header = [*header, "ASO ε"]
     width = 5 if cfg.aso else 4  # the computed columns at the end
@@ -200,27 +223,60 @@ def _finish(draft: _Draft, book: ScoreBook) -> Table:
             label = " (test set only)" if est.n_seeds < 2 else ""
             display.append((*lead, _interval(est) + label, PValue(None), PValue(None), "untested", *aso_cell))
         else:
-            display.append((*lead, _interval(est), PValue(est.p), PValue(row["p_adjusted"]),
-                            "*" if row["significant"] else "", *aso_cell))
-    family = (f"this table's {len(tested)} tests" if cfg.family == "table" else
-              f"the {tested[0][0]['family_size'] if tested else 0} tests of the research question's family "
-              "(every tested row of the significance tables: stats.family 'question')")
+            display.append(
+                (
+                    *lead,
+                    _interval(est),
+                    PValue(est.p),
+                    PValue(row["p_adjusted"]),
+                    "*" if row["significant"] else "",
+                    *aso_cell,
+                )
+            )
+    family = (
+        f"this table's {len(tested)} tests"
+        if cfg.family == "table"
+        else f"the {tested[0][0]['family_size'] if tested else 0} tests of the research question's family "
+        "(every tested row of the significance tables: stats.family 'question')"
+    )
     untested_count = sum(1 for r, e, _ in found if e is not None and r.get("untested"))
-    notes = [*draft.notes,
-             f"Δ [95% interval]: mean over seeds of the per-seed Δ (mean over languages), t with Welch-Satterthwaite "
-             f"degrees of freedom for the seeds' spread plus the test examples' shared paired-bootstrap variance "
-             f"({cfg.bootstrap} draws, seed {cfg.seed}; one draw for all languages of a parallel test set); "
-             "docs/statistics.md.",
-             f"p: unadjusted; p adj.: {cfg.correction} over {family}; * = significant at {cfg.alpha} after "
-             "correction. The JSON rows add each arm's per-seed scores, mean and sd, Δ / seed sd and P(A > B).",
-             *([f"untested: {untested_count} row(s) have fewer than stats.min_seeds = {cfg.min_seeds} common seeds "
+    notes = [
+        *draft.notes,
+        f"Δ [95% interval]: mean over seeds of the per-seed Δ (mean over languages), t with Welch-Satterthwaite "
+        f"degrees of freedom for the seeds' spread plus the test examples' shared paired-bootstrap variance "
+        f"({cfg.bootstrap} draws, seed {cfg.seed}; one draw for all languages of a parallel test set); "
+        "docs/statistics.md.",
+        f"p: unadjusted; p adj.: {cfg.correction} over {family}; * = significant at {cfg.alpha} after "
+        "correction. The JSON rows add each arm's per-seed scores, mean and sd, Δ / seed sd and P(A > B).",
+        *(
+            [
+                f"untested: {untested_count} row(s) have fewer than stats.min_seeds = {cfg.min_seeds} common seeds "
                 "or no finite standard error: Δ and its interval are shown (with one seed the interval holds the "
                 "test set's variance alone, not the model's), without p-value or star, and they are not in the "
-                "family."] if untested_count else []),
-             *(["ASO ε: Almost Stochastic Order of the per-seed scores (Dror et al. 2019, deepsig; 3+ seeds; "
-                "ε < 0.5: the arm is almost stochastically better)."] if cfg.aso else [])]
-    return Table(name=draft.name, title=draft.title, rows=tuple(rows), header=tuple(header), display=tuple(display),
-                 notes=tuple(notes), partial=bool(statuses[PARTIAL] or statuses[INCOMPLETE]), statuses=statuses)
+                "family."
+            ]
+            if untested_count
+            else []
+        ),
+        *(
+            [
+                "ASO ε: Almost Stochastic Order of the per-seed scores (Dror et al. 2019, deepsig; 3+ seeds; "
+                "ε < 0.5: the arm is almost stochastically better)."
+            ]
+            if cfg.aso
+            else []
+        ),
+    ]
+    return Table(
+        name=draft.name,
+        title=draft.title,
+        rows=tuple(rows),
+        header=tuple(header),
+        display=tuple(display),
+        notes=tuple(notes),
+        partial=bool(statuses[PARTIAL] or statuses[INCOMPLETE]),
+        statuses=statuses,
+    )
 
 
 def tested_tables(book: ScoreBook, store, split: str) -> dict[str, Table]:
@@ -240,8 +296,14 @@ def per_language(book: ScoreBook, store, split: str) -> Table:
     header = ["comparison", "arm", "vs", "target", "lang", "zero-shot", "seeds", "Δ [95% interval]"]
     title = f"Appendix: Δ per target language ({split})"
     if split != "test":
-        return Table(name="significance_languages", title=title, rows=(), header=tuple(header), display=(),
-                     notes=("per-example predictions are stored for the test split only",))
+        return Table(
+            name="significance_languages",
+            title=title,
+            rows=(),
+            header=tuple(header),
+            display=(),
+            notes=("per-example predictions are stored for the test split only",),
+        )
     rows = ExampleRows(store, book.qa_convention)
     out, display = [], []
     statuses = {COMPLETE: 0, PARTIAL: 0, INCOMPLETE: 0}
@@ -254,21 +316,49 @@ def per_language(book: ScoreBook, store, split: str) -> Table:
                 est = estimate(draws, level=1 - book.cfg.stats.alpha) if draws is not None else None
                 status = _status(draws, partial)
                 statuses[status] += 1
-                row = {"comparison": comp.kind, "arm": comp.arm, "vs": comp.other, "target": target, "lang": lang,
-                       "zero_shot": lang in unseen, "seeds": n_seeds, "status": status}
+                row = {
+                    "comparison": comp.kind,
+                    "arm": comp.arm,
+                    "vs": comp.other,
+                    "target": target,
+                    "lang": lang,
+                    "zero_shot": lang in unseen,
+                    "seeds": n_seeds,
+                    "status": status,
+                }
                 if est is not None:
-                    row.update(delta=round(est.delta, 4), low=round(est.low, 4), high=round(est.high, 4),
-                               se=round(est.se, 4))
+                    row.update(
+                        delta=round(est.delta, 4), low=round(est.low, 4), high=round(est.high, 4), se=round(est.se, 4)
+                    )
                 out.append(row)
                 cell = "—" if est is None else _interval(est) + (" (test set only)" if est.n_seeds < 2 else "")
-                display.append((comp.kind, comp.arm, comp.other, target, lang, "unseen" if lang in unseen else "seen",
-                                n_seeds, cell))
-    notes = ("Each language's Δ with its 95% interval (the seeds' spread plus that language's own test-set "
-             "bootstrap); no p-values here: the tested rows are in the significance tables. 'seen': an arm of the "
-             "comparison trained on the language in an intermediate task.",)
-    return Table(name="significance_languages", title=title, rows=tuple(out), header=tuple(header),
-                 display=tuple(display), notes=notes, partial=bool(statuses[PARTIAL] or statuses[INCOMPLETE]),
-                 statuses=statuses)
+                display.append(
+                    (
+                        comp.kind,
+                        comp.arm,
+                        comp.other,
+                        target,
+                        lang,
+                        "unseen" if lang in unseen else "seen",
+                        n_seeds,
+                        cell,
+                    )
+                )
+    notes = (
+        "Each language's Δ with its 95% interval (the seeds' spread plus that language's own test-set "
+        "bootstrap); no p-values here: the tested rows are in the significance tables. 'seen': an arm of the "
+        "comparison trained on the language in an intermediate task.",
+    )
+    return Table(
+        name="significance_languages",
+        title=title,
+        rows=tuple(out),
+        header=tuple(header),
+        display=tuple(display),
+        notes=notes,
+        partial=bool(statuses[PARTIAL] or statuses[INCOMPLETE]),
+        statuses=statuses,
+    )
 
 
 def _status(draws, partial: bool) -> str:
@@ -283,8 +373,18 @@ def _target_rows(book: ScoreBook, rows: ExampleRows, comp: Comparison, extra: di
     found, per_target, moved = [], [], {}
 
     def row(target: str, languages: str, draws, n_seeds: int, n_langs: int, status: str, **more) -> tuple:
-        fields = {"comparison": comp.kind, "arm": comp.arm, "vs": comp.other, "target": target, **extra,
-                  "languages": languages, "langs": n_langs, "seeds": n_seeds, "status": status, **more}
+        fields = {
+            "comparison": comp.kind,
+            "arm": comp.arm,
+            "vs": comp.other,
+            "target": target,
+            **extra,
+            "languages": languages,
+            "langs": n_langs,
+            "seeds": n_seeds,
+            "status": status,
+            **more,
+        }
         return fields, estimate(draws, level=1 - alpha) if draws is not None else None, draws
 
     for target in book.targets:
@@ -295,8 +395,18 @@ def _target_rows(book: ScoreBook, rows: ExampleRows, comp: Comparison, extra: di
         if seen:
             moved[target] = seen
         if not unseen:
-            found.append(row(target, "unseen", None, 0, 0, INCOMPLETE, untested="every language of this target was "
-                             f"trained on by {comp.arm} or {comp.other}: no zero-shot evidence"))
+            found.append(
+                row(
+                    target,
+                    "unseen",
+                    None,
+                    0,
+                    0,
+                    INCOMPLETE,
+                    untested="every language of this target was "
+                    f"trained on by {comp.arm} or {comp.other}: no zero-shot evidence",
+                )
+            )
             continue
         draws, n_seeds, n_langs, partial = _draws(book, rows, comp.arm, comp.other, target, unseen)
         per_target.append(draws)
@@ -306,33 +416,72 @@ def _target_rows(book: ScoreBook, rows: ExampleRows, comp: Comparison, extra: di
         same = len(usable) == len(per_target) and len({d.resampled.shape[0] for d in usable}) == 1
         draws = combine(usable) if same else None
         n_langs = sum(len(zero_shot(book.cfg, comp, langs_of(t))[0]) for t in book.targets)
-        found.append(row(ALL_TARGETS, "unseen", draws, draws.per_seed.shape[0] if draws is not None else 0, n_langs,
-                         _status(draws, False)))
+        found.append(
+            row(
+                ALL_TARGETS,
+                "unseen",
+                draws,
+                draws.per_seed.shape[0] if draws is not None else 0,
+                n_langs,
+                _status(draws, False),
+            )
+        )
     for target, seen in moved.items():
         draws, n_seeds, n_langs, partial = _draws(book, rows, comp.arm, comp.other, target, seen)
-        found.append(row(target, "seen: " + ", ".join(seen), draws, n_seeds, n_langs, _status(draws, partial),
-                         _untested=f"{', '.join(seen)}: trained on by {comp.arm} or {comp.other} in an intermediate "
-                                   "task, so not zero-shot; shown apart, not tested"))
+        found.append(
+            row(
+                target,
+                "seen: " + ", ".join(seen),
+                draws,
+                n_seeds,
+                n_langs,
+                _status(draws, partial),
+                _untested=f"{', '.join(seen)}: trained on by {comp.arm} or {comp.other} in an intermediate "
+                "task, so not zero-shot; shown apart, not tested",
+            )
+        )
     return found
 
 
 def significance(book: ScoreBook, store, split: str) -> _Draft:
-    header = ["comparison", "arm", "vs", "target", "languages", "langs", "seeds", "Δ [95% interval]", "p", "p adj.",
-              "sig."]
+    header = [
+        "comparison",
+        "arm",
+        "vs",
+        "target",
+        "languages",
+        "langs",
+        "seeds",
+        "Δ [95% interval]",
+        "p",
+        "p adj.",
+        "sig.",
+    ]
     title = f"Significance of arm differences ({split})"
     if split != "test":
-        return _Draft("significance", title, header, [],
-                      ["per-example predictions are stored for the test split only; run with --split test"])
+        return _Draft(
+            "significance",
+            title,
+            header,
+            [],
+            ["per-example predictions are stored for the test split only; run with --split test"],
+        )
     rows = ExampleRows(store, book.qa_convention)
     found = []
     for comp in _comparisons(book):
-        found += _target_rows(book, rows, comp, {}, lambda target: list(book.planned[(comp.arm, target)].langs))
+        found += _target_rows(
+            book, rows, comp, {}, lambda target, comp=comp: list(book.planned[(comp.arm, target)].langs)
+        )
     notes = [] if found else ["no 'none' arm and no compare_to pair: nothing to compare"]
-    notes.append(f"'{ALL_TARGETS}': the mean of the per-target Δs (each target weighs the same; different metrics "
-                 "are averaged as Δs, never pooled into one test).")
-    notes.append("Zero-shot means unseen: the tested rows use the target languages neither arm trained on in an "
-                 "intermediate task; rows marked 'seen: ...' hold the others (e.g. English for arms with an English "
-                 "task, the low-resource arms' and the controls' own languages), shown apart and not tested.")
+    notes.append(
+        f"'{ALL_TARGETS}': the mean of the per-target Δs (each target weighs the same; different metrics "
+        "are averaged as Δs, never pooled into one test)."
+    )
+    notes.append(
+        "Zero-shot means unseen: the tested rows use the target languages neither arm trained on in an "
+        "intermediate task; rows marked 'seen: ...' hold the others (e.g. English for arms with an English "
+        "task, the low-resource arms' and the controls' own languages), shown apart and not tested."
+    )
     return _Draft("significance", title, header, found, notes)
 
 
@@ -340,23 +489,46 @@ def significance_by_resource(book: ScoreBook, store, split: str) -> _Draft:
     """The research question: multilingual arm vs its English-only `compare_to`, per resource class of the target language."""
     from hpcxlt.tasks.languages import resource_group
 
-    header = ["comparison", "arm", "vs", "target", "class", "languages", "langs", "seeds", "Δ [95% interval]", "p",
-              "p adj.", "sig."]
+    header = [
+        "comparison",
+        "arm",
+        "vs",
+        "target",
+        "class",
+        "languages",
+        "langs",
+        "seeds",
+        "Δ [95% interval]",
+        "p",
+        "p adj.",
+        "sig.",
+    ]
     title = f"Multilingual arms vs English-only arms and matched controls by resource class, tested ({split})"
     pairs = _comparisons(book, (VS_COMPARE_TO, VS_CONTROL))
     if split != "test" or not pairs:
-        why = ("per-example predictions are stored for the test split only; run with --split test" if split != "test"
-               else "no arm sets compare_to or control: there is no pair to compare")
+        why = (
+            "per-example predictions are stored for the test split only; run with --split test"
+            if split != "test"
+            else "no arm sets compare_to or control: there is no pair to compare"
+        )
         return _Draft("significance_resource", title, header, [], [why])
     rows = ExampleRows(store, book.qa_convention)
     found = []
     for comp in pairs:
         for group in RESOURCE_CLASSES:
-            found += _target_rows(book, rows, comp, {"class": group},
-                                  lambda target: [lang for lang in book.planned[(comp.arm, target)].langs
-                                                  if resource_group(lang) == group])
-    notes = ["Does low-resource multilingual data added to English intermediate training help, for which target "
-             "languages, and more than as much high-resource data ('vs control')? Classes: Joshi et al. (2020) 0-2 "
-             "low, 3-5 high. Targets without a language of a class have no row for it; 'all targets' is the mean of "
-             "the per-target Δs of that class."]
+            found += _target_rows(
+                book,
+                rows,
+                comp,
+                {"class": group},
+                lambda target, comp=comp, group=group: [
+                    lang for lang in book.planned[(comp.arm, target)].langs if resource_group(lang) == group
+                ],
+            )
+    notes = [
+        "Does low-resource multilingual data added to English intermediate training help, for which target "
+        "languages, and more than as much high-resource data ('vs control')? Classes: Joshi et al. (2020) 0-2 "
+        "low, 3-5 high. Targets without a language of a class have no row for it; 'all targets' is the mean of "
+        "the per-target Δs of that class."
+    ]
     return _Draft("significance_resource", title, header, found, notes)

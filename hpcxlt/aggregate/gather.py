@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -91,14 +92,22 @@ def world(env: Mapping[str, str] | None = None) -> World:
     try:
         from mpi4py import MPI
     except ImportError as err:
-        return World(rank=0, size=1, idle=env_rank != 0,
-                     note=f"{env_size} processes were launched but mpi4py cannot be imported ({err}); rank 0 reads every record")
+        return World(
+            rank=0,
+            size=1,
+            idle=env_rank != 0,
+            note=f"{env_size} processes were launched but mpi4py cannot be imported ({err}); rank 0 reads every record",
+        )
     comm = MPI.COMM_WORLD
     if comm.Get_size() != env_size:
         # e.g. `srun` without an MPI plugin this mpi4py's MPI understands: every process is a singleton
-        return World(rank=0, size=1, idle=env_rank != 0,
-                     note=f"the launcher started {env_size} processes but MPI sees a world of {comm.Get_size()} "
-                          "(try `srun --mpi=pmi2` or mpiexec); launcher rank 0 reads every record")
+        return World(
+            rank=0,
+            size=1,
+            idle=env_rank != 0,
+            note=f"the launcher started {env_size} processes but MPI sees a world of {comm.Get_size()} "
+            "(try `srun --mpi=pmi2` or mpiexec); launcher rank 0 reads every record",
+        )
     return World(rank=comm.Get_rank(), size=comm.Get_size(), comm=comm)
 
 
@@ -156,9 +165,12 @@ class Gathered:
         """(split, arm, target) -> (seed, lang) -> Entry: the columns one cell at a time (for small uses)."""
         out: dict[GroupKey, dict[CellKey, Entry]] = {}
         for group, cols in self.columns.items():
-            out[group] = {(seed, self.langs[lang]): Entry(score, file, line or None) for seed, lang, score, file, line
-                          in zip(cols.seed.tolist(), cols.lang.tolist(), cols.score.tolist(), cols.file.tolist(),
-                                 cols.line.tolist())}
+            out[group] = {
+                (seed, self.langs[lang]): Entry(score, file, line or None)
+                for seed, lang, score, file, line in zip(
+                    cols.seed.tolist(), cols.lang.tolist(), cols.score.tolist(), cols.file.tolist(), cols.line.tolist()
+                )
+            }
         return out
 
     def where(self, entry: Entry) -> str:
@@ -202,7 +214,9 @@ def read_block(results_dir: str, names: list[str], offset: int, qa_convention: s
             except OSError:
                 pass  # the record-by-record path reports it
         datas.append(data)
-    block = columns.read_block(datas, qa_convention) if any(datas) else columns.Block({}, [], list(range(len(names))), [])
+    block = (
+        columns.read_block(datas, qa_convention) if any(datas) else columns.Block({}, [], list(range(len(names))), [])
+    )
     slow: dict[GroupKey, list[tuple]] = {}
     problems: list[Problem] = []
 
@@ -211,7 +225,8 @@ def read_block(results_dir: str, names: list[str], offset: int, qa_convention: s
             problems.append(item)
         else:
             slow.setdefault((item.split, item.arm, item.target), []).append(
-                (item.seed, item.lang, item.score, position + offset, line or 0))
+                (item.seed, item.lang, item.score, position + offset, line or 0)
+            )
 
     for position in block.slow_files:
         for line, item in read_records(os.path.join(results_dir, names[position]), qa_convention=qa_convention):
@@ -225,8 +240,13 @@ def read_block(results_dir: str, names: list[str], offset: int, qa_convention: s
         groups[group] = (seed, lang, score, file + offset, line)
     for group, rows in slow.items():
         seeds, row_langs, scores, files, lines = zip(*rows)
-        arrays = (np.array(seeds, dtype=np.int64), np.array([code.setdefault(l, len(code)) for l in row_langs], dtype=np.int32),
-                  np.array(scores, dtype=np.float64), np.array(files, dtype=np.int32), np.array(lines, dtype=np.int32))
+        arrays = (
+            np.array(seeds, dtype=np.int64),
+            np.array([code.setdefault(l, len(code)) for l in row_langs], dtype=np.int32),
+            np.array(scores, dtype=np.float64),
+            np.array(files, dtype=np.int32),
+            np.array(lines, dtype=np.int32),
+        )
         if group in groups:
             arrays = tuple(np.concatenate([a, b]) for a, b in zip(groups[group], arrays))
         groups[group] = arrays
@@ -309,7 +329,9 @@ def _merge(folder: str, names: list[str], payloads: list[dict[str, Any]], ranks:
         problems.extend(payload["problems"])
         remap = np.array([langs.setdefault(lang, len(langs)) for lang in payload["langs"]], dtype=np.int32)
         for group, (seed, lang, score, file, line) in payload["groups"].items():
-            parts.setdefault(group, []).append((seed, remap[lang] if len(lang) else lang.astype(np.int32), score, file, line))
+            parts.setdefault(group, []).append(
+                (seed, remap[lang] if len(lang) else lang.astype(np.int32), score, file, line)
+            )
     vocab = tuple(langs)
     merged: dict[GroupKey, Columns] = {}
     duplicates: list[str] = []
@@ -321,14 +343,28 @@ def _merge(folder: str, names: list[str], payloads: list[dict[str, Any]], ranks:
         merged[group] = cols
     problems.sort(key=lambda p: (p.path, p.line or 0))
     n_records = sum(p["n_records"] for p in payloads)
-    return {"columns": merged, "langs": vocab, "files": files, "problems": tuple(problems),
-            "duplicates": tuple(duplicates), "n_records": n_records, "ranks": ranks}
+    return {
+        "columns": merged,
+        "langs": vocab,
+        "files": files,
+        "problems": tuple(problems),
+        "duplicates": tuple(duplicates),
+        "n_records": n_records,
+        "ranks": ranks,
+    }
 
 
-def _resolve_duplicates(group: GroupKey, cols: Columns, vocab: tuple[str, ...], files: tuple[str, ...],
-                        problems: list[Problem], duplicates: list[str]) -> Columns:
+def _resolve_duplicates(
+    group: GroupKey,
+    cols: Columns,
+    vocab: tuple[str, ...],
+    files: tuple[str, ...],
+    problems: list[Problem],
+    duplicates: list[str],
+) -> Columns:
     """One record per cell: the first in file order; a repeat with the same score is noted, a different
     score drops the cell (neither is used) and is a problem. Rare, so plain Python."""
+
     def where(file: int, line: int) -> str:
         return files[file] if not line else f"{files[file]}:{line}"
 
@@ -349,9 +385,16 @@ def _resolve_duplicates(group: GroupKey, cols: Columns, vocab: tuple[str, ...], 
             continue
         split, arm, target = group
         key = f"eval.{arm}.{target}.s{cell[0]}.{vocab[cell[1]]}"
-        problems.append(Problem(path=files[int(cols.file[row])], line=int(cols.line[row]) or None,
-                                message=f"conflicting records for {key} ({split}): {float(cols.score[row])} here, "
-                                        f"{float(cols.score[kept])} in {there}; neither is used", key=key, split=split))
+        problems.append(
+            Problem(
+                path=files[int(cols.file[row])],
+                line=int(cols.line[row]) or None,
+                message=f"conflicting records for {key} ({split}): {float(cols.score[row])} here, "
+                f"{float(cols.score[kept])} in {there}; neither is used",
+                key=key,
+                split=split,
+            )
+        )
         conflicted.add(cell)
         del first[cell]
     rows = sorted(first.values())

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hpcxlt.aggregate.scores import ScoreBook
 from hpcxlt.aggregate.stats import PairedTest, paired
@@ -37,8 +37,11 @@ def delta_heatmap(deltas: Table, path: Path, significance: Table | None = None) 
     """Heatmap of Δ task score (arm − none, mean over seeds) for every arm and target, * where the significance
     table finds the difference significant after correction; None without data."""
     rows = [r for r in deltas.rows if "delta" in r]
-    marked = {(r["arm"], r["target"]) for r in (significance.rows if significance else ())
-              if r.get("comparison") == "vs none" and r.get("significant")}
+    marked = {
+        (r["arm"], r["target"])
+        for r in (significance.rows if significance else ())
+        if r.get("comparison") == "vs none" and r.get("significant")
+    }
     if not rows:
         return None
     plt = _pyplot()
@@ -68,8 +71,10 @@ def delta_heatmap(deltas: Table, path: Path, significance: Table | None = None) 
             dark = not math.isnan(grid[i][j]) and abs(grid[i][j]) > 0.6 * bound
             ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=9, color="white" if dark else "black")
     fig.colorbar(image, ax=ax, label="Δ task score vs none (points)")
-    ax.set_title("Δ task score vs 'none' (mean over seeds; * significant after correction, see the significance "
-                 "table)", fontsize=9)
+    ax.set_title(
+        "Δ task score vs 'none' (mean over seeds; * significant after correction, see the significance table)",
+        fontsize=9,
+    )
     return _save(fig, path)
 
 
@@ -93,8 +98,9 @@ def language_deltas(book: ScoreBook, split: str, arm: str, path: Path, *, agains
     targets = list(book.targets)
     widths = [len(book.planned[(arm, t)].langs) for t in targets]
     height = 2.2 * len(targets) + 1.0
-    fig, axes = plt.subplots(len(targets), 1, figsize=(min(max(5.5, 0.3 * max(widths) + 1.5), 18.0), height),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(targets), 1, figsize=(min(max(5.5, 0.3 * max(widths) + 1.5), 18.0), height), squeeze=False
+    )
     for ax, target in zip(axes[:, 0], targets):
         langs = _ordered(book.planned[(arm, target)].langs)
         tests: list[PairedTest] = []
@@ -119,10 +125,24 @@ def language_deltas(book: ScoreBook, split: str, arm: str, path: Path, *, agains
         ax.set_title(target, fontsize=10, loc="left")
         ax.grid(axis="y", linewidth=0.3, alpha=0.6)
     # title, then the legend on the line below it, both above the first panel (sizes in inches / height)
-    fig.suptitle(f"{arm} − {other} per language ({split}; mean ± std over seeds)", fontsize=11, x=0.01,
-                 y=1 - 0.1 / height, ha="left", va="top")
-    fig.legend(handles=[Patch(color=LOW_COLOR, label="low-resource (Joshi 0-2)"),
-                        Patch(color=HIGH_COLOR, label="high-resource (Joshi 3-5)")],
-               loc="upper left", bbox_to_anchor=(0.0, 1 - 0.38 / height), fontsize=8, ncol=2, frameon=False)
+    fig.suptitle(
+        f"{arm} − {other} per language ({split}; mean ± std over seeds)",
+        fontsize=11,
+        x=0.01,
+        y=1 - 0.1 / height,
+        ha="left",
+        va="top",
+    )
+    fig.legend(
+        handles=[
+            Patch(color=LOW_COLOR, label="low-resource (Joshi 0-2)"),
+            Patch(color=HIGH_COLOR, label="high-resource (Joshi 3-5)"),
+        ],
+        loc="upper left",
+        bbox_to_anchor=(0.0, 1 - 0.38 / height),
+        fontsize=8,
+        ncol=2,
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / height))
     return _save(fig, path, tight_box=False)

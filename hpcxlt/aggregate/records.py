@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from hpcxlt.config.schema import EVAL_SPLITS
 from hpcxlt.evaluate.scoring import language_score
@@ -110,11 +111,23 @@ def parse_record(obj: Any, *, qa_convention: str = "em_f1") -> Record:
         split, seed, raw, stored = obj["split"], obj["seed"], obj["metrics"], obj["score"]
     except (KeyError, TypeError):
         _explain(obj)
-    if not (type(key) is str and type(arm) is str and type(target) is str and type(lang) is str and arm and lang
-            and split in EVAL_SPLITS and type(seed) is int and seed >= 0 and type(raw) is dict and raw
-            and type(stored) in _NUMBER and math.isfinite(stored)
-            and key == f"eval.{arm}.{target}.s{seed}.{lang}"
-            and all(type(v) in _NUMBER and math.isfinite(v) for v in raw.values())):
+    if not (
+        type(key) is str
+        and type(arm) is str
+        and type(target) is str
+        and type(lang) is str
+        and arm
+        and lang
+        and split in EVAL_SPLITS
+        and type(seed) is int
+        and seed >= 0
+        and type(raw) is dict
+        and raw
+        and type(stored) in _NUMBER
+        and math.isfinite(stored)
+        and key == f"eval.{arm}.{target}.s{seed}.{lang}"
+        and all(type(v) in _NUMBER and math.isfinite(v) for v in raw.values())
+    ):
         _explain(obj)
     n_examples = obj.get("n_examples")
     if n_examples is not None and (type(n_examples) is not int or n_examples < 0):

@@ -7,22 +7,40 @@ cells are missing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hpcxlt.aggregate.stats import PairedTest, SeedStat
 from hpcxlt.aggregate.tables import PValue, Table
 from hpcxlt.io import write_text_atomic
 
-LEGEND = ("Cells: mean ± sample std over seeds, (n) = seeds (pairs for Δ per pair), (n/planned) when fewer than "
-          "planned; * = partial: computed from fewer cells than the figure is defined over (--partial); "
-          "— = not computed: cells are missing; n/a = the experiment has no task for it.")
+LEGEND = (
+    "Cells: mean ± sample std over seeds, (n) = seeds (pairs for Δ per pair), (n/planned) when fewer than "
+    "planned; * = partial: computed from fewer cells than the figure is defined over (--partial); "
+    "— = not computed: cells are missing; n/a = the experiment has no task for it."
+)
 MISSING_SHOWN = 20
 """Missing cells and problems listed in the terminal; files list them all."""
 
-_LATEX = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                        "Δ": r"$\Delta$", "—": "--", "±": r"$\pm$", "−": "--"})
+_LATEX = str.maketrans(
+    {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+        "Δ": r"$\Delta$",
+        "—": "--",
+        "±": r"$\pm$",
+        "−": "--",
+    }
+)
 
 
 def _counted(stat: SeedStat | PairedTest) -> str:
@@ -59,8 +77,9 @@ def terminal(table: Table) -> str:
 
     lines = [table.title + ("  [PARTIAL]" if table.partial else ""), "=" * len(table.title)]
     if table.display:
-        lines.append(tabulate(display_rows(table), headers=list(table.header), tablefmt="simple",
-                              disable_numparse=True))
+        lines.append(
+            tabulate(display_rows(table), headers=list(table.header), tablefmt="simple", disable_numparse=True)
+        )
     else:
         lines.append("(empty)")
     lines += [f"  note: {note}" for note in table.notes]
@@ -89,8 +108,13 @@ def latex(table: Table) -> str:
     rows = [[fmt_cell(cell, pm="±", dash="—").translate(_LATEX) for cell in row] for row in table.display]
     frame = pd.DataFrame(rows, columns=header)
     caption = table.title.translate(_LATEX) + (" (partial)" if table.partial else "")
-    body = frame.to_latex(index=False, escape=False, caption=caption, label=f"tab:{table.name}",
-                          column_format="l" * len(header)) if rows else f"% {caption}: empty\n"
+    body = (
+        frame.to_latex(
+            index=False, escape=False, caption=caption, label=f"tab:{table.name}", column_format="l" * len(header)
+        )
+        if rows
+        else f"% {caption}: empty\n"
+    )
     notes = "".join(f"% {note}\n" for note in table.notes)
     return body + notes
 
@@ -118,8 +142,11 @@ def gaps_markdown(report: dict[str, Any]) -> str:
     lines: list[str] = []
     for title, items, fmt in (
         ("Missing cells", report["missing"], lambda m: f"{m['key']} ({m['split']}): state {m['state']}, {m['reason']}"),
-        ("Bad records (skipped)", report["problems"],
-         lambda p: f"{p['path']}{'' if p['line'] is None else ':' + str(p['line'])}: {p['message']}"),
+        (
+            "Bad records (skipped)",
+            report["problems"],
+            lambda p: f"{p['path']}{'' if p['line'] is None else ':' + str(p['line'])}: {p['message']}",
+        ),
         ("Unplanned records (not used)", report["unplanned"], lambda u: f"{u['key']} ({u['split']}): {u['path']}"),
         ("Duplicate records (ignored)", report["duplicates"], str),
     ):
@@ -138,8 +165,11 @@ def terminal_gaps(report: dict[str, Any]) -> str:
     lines: list[str] = []
     for title, items, fmt in (
         ("missing cells", report["missing"], lambda m: f"{m['key']} ({m['split']}): {m['state']}, {m['reason']}"),
-        ("bad records, skipped", report["problems"],
-         lambda p: f"{p['path']}{'' if p['line'] is None else ':' + str(p['line'])}: {p['message']}"),
+        (
+            "bad records, skipped",
+            report["problems"],
+            lambda p: f"{p['path']}{'' if p['line'] is None else ':' + str(p['line'])}: {p['message']}",
+        ),
         ("unplanned records, not used", report["unplanned"], lambda u: f"{u['key']} ({u['split']}): {u['path']}"),
     ):
         if not items:

@@ -78,8 +78,9 @@ def _setup(run_dir: str | os.PathLike, options: Options) -> _Setup:
     if options.split not in EVAL_SPLITS:
         raise AggregateError(f"--split: {options.split!r} is not one of {', '.join(EVAL_SPLITS)}")
     if options.split not in cfg.eval.splits:
-        raise AggregateError(f"--split {options.split}: this run evaluates only {', '.join(cfg.eval.splits)} "
-                             "(config eval.splits)")
+        raise AggregateError(
+            f"--split {options.split}: this run evaluates only {', '.join(cfg.eval.splits)} (config eval.splits)"
+        )
     arms = [arm.name for arm in cfg.arms]
     if options.plot_arms is None:
         plot_arms = tuple(a for a in arms if a != BASELINE_ARM) if BASELINE_ARM in arms else ()
@@ -116,16 +117,23 @@ def aggregate(run_dir: str | os.PathLike, options: Options = Options(), *, world
     from hpcxlt.aggregate.scores import planned_eval_blocks
 
     gathered, eval_blocks = gather_mod.gather_records(
-        setup.store.results_dir if setup else None, qa_convention=setup.cfg.eval.qa_convention if setup else None,
-        world=world, root_task=(lambda: planned_eval_blocks(setup.store.plan_path)) if setup else None,
+        setup.store.results_dir if setup else None,
+        qa_convention=setup.cfg.eval.qa_convention if setup else None,
+        world=world,
+        root_task=(lambda: planned_eval_blocks(setup.store.plan_path)) if setup else None,
     )
     if world.rank != 0:
         return None
     clock = time.perf_counter()
     report = _build(setup, options, gathered, eval_blocks, world)
     timings = {"setup": setup_s, **gathered.timings, "tables": time.perf_counter() - clock}
-    return Report(tables=report.tables, data=report.data, files=report.files,
-                  gathered=replace(gathered, timings=timings), notes=report.notes)
+    return Report(
+        tables=report.tables,
+        data=report.data,
+        files=report.files,
+        gathered=replace(gathered, timings=timings),
+        notes=report.notes,
+    )
 
 
 def _build(setup: _Setup, options: Options, gathered: Gathered, eval_blocks: list, world: World) -> Report:
@@ -148,12 +156,19 @@ def _build(setup: _Setup, options: Options, gathered: Gathered, eval_blocks: lis
     problems = [p.to_json() for p in gathered.problems]
     notes = []
     if missing:
-        notes.append(f"{len(missing)} planned {split} cells have no usable record; figures over them are "
-                     + ("computed from the cells present and marked partial" if options.partial
-                        else "left empty (—); pass --partial to compute them from the cells present"))
+        notes.append(
+            f"{len(missing)} planned {split} cells have no usable record; figures over them are "
+            + (
+                "computed from the cells present and marked partial"
+                if options.partial
+                else "left empty (—); pass --partial to compute them from the cells present"
+            )
+        )
     if problems:
-        notes.append(f"{len(problems)} record(s) could not be used (listed under bad records); the tables they "
-                     "belong to are marked partial")
+        notes.append(
+            f"{len(problems)} record(s) could not be used (listed under bad records); the tables they "
+            "belong to are marked partial"
+        )
     if unplanned:
         notes.append(f"{len(unplanned)} record(s) belong to no planned eval cell of this config and are not used")
     out = setup.out
@@ -178,8 +193,14 @@ def _build(setup: _Setup, options: Options, gathered: Gathered, eval_blocks: lis
         "partial_mode": options.partial,
         "qa_convention": setup.cfg.eval.qa_convention,
         "complete": not missing and not problems,
-        "records": {"files": len(gathered.files), "valid": gathered.n_records, "bad": len(problems),
-                    "duplicates": len(gathered.duplicates), "unplanned": len(unplanned), "missing_cells": len(missing)},
+        "records": {
+            "files": len(gathered.files),
+            "valid": gathered.n_records,
+            "bad": len(problems),
+            "duplicates": len(gathered.duplicates),
+            "unplanned": len(unplanned),
+            "missing_cells": len(missing),
+        },
         "notes": notes,
         "tables": {t.name: t.to_json() for t in tables},
         "missing": missing,

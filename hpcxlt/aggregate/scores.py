@@ -15,10 +15,11 @@ of seconds for a million records); tests/test_aggregate_scores.py pins the two t
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from functools import cached_property
-from typing import Any, Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 from hpcxlt.aggregate.gather import Gathered
 from hpcxlt.aggregate.stats import SeedStat, mean, over_seeds
@@ -105,8 +106,9 @@ class ScoreBook:
     whatever order the records were gathered in.
     """
 
-    def __init__(self, gathered: Gathered, eval_blocks: Iterable[EvalBlock], cfg: ExperimentConfig, *,
-                 allow_partial: bool):
+    def __init__(
+        self, gathered: Gathered, eval_blocks: Iterable[EvalBlock], cfg: ExperimentConfig, *, allow_partial: bool
+    ):
         from hpcxlt.evaluate.scoring import XTREME_R_TASKS, category_tasks
 
         self.gathered = gathered
@@ -128,10 +130,14 @@ class ScoreBook:
         for pair, per_seed in by_pair.items():
             langs = tuple(dict.fromkeys(lang for seed_langs in per_seed.values() for lang in seed_langs))
             every = set(langs)
-            product = all(len(seed_langs) == len(every) and set(seed_langs) == every for seed_langs in per_seed.values())
+            product = all(
+                len(seed_langs) == len(every) and set(seed_langs) == every for seed_langs in per_seed.values()
+            )
             self.planned[pair] = Planned(
-                seeds=tuple(sorted(per_seed)), langs=langs,
-                cells=None if product else frozenset((seed, lang) for seed, ls in per_seed.items() for lang in ls))
+                seeds=tuple(sorted(per_seed)),
+                langs=langs,
+                cells=None if product else frozenset((seed, lang) for seed, ls in per_seed.items() for lang in ls),
+            )
         self._matrix_cache: dict[tuple[str, str, str], Any] = {}
         self._task_cache: dict[tuple[str, str, str], dict[int, SeedValue]] = {}
         self._suite_cache: dict[tuple, dict[str, SeedStat | None]] = {}
@@ -155,8 +161,13 @@ class ScoreBook:
                 j = lang_column[cols.lang]
                 ok = row_ok & (j >= 0)
                 if planned.cells is not None:
-                    ok &= np.array([(s, self.gathered.langs[c]) in planned.cells
-                                    for s, c in zip(cols.seed.tolist(), cols.lang.tolist())], dtype=bool)
+                    ok &= np.array(
+                        [
+                            (s, self.gathered.langs[c]) in planned.cells
+                            for s, c in zip(cols.seed.tolist(), cols.lang.tolist())
+                        ],
+                        dtype=bool,
+                    )
                 grid[i[ok], j[ok]] = cols.score[ok]
             self._matrix_cache[group] = grid
         return self._matrix_cache[group]
@@ -170,7 +181,9 @@ class ScoreBook:
         n_planned = len(planned.seeds) if planned.cells is None else sum(planned.has(s, lang) for s in planned.seeds)
         return over_seeds(column[~np.isnan(column)].tolist(), n_planned, allow_partial=self.allow_partial)
 
-    def lang_pairs(self, split: str, arm: str, other: str, target: str, langs: Iterable[str]) -> tuple[list[float], list[float], int]:
+    def lang_pairs(
+        self, split: str, arm: str, other: str, target: str, langs: Iterable[str]
+    ) -> tuple[list[float], list[float], int]:
         """Scores of `arm` and `other` on matched (seed, lang) cells of `langs`, and the planned pair count.
 
         Pairs come in (seed, lang) order; a pair is planned when both arms plan the cell.
@@ -184,8 +197,11 @@ class ScoreBook:
             return [], [], 0
         pick = lambda p, m: m[np.ix_([p.seed_index[s] for s in seeds], [p.lang_index[l] for l in langs])]  # noqa: E731
         a, b = pick(mine, self.matrix(split, arm, target)), pick(theirs, self.matrix(split, other, target))
-        planned = np.array([[mine.has(s, l) and theirs.has(s, l) for l in langs] for s in seeds]) \
-            if mine.cells is not None or theirs.cells is not None else np.ones(a.shape, dtype=bool)
+        planned = (
+            np.array([[mine.has(s, l) and theirs.has(s, l) for l in langs] for s in seeds])
+            if mine.cells is not None or theirs.cells is not None
+            else np.ones(a.shape, dtype=bool)
+        )
         both = planned & ~np.isnan(a) & ~np.isnan(b)
         return a[both].tolist(), b[both].tolist(), int(planned.sum())
 
@@ -208,8 +224,11 @@ class ScoreBook:
         for i, seed in enumerate(planned.seeds):
             row = grid[i]
             present = row[~np.isnan(row)].tolist()
-            n_planned = sum(planned.has(seed, lang) for lang in planned.langs) if planned.cells is not None \
+            n_planned = (
+                sum(planned.has(seed, lang) for lang in planned.langs)
+                if planned.cells is not None
                 else len(planned.langs)
+            )
             complete = len(present) == n_planned
             if not present or not (complete or self.allow_partial):
                 continue
@@ -247,8 +266,9 @@ class ScoreBook:
                 complete = len(have) == len(tasks)
                 if not have or not (complete or self.allow_partial):
                     continue
-                figures[name] = SeedValue(value=mean([v.value for v in have]),
-                                          partial=not complete or any(v.partial for v in have))
+                figures[name] = SeedValue(
+                    value=mean([v.value for v in have]), partial=not complete or any(v.partial for v in have)
+                )
             out[seed] = figures
         return out
 
@@ -292,8 +312,18 @@ class ScoreBook:
                         continue
                     key = eval_key(arm, target, seed, lang)
                     state = store.state(key).get("state") if store is not None else None
-                    out.append({"key": key, "split": split, "arm": arm, "target": target, "seed": seed, "lang": lang,
-                                "state": state, "reason": why.get((key, split)) or why.get((key, None)) or "no record"})
+                    out.append(
+                        {
+                            "key": key,
+                            "split": split,
+                            "arm": arm,
+                            "target": target,
+                            "seed": seed,
+                            "lang": lang,
+                            "state": state,
+                            "reason": why.get((key, split)) or why.get((key, None)) or "no record",
+                        }
+                    )
         return out
 
     def unplanned(self) -> list[dict[str, Any]]:
@@ -306,7 +336,9 @@ class ScoreBook:
             if planned is not None and int((~np.isnan(self.matrix(split, arm, target))).sum()) == len(cols.seed):
                 continue  # every record of the group filled a planned cell
             langs = self.gathered.langs
-            for seed, lang, file, line in zip(cols.seed.tolist(), cols.lang.tolist(), cols.file.tolist(), cols.line.tolist()):
+            for seed, lang, file, line in zip(
+                cols.seed.tolist(), cols.lang.tolist(), cols.file.tolist(), cols.line.tolist()
+            ):
                 if planned is not None and planned.has(seed, langs[lang]):
                     continue
                 path = self.gathered.files[file] + (f":{line}" if line else "")

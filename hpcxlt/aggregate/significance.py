@@ -29,12 +29,14 @@ interval to the last digit.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
-from hpcxlt.config.schema import CORRECTIONS  # Holm (1979): family-wise error; Benjamini-Hochberg (1995), -Yekutieli (2001): FDR
+from hpcxlt.config.schema import (
+    CORRECTIONS,  # Holm (1979): family-wise error; Benjamini-Hochberg (1995), -Yekutieli (2001): FDR
+)
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,18 @@ class Estimate:
         def r(x):
             return None if x is None else round(float(x), 4)
 
-        return {"delta": r(self.delta), "low": r(self.low), "high": r(self.high), "p": None if math.isnan(self.p) else float(f"{self.p:.4g}"),
-                "se": r(self.se), "se_seeds": r(self.se_seeds), "se_examples": r(self.se_examples),
-                "n_seeds": self.n_seeds, "df": None if math.isinf(self.df) else self.df, "level": self.level}
+        return {
+            "delta": r(self.delta),
+            "low": r(self.low),
+            "high": r(self.high),
+            "p": None if math.isnan(self.p) else float(f"{self.p:.4g}"),
+            "se": r(self.se),
+            "se_seeds": r(self.se_seeds),
+            "se_examples": r(self.se_examples),
+            "n_seeds": self.n_seeds,
+            "df": None if math.isinf(self.df) else self.df,
+            "level": self.level,
+        }
 
 
 def _counts(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
@@ -164,8 +175,14 @@ def _units(languages: Sequence[PairedLanguage], parallel: bool) -> tuple[list[np
     return units, [len(index)]
 
 
-def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.random.Generator,
-                 seeds: Sequence[int] = (), *, parallel: bool = False) -> Draws:
+def paired_draws(
+    languages: Sequence[PairedLanguage],
+    n_boot: int,
+    rng: np.random.Generator,
+    seeds: Sequence[int] = (),
+    *,
+    parallel: bool = False,
+) -> Draws:
     """Per-seed Δ averaged over `languages`, and the same under `n_boot` paired resamples of the test sets.
 
     Every draw is shared by both arms and every seed (they were scored on the same examples). With
@@ -183,8 +200,9 @@ def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.rando
     for lang in languages:
         n = lang.a[0].shape[0]
         if any(rows.shape[0] != n for rows in (*lang.a, *lang.b)):
-            raise ValueError("the arms' per-example rows of one language differ in length; were they scored on "
-                             "the same test set?")
+            raise ValueError(
+                "the arms' per-example rows of one language differ in length; were they scored on the same test set?"
+            )
         if lang.groups is not None and len(lang.groups) != n:
             raise ValueError(f"{len(lang.groups)} cluster labels for {n} examples")
     a_scores, b_scores = np.zeros(n_seeds), np.zeros(n_seeds)
@@ -205,8 +223,9 @@ def paired_draws(languages: Sequence[PairedLanguage], n_boot: int, rng: np.rando
     ids = tuple(seeds) if seeds else tuple(range(n_seeds))
     if len(ids) != n_seeds:
         raise ValueError(f"{len(ids)} seed ids for {n_seeds} seeds")
-    return Draws(per_seed=a_scores - b_scores, resampled=resampled / k, a_per_seed=a_scores, b_per_seed=b_scores,
-                 seeds=ids)
+    return Draws(
+        per_seed=a_scores - b_scores, resampled=resampled / k, a_per_seed=a_scores, b_per_seed=b_scores, seeds=ids
+    )
 
 
 def combine(draws: Sequence[Draws]) -> Draws:
@@ -224,10 +243,13 @@ def combine(draws: Sequence[Draws]) -> Draws:
     def columns(d: Draws) -> list[int]:
         return [d.seeds.index(s) for s in common]
 
-    return Draws(per_seed=np.mean([d.per_seed[columns(d)] for d in draws], axis=0),
-                 resampled=np.mean([d.resampled[:, columns(d)] for d in draws], axis=0),
-                 a_per_seed=np.mean([d.a_per_seed[columns(d)] for d in draws], axis=0),
-                 b_per_seed=np.mean([d.b_per_seed[columns(d)] for d in draws], axis=0), seeds=tuple(common))
+    return Draws(
+        per_seed=np.mean([d.per_seed[columns(d)] for d in draws], axis=0),
+        resampled=np.mean([d.resampled[:, columns(d)] for d in draws], axis=0),
+        a_per_seed=np.mean([d.a_per_seed[columns(d)] for d in draws], axis=0),
+        b_per_seed=np.mean([d.b_per_seed[columns(d)] for d in draws], axis=0),
+        seeds=tuple(common),
+    )
 
 
 def estimate(draws: Draws, *, level: float = 0.95) -> Estimate:
@@ -257,9 +279,18 @@ def estimate(draws: Draws, *, level: float = 0.95) -> Estimate:
         p = float(2 * dist.sf(abs(delta) / se))
     else:
         p = math.nan  # nothing to test against: no p-value rather than p = 0 (see untested())
-    return Estimate(delta=delta, low=delta - half, high=delta + half, p=p if math.isnan(p) else min(1.0, p), se=se,
-                    se_seeds=math.sqrt(var_seeds) if var_seeds is not None else None,
-                    se_examples=math.sqrt(var_examples), n_seeds=n, df=df, level=level)
+    return Estimate(
+        delta=delta,
+        low=delta - half,
+        high=delta + half,
+        p=p if math.isnan(p) else min(1.0, p),
+        se=se,
+        se_seeds=math.sqrt(var_seeds) if var_seeds is not None else None,
+        se_examples=math.sqrt(var_examples),
+        n_seeds=n,
+        df=df,
+        level=level,
+    )
 
 
 SEED_VARIANCE_BOUND = 0.8
@@ -320,7 +351,7 @@ def adjust(p_values: Sequence[float], method: str) -> list[float]:
         # dependence between the tests (rows sharing arms, targets and seeds are positively dependent, which
         # BH also tolerates (PRDS); BY asks nothing)
         scale = float((1.0 / np.arange(1, m + 1)).sum()) if method == "by" else 1.0
-        adjusted = np.minimum.accumulate((scale * m / np.arange(m, 0, -1) * ranked[::-1]))[::-1]
+        adjusted = np.minimum.accumulate(scale * m / np.arange(m, 0, -1) * ranked[::-1])[::-1]
     out = np.empty(m)
     out[order] = np.minimum(adjusted, 1.0)
     return out.tolist()
@@ -333,7 +364,17 @@ def aso_epsilon(draws: Draws, *, alpha: float, comparisons: int, bootstrap: int,
     try:
         from deepsig import aso
     except ImportError:
-        raise RuntimeError("stats.aso is on but the `deepsig` package is not installed: `pip install deepsig`, "
-                           "or set stats.aso: false") from None
-    return float(aso(draws.a_per_seed.tolist(), draws.b_per_seed.tolist(), confidence_level=1 - alpha,
-                     num_comparisons=comparisons, num_bootstrap_iterations=bootstrap, seed=seed, show_progress=False))
+        raise RuntimeError(
+            "stats.aso is on but the `deepsig` package is not installed: `pip install deepsig`, or set stats.aso: false"
+        ) from None
+    return float(
+        aso(
+            draws.a_per_seed.tolist(),
+            draws.b_per_seed.tolist(),
+            confidence_level=1 - alpha,
+            num_comparisons=comparisons,
+            num_bootstrap_iterations=bootstrap,
+            seed=seed,
+            show_progress=False,
+        )
+    )

@@ -14,8 +14,9 @@ values arrive in: a 1-rank and an N-rank aggregation stay bit-identical.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,8 +35,13 @@ class SeedStat:
     """True when computed from fewer seeds than planned (only with allow_partial)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"mean": points(self.mean), "std": points(self.std), "n": self.n, "n_planned": self.n_planned,
-                "partial": self.partial}
+        return {
+            "mean": points(self.mean),
+            "std": points(self.std),
+            "n": self.n,
+            "n_planned": self.n_planned,
+            "partial": self.partial,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,8 +60,13 @@ class PairedTest:
     """True when computed from fewer pairs than planned (only with allow_partial)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"mean": points(self.mean), "std": points(self.std), "n": self.n, "n_planned": self.n_planned,
-                "partial": self.partial}
+        return {
+            "mean": points(self.mean),
+            "std": points(self.std),
+            "n": self.n,
+            "n_planned": self.n_planned,
+            "partial": self.partial,
+        }
 
 
 def points(value: float | None) -> float | None:
@@ -91,7 +102,10 @@ def over_seeds(values: Sequence[float], n_planned: int, *, allow_partial: bool) 
     if not usable:
         return SeedStat(mean=None, std=None, n=n, n_planned=n_planned, partial=False)
     return SeedStat(
-        mean=mean(values), std=sample_std(values), n=n, n_planned=n_planned,
+        mean=mean(values),
+        std=sample_std(values),
+        n=n,
+        n_planned=n_planned,
         partial=n < n_planned,
     )
 

@@ -8,15 +8,20 @@ class), and the best arm per target (Phang et al. 2020's "best intermediate task
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from hpcxlt.aggregate.scores import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook, status_of
 from hpcxlt.aggregate.stats import PairedTest, SeedStat, paired, points
 
 RESOURCE_CLASSES = ("low", "high")
-CATEGORY_LABELS = {"classification": "classification", "structured_prediction": "struct. pred.", "qa": "QA",
-                   "retrieval": "retrieval"}
+CATEGORY_LABELS = {
+    "classification": "classification",
+    "structured_prediction": "struct. pred.",
+    "qa": "QA",
+    "retrieval": "retrieval",
+}
 
 
 @dataclass(frozen=True)
@@ -48,17 +53,37 @@ class Table:
     """Figures per status: complete / partial / incomplete."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"title": self.title, "partial": self.partial, "statuses": dict(self.statuses), "notes": list(self.notes),
-                "rows": list(self.rows)}
+        return {
+            "title": self.title,
+            "partial": self.partial,
+            "statuses": dict(self.statuses),
+            "notes": list(self.notes),
+            "rows": list(self.rows),
+        }
 
 
-def _table(name: str, title: str, rows: list[dict], header: Sequence[str], display: list[tuple], notes: Sequence[str],
-           figures: Sequence[SeedStat | PairedTest]) -> Table:
+def _table(
+    name: str,
+    title: str,
+    rows: list[dict],
+    header: Sequence[str],
+    display: list[tuple],
+    notes: Sequence[str],
+    figures: Sequence[SeedStat | PairedTest],
+) -> Table:
     statuses = {COMPLETE: 0, PARTIAL: 0, INCOMPLETE: 0}
     for figure in figures:
         statuses[status_of(figure)] += 1
-    return Table(name=name, title=title, rows=tuple(rows), header=tuple(header), display=tuple(display),
-                 notes=tuple(notes), partial=bool(statuses[PARTIAL] or statuses[INCOMPLETE]), statuses=statuses)
+    return Table(
+        name=name,
+        title=title,
+        rows=tuple(rows),
+        header=tuple(header),
+        display=tuple(display),
+        notes=tuple(notes),
+        partial=bool(statuses[PARTIAL] or statuses[INCOMPLETE]),
+        statuses=statuses,
+    )
 
 
 def _paired_over_seeds(book: ScoreBook, split: str, arm: str, other: str, target: str) -> PairedTest:
@@ -66,8 +91,9 @@ def _paired_over_seeds(book: ScoreBook, split: str, arm: str, other: str, target
     mine, theirs = book.task_by_seed(split, arm, target), book.task_by_seed(split, other, target)
     seeds = sorted(set(book.planned[(arm, target)].seeds) & set(book.planned[(other, target)].seeds))
     common = [s for s in seeds if s in mine and s in theirs]
-    test = paired([mine[s].value for s in common], [theirs[s].value for s in common], len(seeds),
-                  allow_partial=book.allow_partial)
+    test = paired(
+        [mine[s].value for s in common], [theirs[s].value for s in common], len(seeds), allow_partial=book.allow_partial
+    )
     if test.mean is not None and not test.partial and any(mine[s].partial or theirs[s].partial for s in common):
         test = PairedTest(**{**test.__dict__, "partial": True})
     return test
@@ -93,10 +119,19 @@ def task_scores(book: ScoreBook, split: str) -> Table:
         planned = {len(book.planned[(arm, target)].langs) for arm in book.arms}
         total = len(get_task(target).languages)
         if max(planned) < total:
-            notes.append(f"{target}: the plan evaluates {max(planned)} of its {total} languages; its task score is "
-                         "over those and not comparable to published XTREME-R figures")
-    return _table("task_scores", f"Task scores per arm ({split}; mean ± std over seeds (n))", rows,
-                  ["arm", *book.targets], display, notes, figures)
+            notes.append(
+                f"{target}: the plan evaluates {max(planned)} of its {total} languages; its task score is "
+                "over those and not comparable to published XTREME-R figures"
+            )
+    return _table(
+        "task_scores",
+        f"Task scores per arm ({split}; mean ± std over seeds (n))",
+        rows,
+        ["arm", *book.targets],
+        display,
+        notes,
+        figures,
+    )
 
 
 def language_scores(book: ScoreBook, split: str) -> Table:
@@ -114,12 +149,27 @@ def language_scores(book: ScoreBook, split: str) -> Table:
                     continue
                 stat = book.lang_stat(split, arm, target, lang)
                 figures.append(stat)
-                rows.append({"arm": arm, "target": target, "lang": lang, "resource": group, "score": stat.to_json(),
-                             "status": status_of(stat)})
+                rows.append(
+                    {
+                        "arm": arm,
+                        "target": target,
+                        "lang": lang,
+                        "resource": group,
+                        "score": stat.to_json(),
+                        "status": status_of(stat),
+                    }
+                )
                 line.append(stat)
             display.append(tuple(line))
-    return _table("languages", f"Per-language scores ({split}; mean ± std over seeds (n))", rows,
-                  ["target", "lang", "class", *book.arms], display, [], figures)
+    return _table(
+        "languages",
+        f"Per-language scores ({split}; mean ± std over seeds (n))",
+        rows,
+        ["target", "lang", "class", *book.arms],
+        display,
+        [],
+        figures,
+    )
 
 
 # --- (b) deltas against the baseline --------------------------------------------------------------
@@ -132,8 +182,15 @@ def deltas(book: ScoreBook, split: str) -> Table:
         "model, so they are no independent samples and get no test here: the significance table tests each Δ.",
     ]
     if book.baseline is None:
-        return _table("deltas", "Deltas against 'none'", [], ["arm", "target"], [],
-                      ["no arm named 'none' in this experiment: nothing to compare against"], [])
+        return _table(
+            "deltas",
+            "Deltas against 'none'",
+            [],
+            ["arm", "target"],
+            [],
+            ["no arm named 'none' in this experiment: nothing to compare against"],
+            [],
+        )
     rows, display, figures = [], [], []
     for arm in book.arms:
         if arm == book.baseline:
@@ -145,9 +202,17 @@ def deltas(book: ScoreBook, split: str) -> Table:
             pairs = paired(a, b, n_planned, allow_partial=book.allow_partial)
             score, base = book.task_stat(split, arm, target), book.task_stat(split, book.baseline, target)
             figures += [by_seed, pairs]
-            rows.append({"arm": arm, "target": target, "score": score.to_json(), "baseline": base.to_json(),
-                         "delta": by_seed.to_json(), "pairs": pairs.to_json(),
-                         "status": _worst(status_of(by_seed), status_of(pairs))})
+            rows.append(
+                {
+                    "arm": arm,
+                    "target": target,
+                    "score": score.to_json(),
+                    "baseline": base.to_json(),
+                    "delta": by_seed.to_json(),
+                    "pairs": pairs.to_json(),
+                    "status": _worst(status_of(by_seed), status_of(pairs)),
+                }
+            )
             display.append((arm, target, score, base, by_seed, pairs.n, pairs))
     header = ["arm", "target", "score", "none", "Δ task", "pairs", "Δ per pair"]
     return _table("deltas", f"Deltas against 'none' ({split})", rows, header, display, notes, figures)
@@ -168,16 +233,25 @@ def xtreme_r(book: ScoreBook, split: str) -> Table:
     for arm in book.arms:
         stats = book.suite_stats(split, {target: arm for target in book.targets})
         figures += [stat for stat in stats.values() if stat is not None]
-        rows.append({"arm": arm, **{name: stat.to_json() if stat else None for name, stat in stats.items()},
-                     "status": status_of(stats["xtreme_r"])})
+        rows.append(
+            {
+                "arm": arm,
+                **{name: stat.to_json() if stat else None for name, stat in stats.items()},
+                "status": status_of(stats["xtreme_r"]),
+            }
+        )
         display.append((arm, *(stat if stat else "n/a" for stat in stats.values())))
     have = [t for t in book.xtreme_r_tasks if t in book.targets]
-    notes = [f"XTREME-R score = mean of the ten task scores (Ruder et al. 2021); categories = mean of their tasks; "
-             f"QA task score = {'(EM + F1) / 2' if book.qa_convention == 'em_f1' else 'F1'}."]
+    notes = [
+        f"XTREME-R score = mean of the ten task scores (Ruder et al. 2021); categories = mean of their tasks; "
+        f"QA task score = {'(EM + F1) / 2' if book.qa_convention == 'em_f1' else 'F1'}."
+    ]
     if len(have) < len(book.xtreme_r_tasks):
         missing = [t for t in book.xtreme_r_tasks if t not in book.targets]
-        notes.append(f"this experiment has {len(have)} of the ten XTREME-R tasks (not: {', '.join(missing)}); "
-                     "the XTREME-R score and incomplete categories need --partial")
+        notes.append(
+            f"this experiment has {len(have)} of the ten XTREME-R tasks (not: {', '.join(missing)}); "
+            "the XTREME-R score and incomplete categories need --partial"
+        )
     header = ["arm", "XTREME-R", *(CATEGORY_LABELS[c] for c in book.categories)]
     return _table("xtreme_r", f"XTREME-R score and category means ({split})", rows, header, display, notes, figures)
 
@@ -197,8 +271,15 @@ def resource(book: ScoreBook, split: str) -> Table:
         "next table (no test pools different tasks' metrics).",
     ]
     if not pairs_of:
-        return _table("resource", "Multilingual vs English-only arms by resource class", [], ["arm"], [],
-                      ["no arm sets compare_to: there is no multilingual/English-only pair to compare"], [])
+        return _table(
+            "resource",
+            "Multilingual vs English-only arms by resource class",
+            [],
+            ["arm"],
+            [],
+            ["no arm sets compare_to: there is no multilingual/English-only pair to compare"],
+            [],
+        )
     rows, display, figures = [], [], []
     base = book.baseline
     for arm, other in pairs_of:
@@ -207,8 +288,11 @@ def resource(book: ScoreBook, split: str) -> Table:
             for group in RESOURCE_CLASSES:
                 tests: dict[str, PairedTest | None] = {}
                 n_langs = 0
-                for name, (x, y) in {"vs_compare": (arm, other), "arm_vs_none": (arm, base),
-                                     "compare_vs_none": (other, base)}.items():
+                for name, (x, y) in {
+                    "vs_compare": (arm, other),
+                    "arm_vs_none": (arm, base),
+                    "compare_vs_none": (other, base),
+                }.items():
                     if y is None:
                         tests[name] = None
                         continue
@@ -223,22 +307,37 @@ def resource(book: ScoreBook, split: str) -> Table:
                         a += xa
                         b += xb
                         n_planned += xn
-                    tests[name] = (paired(a, b, n_planned, allow_partial=book.allow_partial)
-                                   if n_planned else None)
+                    tests[name] = paired(a, b, n_planned, allow_partial=book.allow_partial) if n_planned else None
                 if n_langs == 0:
                     continue  # no language of this class in this target
                 main = tests["vs_compare"]
                 figures += [t for t in tests.values() if t is not None]
-                rows.append({"arm": arm, "compare_to": other, "target": target, "resource": group, "languages": n_langs,
-                             **{name: (t.to_json() if t else None) for name, t in tests.items()},
-                             "status": status_of(main)})
-                display.append((arm, other, target, group, n_langs, main, tests["arm_vs_none"],
-                                tests["compare_vs_none"]))
+                rows.append(
+                    {
+                        "arm": arm,
+                        "compare_to": other,
+                        "target": target,
+                        "resource": group,
+                        "languages": n_langs,
+                        **{name: (t.to_json() if t else None) for name, t in tests.items()},
+                        "status": status_of(main),
+                    }
+                )
+                display.append(
+                    (arm, other, target, group, n_langs, main, tests["arm_vs_none"], tests["compare_vs_none"])
+                )
     if base is None:
         notes.append("no 'none' arm: the columns against the baseline are empty")
     header = ["arm", "vs", "target", "class", "langs", "Δ vs compare_to", "Δ arm vs none", "Δ compare_to vs none"]
-    return _table("resource", f"Multilingual vs English-only arms by resource class ({split})", rows, header, display,
-                  notes, figures)
+    return _table(
+        "resource",
+        f"Multilingual vs English-only arms by resource class ({split})",
+        rows,
+        header,
+        display,
+        notes,
+        figures,
+    )
 
 
 # --- (e) best arm per target ------------------------------------------------------------------------
@@ -274,33 +373,66 @@ def best_arm(book: ScoreBook, split: str) -> Table:
         base = book.task_stat(split, book.baseline, target) if book.baseline else None
         delta = _paired_over_seeds(book, split, best, book.baseline, target) if book.baseline else None
         figures += [score] + ([delta] if delta else [])
-        rows.append({"target": target, "best_arm": best, "selected_by": label,
-                     "selection_score": points(usable[best].mean), "score": score.to_json(),
-                     "baseline": base.to_json() if base else None, "delta": delta.to_json() if delta else None,
-                     "status": status_of(score) if delta is None else _worst(status_of(score), status_of(delta))})
+        rows.append(
+            {
+                "target": target,
+                "best_arm": best,
+                "selected_by": label,
+                "selection_score": points(usable[best].mean),
+                "score": score.to_json(),
+                "baseline": base.to_json() if base else None,
+                "delta": delta.to_json() if delta else None,
+                "status": status_of(score) if delta is None else _worst(status_of(score), status_of(delta)),
+            }
+        )
         display.append((target, best, label, score, base, delta))
     suite = book.suite_stats(split, choice)["xtreme_r"]
     figures.append(suite)
-    rows.append({"target": "XTREME-R", "best_arm": "best per target", "selected_by": None, "score": suite.to_json(),
-                 "status": status_of(suite)})
+    rows.append(
+        {
+            "target": "XTREME-R",
+            "best_arm": "best per target",
+            "selected_by": None,
+            "score": suite.to_json(),
+            "status": status_of(suite),
+        }
+    )
     display.append(("XTREME-R", "best per target", None, suite, None, None))
     singles = {arm: book.suite_stats(split, {t: arm for t in book.targets})["xtreme_r"] for arm in book.arms}
     ranked = [arm for arm in candidates if singles[arm].mean is not None]
     if ranked:
         top = max(ranked, key=lambda arm: (singles[arm].mean, -book.arms.index(arm)))
-        rows.append({"target": "XTREME-R", "best_arm": f"best single arm: {top}", "selected_by": f"{split} (oracle)"
-                     if split == "test" else split, "score": singles[top].to_json(), "status": status_of(singles[top])})
+        rows.append(
+            {
+                "target": "XTREME-R",
+                "best_arm": f"best single arm: {top}",
+                "selected_by": f"{split} (oracle)" if split == "test" else split,
+                "score": singles[top].to_json(),
+                "status": status_of(singles[top]),
+            }
+        )
         display.append(("XTREME-R", f"best single arm: {top}", None, singles[top], None, None))
     if book.baseline:
         base_suite = singles[book.baseline]
-        rows.append({"target": "XTREME-R", "best_arm": book.baseline, "selected_by": None,
-                     "score": base_suite.to_json(), "status": status_of(base_suite)})
+        rows.append(
+            {
+                "target": "XTREME-R",
+                "best_arm": book.baseline,
+                "selected_by": None,
+                "score": base_suite.to_json(),
+                "status": status_of(base_suite),
+            }
+        )
         display.append(("XTREME-R", book.baseline, None, base_suite, None, None))
-    notes = ["Phang et al. (2020) report the best intermediate task per target; the XTREME-R row averages the "
-             "chosen arm's task score per target."]
+    notes = [
+        "Phang et al. (2020) report the best intermediate task per target; the XTREME-R row averages the "
+        "chosen arm's task score per target."
+    ]
     if oracle:
-        notes.append("Chosen by test score: this is oracle selection (it peeks at the test set) and overstates what a "
-                     "user could pick; plan eval.splits: [dev, test] to select on dev records instead.")
+        notes.append(
+            "Chosen by test score: this is oracle selection (it peeks at the test set) and overstates what a "
+            "user could pick; plan eval.splits: [dev, test] to select on dev records instead."
+        )
     elif split == "dev":
         notes.append("Scores shown are dev scores.")
     else:
@@ -311,5 +443,11 @@ def best_arm(book: ScoreBook, split: str) -> Table:
 
 def build_tables(book: ScoreBook, split: str) -> list[Table]:
     """All tables, in reading order."""
-    return [task_scores(book, split), language_scores(book, split), deltas(book, split), xtreme_r(book, split),
-            resource(book, split), best_arm(book, split)]
+    return [
+        task_scores(book, split),
+        language_scores(book, split),
+        deltas(book, split),
+        xtreme_r(book, split),
+        resource(book, split),
+        best_arm(book, split),
+    ]

@@ -13,19 +13,30 @@ import sys
 
 # subcommand -> module under hpcxlt.cli
 COMMANDS = {
-    "plan": "plan", "prepare": "prepare",
-    "synth": "synth", "build-tiny": "build_tiny",
+    "plan": "plan",
+    "prepare": "prepare",
+    "synth": "synth",
+    "build-tiny": "build_tiny",
     "score": "score",
     "aggregate": "aggregate",
-    "submit": "submit", "status": "status", "resume": "resume", "cancel": "cancel",
+    "submit": "submit",
+    "status": "status",
+    "resume": "resume",
+    "cancel": "cancel",
     "doctor": "doctor",
 }
 
 
 def add_override_argument(parser: argparse.ArgumentParser) -> None:
     """The `-o KEY=VALUE` option of every command that reads an experiment config."""
-    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted config override, e.g. -o target.lr=2e-5 (repeatable)")
+    parser.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted config override, e.g. -o target.lr=2e-5 (repeatable)",
+    )
 
 
 class UserError(Exception):

@@ -18,11 +18,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (holds config.yaml, plan.json, results/)")
     parser.add_argument("--json", action="store_true", help="print the tables as one JSON object")
-    parser.add_argument("--partial", action="store_true",
-                        help="compute figures from the cells present (marked partial) instead of leaving them empty")
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="compute figures from the cells present (marked partial) instead of leaving them empty",
+    )
     parser.add_argument("--split", default="test", choices=("dev", "test"), help="split to tabulate (default: test)")
-    parser.add_argument("--plot-arm", action="append", dest="plot_arms", metavar="ARM",
-                        help="arm to plot per-language deltas for (repeatable; default: every arm except 'none')")
+    parser.add_argument(
+        "--plot-arm",
+        action="append",
+        dest="plot_arms",
+        metavar="ARM",
+        help="arm to plot per-language deltas for (repeatable; default: every arm except 'none')",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument("--out", metavar="DIR", help="folder for the files (default: RUN_DIR/tables)")
     parser.set_defaults(func=run)
@@ -33,8 +41,13 @@ def run(args: argparse.Namespace) -> int:
     from hpcxlt.aggregate.run import AggregateError, Options, aggregate
     from hpcxlt.cli import UserError
 
-    options = Options(split=args.split, partial=args.partial, out=args.out,
-                      plot_arms=tuple(args.plot_arms) if args.plot_arms else None, plots=not args.no_plots)
+    options = Options(
+        split=args.split,
+        partial=args.partial,
+        out=args.out,
+        plot_arms=tuple(args.plot_arms) if args.plot_arms else None,
+        plots=not args.no_plots,
+    )
     try:
         report = aggregate(args.run_dir, options)
     except AggregateError as err:
@@ -50,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     counts = data["records"]
     ranks = report.gathered.ranks
     how = f"{ranks} MPI ranks: {ranks - 1} reading, rank 0 loading the plan" if ranks > 1 else "1 rank"
-    print(f"{data['experiment']}: {counts['valid']} records from {counts['files']} files ({how}), "
-          f"split {data['split']}" + (", --partial" if data["partial_mode"] else ""))
+    print(
+        f"{data['experiment']}: {counts['valid']} records from {counts['files']} files ({how}), "
+        f"split {data['split']}" + (", --partial" if data["partial_mode"] else "")
+    )
     print(LEGEND)
     for note in data["notes"]:
         print(f"note: {note}")

@@ -21,8 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--heads", type=int, default=2, help="attention heads (default 2)")
     parser.add_argument("--intermediate", type=int, default=128, help="feed-forward size (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corpus and weights (default 0)")
-    parser.add_argument("--language", action="append", default=None, metavar="CODE",
-                        help="train the tokenizer on this language only (repeatable; default: every known language)")
+    parser.add_argument(
+        "--language",
+        action="append",
+        default=None,
+        metavar="CODE",
+        help="train the tokenizer on this language only (repeatable; default: every known language)",
+    )
     parser.add_argument("--json", action="store_true", help="print the model's figures as JSON")
     parser.set_defaults(func=run)
 
@@ -32,8 +37,14 @@ def run(args: argparse.Namespace) -> int:
     from hpcxlt.demo.tiny import MARKER, TinySpec, build_tiny, is_built
     from hpcxlt.tasks.languages import UnknownLanguageError, language
 
-    spec = TinySpec(vocab_size=args.vocab_size, hidden=args.hidden, layers=args.layers, heads=args.heads,
-                    intermediate=args.intermediate, seed=args.seed)
+    spec = TinySpec(
+        vocab_size=args.vocab_size,
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=args.heads,
+        intermediate=args.intermediate,
+        seed=args.seed,
+    )
     try:
         spec.check()
         for code in args.language or ():
@@ -49,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         state = "kept (already built)" if existed else "built"
-        print(f"tiny model {state} in {out}: vocab {built['vocab_size']}, hidden {built['hidden']}, "
-              f"{built['layers']} layers, {built['heads']} heads, {len(built['languages'])} languages")
+        print(
+            f"tiny model {state} in {out}: vocab {built['vocab_size']}, hidden {built['hidden']}, "
+            f"{built['layers']} layers, {built['heads']} heads, {len(built['languages'])} languages"
+        )
     return 0

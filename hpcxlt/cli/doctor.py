@@ -20,15 +20,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--site", required=True, metavar="SITE.yaml", help="site profile (slurm/sites/*.yaml)")
     parser.add_argument("--nodes", type=int, metavar="N", help="nodes to check (default: the stage's nodes)")
-    parser.add_argument("--stage", default="intermediate", choices=("intermediate", "target"),
-                        help="training stage whose resources the job copies (default: intermediate)")
-    parser.add_argument("--dir", default="runs", metavar="DIR",
-                        help="the folder runs will live in: must be writable and shared by all nodes (default: runs)")
-    parser.add_argument("--config", metavar="CONFIG", help="experiment config whose model and data folders every node must read")
-    parser.add_argument("--timeout", type=int, metavar="S",
-                        help="seconds for the rendezvous and all-reduce (default: the site's dist_timeout_s, at most 120)")
-    parser.add_argument("--wait", type=float, default=600, metavar="S",
-                        help="seconds to wait for the job to start before giving up (default: 600)")
+    parser.add_argument(
+        "--stage",
+        default="intermediate",
+        choices=("intermediate", "target"),
+        help="training stage whose resources the job copies (default: intermediate)",
+    )
+    parser.add_argument(
+        "--dir",
+        default="runs",
+        metavar="DIR",
+        help="the folder runs will live in: must be writable and shared by all nodes (default: runs)",
+    )
+    parser.add_argument(
+        "--config", metavar="CONFIG", help="experiment config whose model and data folders every node must read"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        metavar="S",
+        help="seconds for the rendezvous and all-reduce (default: the site's dist_timeout_s, at most 120)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=600,
+        metavar="S",
+        help="seconds to wait for the job to start before giving up (default: 600)",
+    )
     parser.add_argument("--json", action="store_true", help="print the findings as one JSON object")
     parser.set_defaults(func=run)
 
@@ -80,8 +99,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"hpcxlt doctor: preflight job {state.lower()}", file=sys.stderr, flush=True)
 
     try:
-        found = diagnose(site, stage=args.stage, nodes=args.nodes, base_dir=Path(args.dir), paths=paths,
-                         timeout_s=args.timeout, wait_s=args.wait, on_state=on_state)
+        found = diagnose(
+            site,
+            stage=args.stage,
+            nodes=args.nodes,
+            base_dir=Path(args.dir),
+            paths=paths,
+            timeout_s=args.timeout,
+            wait_s=args.wait,
+            on_state=on_state,
+        )
     except QueueError as err:
         raise UserError(str(err)) from None
     if args.json:
@@ -89,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
         return 0 if found.ok else 1
     mark = {True: "ok", False: "FAIL", None: "-"}
     rows = [[c.check, c.node, mark[c.ok], c.detail.replace("\n", " ")[:160]] for c in found.checks]
-    print(f"site {found.site}, stage {found.stage}: {found.nodes} node(s) x {found.tasks_per_node} task(s)"
-          + (f", job {found.job_id}" if found.job_id else ""))
+    print(
+        f"site {found.site}, stage {found.stage}: {found.nodes} node(s) x {found.tasks_per_node} task(s)"
+        + (f", job {found.job_id}" if found.job_id else "")
+    )
     print(tabulate(rows, headers=["check", "node", "result", "detail"]))
     failures = [c for c in found.checks if c.ok is False]
     if failures:

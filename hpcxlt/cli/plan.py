@@ -19,14 +19,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("config", help="experiment YAML file")
     add_override_argument(parser)
     parser.add_argument("--cells", action="store_true", help="also list every cell key")
-    parser.add_argument("--data", metavar="DIR", default=None,
-                        help="a folder written by `hpcxlt prepare`: its row counts give the realized example budgets "
-                             "(default: the config's local data)")
-    parser.add_argument("--pilot", metavar="RUN", default=None,
-                        help="a finished (aggregated) run of the same comparisons: its per-seed spread and test-set "
-                             "se replace stats.assumed_seed_sd in the power lines")
-    parser.add_argument("--effect", type=float, default=1.0, metavar="POINTS",
-                        help="the effect whose seed count the power lines report (default 1.0 point)")
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        default=None,
+        help="a folder written by `hpcxlt prepare`: its row counts give the realized example budgets "
+        "(default: the config's local data)",
+    )
+    parser.add_argument(
+        "--pilot",
+        metavar="RUN",
+        default=None,
+        help="a finished (aggregated) run of the same comparisons: its per-seed spread and test-set "
+        "se replace stats.assumed_seed_sd in the power lines",
+    )
+    parser.add_argument(
+        "--effect",
+        type=float,
+        default=1.0,
+        metavar="POINTS",
+        help="the effect whose seed count the power lines report (default 1.0 point)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(func=run)
 
@@ -47,10 +60,15 @@ def run(args: argparse.Namespace) -> int:
         if not jobs:
             continue
         upstream = sorted({grid.cell(dep).stage for job in jobs for dep in job.deps})
-        arrays.append({
-            "stage": stage, "tasks": len(jobs), "cells": counts[stage]["cells"],
-            "depends_on": upstream, "dependency": "element-wise (aftercorr/afterok per task)" if upstream else "none",
-        })
+        arrays.append(
+            {
+                "stage": stage,
+                "tasks": len(jobs),
+                "cells": counts[stage]["cells"],
+                "depends_on": upstream,
+                "dependency": "element-wise (aftercorr/afterok per task)" if upstream else "none",
+            }
+        )
     summary = {
         "experiment": cfg.name,
         "description": cfg.description,
@@ -65,9 +83,16 @@ def run(args: argparse.Namespace) -> int:
     }
     pilot = pilot_spreads(args.pilot) if args.pilot else {}
     summary["comparisons"] = [
-        {"kind": comp.kind, "arm": comp.arm, "vs": comp.other, "unseen_languages": counts, "seen": moved,
-         "power": power_lines(cfg, comp, pilot, args.effect)}
-        for comp, counts, moved in unseen_counts(cfg)]
+        {
+            "kind": comp.kind,
+            "arm": comp.arm,
+            "vs": comp.other,
+            "unseen_languages": counts,
+            "seen": moved,
+            "power": power_lines(cfg, comp, pilot, args.effect),
+        }
+        for comp, counts, moved in unseen_counts(cfg)
+    ]
     budgets, budget_source = example_budgets(cfg, args.data)
     if budgets:
         summary["examples"] = {"source": budget_source, "arms": budgets}
@@ -85,14 +110,18 @@ def run(args: argparse.Namespace) -> int:
     print("-" * len(header))
     for stage in STAGES:
         deps = next((", ".join(a["depends_on"]) for a in arrays if a["stage"] == stage), "") or "-"
-        print(f"{stage:<14}{counts[stage]['cells']:>8}{counts[stage]['jobs']:>8}{costs[stage].samples:>16,}"
-              f"{costs[stage].gpu_hours:>12.1f}  {deps}")
+        print(
+            f"{stage:<14}{counts[stage]['cells']:>8}{counts[stage]['jobs']:>8}{costs[stage].samples:>16,}"
+            f"{costs[stage].gpu_hours:>12.1f}  {deps}"
+        )
     print("-" * len(header))
     print(f"{'total':<14}{len(grid.cells):>8}{len(grid.jobs):>8}{'':>16}{summary['gpu_hours_total']:>12.1f}")
     print()
     print("job arrays `hpcxlt submit` would create (one array task per job; dependencies element-wise):")
     for array in arrays:
-        print(f"  {array['stage']:<13} {array['tasks']:>6} tasks   after: {', '.join(array['depends_on']) or 'nothing'}")
+        print(
+            f"  {array['stage']:<13} {array['tasks']:>6} tasks   after: {', '.join(array['depends_on']) or 'nothing'}"
+        )
     print("  aggregate          1 task    after: every eval task (MPI gather)")
     if summary["comparisons"]:
         _print_comparisons(summary["comparisons"], list(cfg.targets.tasks))
@@ -125,8 +154,7 @@ def example_budgets(cfg, prepared: str | None) -> tuple[dict, str]:
             realized = sum(per_language.values()) if per_language is not None else None
             tasks[task] = {"budget": budget, "realized": realized, "per_language": per_language}
             total = None if realized is None or total is None else total + realized
-        out[arm.name] = {"tasks": tasks, "realized_total": total,
-                         "control": arm.control, "compare_to": arm.compare_to}
+        out[arm.name] = {"tasks": tasks, "realized_total": total, "control": arm.control, "compare_to": arm.compare_to}
     return out, source
 
 
@@ -159,22 +187,27 @@ def power_lines(cfg, comp, pilot: dict, effect: float) -> dict:
 
     out = {}
     for target in cfg.targets.tasks:
-        seed_sd, se_examples = pilot.get((comp.kind, comp.arm, comp.other, target),
-                                         (cfg.stats.assumed_seed_sd, 0.0))
+        seed_sd, se_examples = pilot.get((comp.kind, comp.arm, comp.other, target), (cfg.stats.assumed_seed_sd, 0.0))
         source = "pilot" if (comp.kind, comp.arm, comp.other, target) in pilot else "assumed"
         mde = detectable_effect(seed_sd, len(cfg.seeds), se_examples, alpha=cfg.stats.alpha)
-        out[target] = {"source": source, "seed_sd": round(seed_sd, 4), "se_examples": round(se_examples, 4),
-                       "detectable_effect": None if mde is None else round(mde, 3),
-                       "seeds_for_effect": seeds_needed(effect, seed_sd, se_examples, alpha=cfg.stats.alpha),
-                       "effect": effect}
+        out[target] = {
+            "source": source,
+            "seed_sd": round(seed_sd, 4),
+            "se_examples": round(se_examples, 4),
+            "detectable_effect": None if mde is None else round(mde, 3),
+            "seeds_for_effect": seeds_needed(effect, seed_sd, se_examples, alpha=cfg.stats.alpha),
+            "effect": effect,
+        }
     return out
 
 
 def _print_power(rows: list[dict], targets: list[str], seeds: int, alpha: float) -> None:
     print()
     effect = next(iter(rows[0]["power"].values()))["effect"]
-    print(f"power before spending GPU-hours: the Δ (points) each comparison detects with 80% power at alpha {alpha} "
-          f"with {seeds} seed(s), and [the seeds a {effect:g}-point effect needs]:")
+    print(
+        f"power before spending GPU-hours: the Δ (points) each comparison detects with 80% power at alpha {alpha} "
+        f"with {seeds} seed(s), and [the seeds a {effect:g}-point effect needs]:"
+    )
     width = max(len(f"{r['arm']} {r['kind']} {r['vs']}") for r in rows) + 2
     print(f"  {'comparison':<{width}}" + "".join(f"{t:>16}" for t in targets))
     for r in rows:
@@ -188,8 +221,10 @@ def _print_power(rows: list[dict], targets: list[str], seeds: int, alpha: float)
     sources = {p["source"] for r in rows for p in r["power"].values()}
     if "assumed" in sources:
         sd = next(p["seed_sd"] for r in rows for p in r["power"].values() if p["source"] == "assumed")
-        print(f"  from stats.assumed_seed_sd = {sd:g} point(s) per arm and no test-set term (an assumption: "
-              "docs/statistics.md); `--pilot RUN` uses a finished run's own spread and test-set se")
+        print(
+            f"  from stats.assumed_seed_sd = {sd:g} point(s) per arm and no test-set term (an assumption: "
+            "docs/statistics.md); `--pilot RUN` uses a finished run's own spread and test-set se"
+        )
 
 
 def _print_comparisons(rows: list[dict], targets: list[str]) -> None:

@@ -22,8 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("config", help="experiment YAML file")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the prepared data")
     add_override_argument(parser)
-    parser.add_argument("--features", action="store_true",
-                        help="also tokenize everything with the plan's tokenizer into data.cache_dir")
+    parser.add_argument(
+        "--features", action="store_true", help="also tokenize everything with the plan's tokenizer into data.cache_dir"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON summary instead of text")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -45,15 +46,19 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         return 0 if report.ok else 1
     if not report.ok:
-        print(f"hpcxlt prepare: {len(report.failed)} split(s) failed validation; nothing was written to {args.out}:",
-              file=sys.stderr)
+        print(
+            f"hpcxlt prepare: {len(report.failed)} split(s) failed validation; nothing was written to {args.out}:",
+            file=sys.stderr,
+        )
         for name, problems in report.failed.items():
             print(f"  {name}:", file=sys.stderr)
             for problem in problems:
                 print(f"    {problem}", file=sys.stderr)
         return 1
     rows = sum(report.rows.values())
-    print(f"prepared {len(report.fetched)} split(s), {len(report.unchanged)} unchanged, {rows:,} rows in "
-          f"{args.out} ({report.seconds:.1f} s)" + (f"; {report.features} feature sets cached" if args.features else ""))
+    print(
+        f"prepared {len(report.fetched)} split(s), {len(report.unchanged)} unchanged, {rows:,} rows in "
+        f"{args.out} ({report.seconds:.1f} s)" + (f"; {report.features} feature sets cached" if args.features else "")
+    )
     print(f"compute jobs read it with: -o data.source=local -o data.root={args.out}")
     return 0

@@ -16,11 +16,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--site", metavar="SITE.yaml", help="resubmit with this site profile instead of the recorded one")
+    where.add_argument(
+        "--site", metavar="SITE.yaml", help="resubmit with this site profile instead of the recorded one"
+    )
     where.add_argument("--local", action="store_true", help="finish the run in this process instead")
     parser.add_argument("--dry-run", action="store_true", help="print what would be resubmitted; submit nothing")
-    parser.add_argument("--next-wave", action="store_true",
-                        help="submit only jobs never submitted before (what a wave's feeder job runs; see max_queued_jobs)")
+    parser.add_argument(
+        "--next-wave",
+        action="store_true",
+        help="submit only jobs never submitted before (what a wave's feeder job runs; see max_queued_jobs)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="local: no progress bar")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     parser.set_defaults(func=run)
@@ -37,15 +42,17 @@ def run(args: argparse.Namespace) -> int:
     launch = read_launch(store)
     executor = "local" if args.local else "slurm" if args.site else (launch or {}).get("executor")
     if executor is None:
-        raise UserError(f"{store.root} was never submitted; start it with `hpcxlt submit CONFIG --run-dir {args.run_dir}`")
+        raise UserError(
+            f"{store.root} was never submitted; start it with `hpcxlt submit CONFIG --run-dir {args.run_dir}`"
+        )
     if executor == "slurm":
         import yaml
 
         from hpcxlt.launch.queue import QueueError
         from hpcxlt.launch.site import load_site
         from hpcxlt.launch.slurm import SubmitError
-        from hpcxlt.launch.submit_checks import SubmitCheckError
         from hpcxlt.launch.submit import launch_slurm, site_from_record
+        from hpcxlt.launch.submit_checks import SubmitCheckError
 
         if args.site:
             site, raw = load_site(args.site), yaml.safe_load(open(args.site, encoding="utf-8"))
@@ -53,16 +60,26 @@ def run(args: argparse.Namespace) -> int:
             record = launch["site"]
             site, raw = site_from_record(record), record["data"]
         try:
-            result = launch_slurm(store, grid, cfg.name, site, raw, dry_run=args.dry_run,
-                                  aggregate=(launch or {}).get("aggregate", True), command="resume",
-                                  next_wave=args.next_wave)
+            result = launch_slurm(
+                store,
+                grid,
+                cfg.name,
+                site,
+                raw,
+                dry_run=args.dry_run,
+                aggregate=(launch or {}).get("aggregate", True),
+                command="resume",
+                next_wave=args.next_wave,
+            )
         except (SubmitError, SubmitCheckError, QueueError) as err:
             raise UserError(str(err)) from None
         if not args.dry_run:
             if result.jobs or result.aggregate:
                 agg = " + the aggregation job" if result.aggregate else ""
-                print(f"resubmitted {result.cells} cells in {result.jobs} jobs{agg} "
-                      f"({len(result.submissions)} sbatch submissions)")
+                print(
+                    f"resubmitted {result.cells} cells in {result.jobs} jobs{agg} "
+                    f"({len(result.submissions)} sbatch submissions)"
+                )
                 if result.deferred:
                     print(f"{result.deferred} job(s) wait for the next wave; feeder job {result.feeder} submits it")
                 if result.cancelled:
@@ -71,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
                 print("nothing to resume: every cell is done or still queued")
     else:
         from hpcxlt.launch.submit import launch_local
-
         from hpcxlt.launch.submit_checks import SubmitCheckError
 
         try:
@@ -84,7 +100,17 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print("nothing to resume: every cell is done")
     if args.json:
-        print(json.dumps({"executor": result.executor, "dry_run": args.dry_run, "jobs": result.jobs,
-                          "cells": result.cells, "submissions": len(result.submissions),
-                          "aggregate": result.aggregate, "exit_code": result.exit_code}))
+        print(
+            json.dumps(
+                {
+                    "executor": result.executor,
+                    "dry_run": args.dry_run,
+                    "jobs": result.jobs,
+                    "cells": result.cells,
+                    "submissions": len(result.submissions),
+                    "aggregate": result.aggregate,
+                    "exit_code": result.exit_code,
+                }
+            )
+        )
     return result.exit_code

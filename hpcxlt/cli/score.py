@@ -18,10 +18,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("pred_dir", metavar="PRED_DIR", help="prediction folder (official submission layout)")
     parser.add_argument("--labels", required=True, metavar="LABEL_DIR", help="label folder in the same layout")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    parser.add_argument("--qa-convention", choices=("em_f1", "f1"), default="em_f1",
-                        help="QA task score: (avg EM + avg F1)/2 as in the official scorer (default), or avg F1")
-    parser.add_argument("--partial", action="store_true",
-                        help="average over the tasks present when some are missing (the result is marked partial)")
+    parser.add_argument(
+        "--qa-convention",
+        choices=("em_f1", "f1"),
+        default="em_f1",
+        help="QA task score: (avg EM + avg F1)/2 as in the official scorer (default), or avg F1",
+    )
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="average over the tasks present when some are missing (the result is marked partial)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -53,11 +60,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"== {name} ({task.category}): {_fmt(task.score)}")
         print(tabulate(rows, headers=["lang"] + metric_names, disable_numparse=True))
         print()
-    print(tabulate([[name, task.category, _fmt(task.score)] for name, task in result.tasks.items()],
-                   headers=["task", "category", "score"], disable_numparse=True))
+    print(
+        tabulate(
+            [[name, task.category, _fmt(task.score)] for name, task in result.tasks.items()],
+            headers=["task", "category", "score"],
+            disable_numparse=True,
+        )
+    )
     print()
-    print(tabulate([[name, _fmt(value)] for name, value in result.categories.items()],
-                   headers=["category", "score"], disable_numparse=True))
+    print(
+        tabulate(
+            [[name, _fmt(value)] for name, value in result.categories.items()],
+            headers=["category", "score"],
+            disable_numparse=True,
+        )
+    )
     print()
     label = "XTREME-R (partial)" if result.partial else "XTREME-R"
     qa = "QA = (EM+F1)/2" if result.qa_convention == "em_f1" else "QA = F1"

@@ -15,13 +15,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "reconciled with squeue and sacct (a job killed by scancel or a time limit shows as cancelled or failed).",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
-    parser.add_argument("--json", action="store_true",
-                        help='print one JSON object ("done": true|false for the whole grid, "counts", "stages", "failed")')
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object ("done": true|false for the whole grid, "counts", "stages", "failed")',
+    )
     parser.add_argument("--no-queue", action="store_true", help="use the recorded states only (no squeue/sacct)")
     parser.add_argument("--cells", action="store_true", help="also list every cell with its state")
-    parser.add_argument("--watch", type=float, nargs="?", const=10.0, default=None, metavar="SECONDS",
-                        help="redraw in place every SECONDS (default 10) until nothing is queued or running; "
-                             "shows each running training cell's step, loss, dev metric and ETA")
+    parser.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=10.0,
+        default=None,
+        metavar="SECONDS",
+        help="redraw in place every SECONDS (default 10) until nothing is queued or running; "
+        "shows each running training cell's step, loss, dev metric and ETA",
+    )
     parser.add_argument("--count", type=int, default=None, metavar="N", help="with --watch: stop after N redraws")
     parser.set_defaults(func=run)
 
@@ -68,8 +78,9 @@ def _watch(args: argparse.Namespace) -> int:
         while True:
             status = _status(args)
             stamp = time.strftime("%H:%M:%S")
-            live.update(Text(f"{stamp}  (every {args.watch:g} s; Ctrl-C to stop)\n" + report(status, args.cells)),
-                        refresh=True)
+            live.update(
+                Text(f"{stamp}  (every {args.watch:g} s; Ctrl-C to stop)\n" + report(status, args.cells)), refresh=True
+            )
             redraws += 1
             active = status["counts"]["submitted"] or status["counts"]["running"]
             if not active or (args.count is not None and redraws >= args.count):
@@ -102,11 +113,16 @@ def report(status: dict, cells: bool) -> str:
     waves = status.get("waves")
     if waves:
         feeder = f"; feeder job {waves['feeder']} ({waves['feeder_state']}) submits the next" if waves["feeder"] else ""
-        out(f"waves: {waves['submitted']} submitted (site max_queued_jobs); {waves['waiting_jobs']} job(s) were "
-              f"left for later waves{feeder}")
+        out(
+            f"waves: {waves['submitted']} submitted (site max_queued_jobs); {waves['waiting_jobs']} job(s) were "
+            f"left for later waves{feeder}"
+        )
     agg = status["aggregate"]
     if agg.get("job_id") or agg.get("state") != "pending":
-        out(f"aggregation: {agg.get('state')}" + (f" (job {agg['job_id']}, log {agg.get('log')})" if agg.get("job_id") else ""))
+        out(
+            f"aggregation: {agg.get('state')}"
+            + (f" (job {agg['job_id']}, log {agg.get('log')})" if agg.get("job_id") else "")
+        )
     if status.get("progress"):
         from tabulate import tabulate
 

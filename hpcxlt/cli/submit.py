@@ -25,11 +25,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--local", action="store_true", help="run in this process (the default)")
     parser.add_argument("--dry-run", action="store_true", help="print what would run; write and submit nothing")
     add_override_argument(parser)
-    parser.add_argument("--no-aggregate", action="store_true",
-                        help="Slurm: no final aggregation job (run `hpcxlt aggregate RUN_DIR` yourself)")
-    parser.add_argument("--reuse-from", metavar="OTHER_RUN",
-                        help="link the done cells of another run directory whose fingerprints equal this plan's "
-                        "(models, records, predictions) instead of training and evaluating them again")
+    parser.add_argument(
+        "--no-aggregate",
+        action="store_true",
+        help="Slurm: no final aggregation job (run `hpcxlt aggregate RUN_DIR` yourself)",
+    )
+    parser.add_argument(
+        "--reuse-from",
+        metavar="OTHER_RUN",
+        help="link the done cells of another run directory whose fingerprints equal this plan's "
+        "(models, records, predictions) instead of training and evaluating them again",
+    )
     parser.add_argument("--no-progress", action="store_true", help="local: no progress bar")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     parser.set_defaults(func=run)
@@ -70,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     except RunDirError as err:
         raise UserError(str(err)) from None
     if added:
-        print(f"{'would grow' if args.dry_run else 'grew'} {store.root} by {len(added)} cell(s); its done cells are kept")
+        print(
+            f"{'would grow' if args.dry_run else 'grew'} {store.root} by {len(added)} cell(s); its done cells are kept"
+        )
     if args.reuse_from:
         from hpcxlt.launch.reuse import link_done_cells
 
@@ -83,13 +91,14 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(str(err)) from None
             print(f"reused {len(linked)} done cell(s) from {args.reuse_from} (equal fingerprints)")
     if site is not None:
-        from hpcxlt.launch.slurm import SubmitError
         from hpcxlt.launch.queue import QueueError
+        from hpcxlt.launch.slurm import SubmitError
         from hpcxlt.launch.submit import launch_slurm
 
         try:
-            result = launch_slurm(store, grid, cfg.name, site, site_raw, dry_run=args.dry_run,
-                                  aggregate=not args.no_aggregate)
+            result = launch_slurm(
+                store, grid, cfg.name, site, site_raw, dry_run=args.dry_run, aggregate=not args.no_aggregate
+            )
         except (SubmitError, QueueError) as err:
             raise UserError(str(err)) from None
         if not args.dry_run:
@@ -101,9 +110,19 @@ def run(args: argparse.Namespace) -> int:
         if not args.dry_run and result.exit_code == 0:
             print(f"ran {result.jobs} jobs ({result.cells} cells) locally; results in {store.root}")
     if args.json:
-        print(json.dumps({"executor": result.executor, "dry_run": args.dry_run, "jobs": result.jobs,
-                          "cells": result.cells, "submissions": len(result.submissions),
-                          "aggregate": result.aggregate, "exit_code": result.exit_code}))
+        print(
+            json.dumps(
+                {
+                    "executor": result.executor,
+                    "dry_run": args.dry_run,
+                    "jobs": result.jobs,
+                    "cells": result.cells,
+                    "submissions": len(result.submissions),
+                    "aggregate": result.aggregate,
+                    "exit_code": result.exit_code,
+                }
+            )
+        )
     return result.exit_code
 
 
@@ -114,11 +133,15 @@ def _print_slurm(result, root) -> None:
     if result.cancelled:
         print(f"cancelled {len(result.cancelled)} queued job(s) that waited for resubmitted work")
     arrays = sum(1 for s in result.submissions if s["tasks"] > 1)
-    print(f"submitted {result.jobs} jobs ({result.cells} cells) in {len(result.submissions)} sbatch submissions "
-          f"({arrays} arrays)" + (" + the aggregation job" if result.aggregate else ""))
+    print(
+        f"submitted {result.jobs} jobs ({result.cells} cells) in {len(result.submissions)} sbatch submissions "
+        f"({arrays} arrays)" + (" + the aggregation job" if result.aggregate else "")
+    )
     if result.deferred:
-        print(f"{result.deferred} more job(s) go in later waves (the site's max_queued_jobs); feeder job "
-              f"{result.feeder} submits the next one when this one has ended")
+        print(
+            f"{result.deferred} more job(s) go in later waves (the site's max_queued_jobs); feeder job "
+            f"{result.feeder} submits the next one when this one has ended"
+        )
     for row in result.submissions:
         ids = row["job_ids"] or []
         shown = ids[0].split("_")[0] if len(ids) > 1 else (ids[0] if ids else "-")

@@ -18,8 +18,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the languages and examples (default 0)")
     parser.add_argument("--train-size", type=int, default=2000, help="rows per training file (default 2000)")
     parser.add_argument("--eval-size", type=int, default=200, help="rows per dev/test file (default 200)")
-    parser.add_argument("--task", action="append", default=None, metavar="NAME",
-                        help="only this task (repeatable; default: every registered task)")
+    parser.add_argument(
+        "--task",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="only this task (repeatable; default: every registered task)",
+    )
     parser.add_argument("--force", action="store_true", help="rewrite a benchmark made with other settings")
     parser.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     parser.set_defaults(func=run)
@@ -38,11 +43,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     files = sum(len(langs) for splits in manifest["files"].values() for langs in splits.values())
     rows = sum(n for splits in manifest["files"].values() for langs in splits.values() for n in langs.values())
-    summary = {"out": str(args.out), "tasks": len(manifest["files"]), "files": files, "rows": rows,
-               "seed": manifest["seed"], "train_size": manifest["train_size"], "eval_size": manifest["eval_size"]}
+    summary = {
+        "out": str(args.out),
+        "tasks": len(manifest["files"]),
+        "files": files,
+        "rows": rows,
+        "seed": manifest["seed"],
+        "train_size": manifest["train_size"],
+        "eval_size": manifest["eval_size"],
+    }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"synthetic benchmark in {args.out}: {summary['tasks']} tasks, {files} files, {rows} rows "
-              f"(seed {summary['seed']}, train {summary['train_size']}, eval {summary['eval_size']})")
+        print(
+            f"synthetic benchmark in {args.out}: {summary['tasks']} tasks, {files} files, {rows} rows "
+            f"(seed {summary['seed']}, train {summary['train_size']}, eval {summary['eval_size']})"
+        )
     return 0

@@ -86,9 +86,7 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(
-                f"{path + '.' if path else ''}{key}: unknown key{hint}; allowed: {', '.join(fields)}"
-            )
+            raise ConfigError(f"{path + '.' if path else ''}{key}: unknown key{hint}; allowed: {', '.join(fields)}")
     kwargs = {}
     for name, f in fields.items():
         sub = f"{path}.{name}" if path else name

@@ -7,8 +7,8 @@ registry (task names, languages) live in `hpcxlt.tasks.check`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from hpcxlt.config.errors import ConfigError
 
@@ -161,21 +161,31 @@ class TrainConfig:
             raise ConfigError(f"{path}.doc_stride: must be in (0, max_length={self.max_length}), got {self.doc_stride}")
         _positive(self.eval_every, f"{path}.eval_every", allow_zero=True)
         if self.select_by not in SELECT_BY:
-            raise ConfigError(f"{path}.select_by: {self.select_by!r} is not allowed; choose one of {', '.join(SELECT_BY)}")
+            raise ConfigError(
+                f"{path}.select_by: {self.select_by!r} is not allowed; choose one of {', '.join(SELECT_BY)}"
+            )
         _positive(self.patience, f"{path}.patience", allow_zero=True)
         _positive(self.min_delta, f"{path}.min_delta", allow_zero=True)
         if self.patience and self.select_by == "last":
-            raise ConfigError(f"{path}.patience: early stopping needs a selection figure; select_by 'last' has none "
-                              "(use select_by 'metric' or 'loss', or patience 0)")
+            raise ConfigError(
+                f"{path}.patience: early stopping needs a selection figure; select_by 'last' has none "
+                "(use select_by 'metric' or 'loss', or patience 0)"
+            )
         if self.patience and not self.eval_every:
-            raise ConfigError(f"{path}.patience: early stopping counts dev evaluations, but eval_every is 0 "
-                              "(set eval_every, e.g. 1000 as jiant does, or patience 0)")
+            raise ConfigError(
+                f"{path}.patience: early stopping counts dev evaluations, but eval_every is 0 "
+                "(set eval_every, e.g. 1000 as jiant does, or patience 0)"
+            )
         _positive(self.save_every, f"{path}.save_every", allow_zero=True)
         _positive(self.keep_last, f"{path}.keep_last")
         if self.zero_stage not in (0, 1, 2, 3):
-            raise ConfigError(f"{path}.zero_stage: must be one of 0, 1, 2, 3 (DeepSpeed ZeRO stages), got {self.zero_stage}")
+            raise ConfigError(
+                f"{path}.zero_stage: must be one of 0, 1, 2, 3 (DeepSpeed ZeRO stages), got {self.zero_stage}"
+            )
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"{path}.precision: {self.precision!r} is not allowed; choose one of {', '.join(PRECISIONS)}")
+            raise ConfigError(
+                f"{path}.precision: {self.precision!r} is not allowed; choose one of {', '.join(PRECISIONS)}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,7 +216,9 @@ class ArmConfig:
     def check(self, path: str) -> None:
         check_name(self.name, f"{path}.name")
         if self.is_baseline and self.tasks:
-            raise ConfigError(f"{path}.tasks: the '{BASELINE_ARM}' arm is the no-intermediate baseline and takes no tasks")
+            raise ConfigError(
+                f"{path}.tasks: the '{BASELINE_ARM}' arm is the no-intermediate baseline and takes no tasks"
+            )
         if not self.is_baseline and not self.tasks:
             raise ConfigError(f"{path}.tasks: arm {self.name!r} needs at least one intermediate task")
         if len(set(self.tasks)) != len(self.tasks):
@@ -214,10 +226,14 @@ class ArmConfig:
         for section in ("languages", "examples"):
             for task in getattr(self, section):
                 if task not in self.tasks:
-                    raise ConfigError(f"{path}.{section}.{task}: {task!r} is not one of this arm's tasks {list(self.tasks)}")
+                    raise ConfigError(
+                        f"{path}.{section}.{task}: {task!r} is not one of this arm's tasks {list(self.tasks)}"
+                    )
         for task, count in self.examples.items():
             if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
-                raise ConfigError(f"{path}.examples.{task}: must be a whole number of training examples > 0, got {count!r}")
+                raise ConfigError(
+                    f"{path}.examples.{task}: must be a whole number of training examples > 0, got {count!r}"
+                )
         self.sampling.check(f"{path}.sampling")
 
 
@@ -242,7 +258,9 @@ class TargetsConfig:
         for section in ("languages", "overrides", "preludes"):
             for task in getattr(self, section):
                 if task not in self.tasks:
-                    raise ConfigError(f"{path}.{section}.{task}: {task!r} is not one of targets.tasks {list(self.tasks)}")
+                    raise ConfigError(
+                        f"{path}.{section}.{task}: {task!r} is not one of targets.tasks {list(self.tasks)}"
+                    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,7 +287,9 @@ class EvalConfig:
         _positive(self.batch_size, f"{path}.batch_size")
         _positive(self.languages_per_job, f"{path}.languages_per_job", allow_zero=True)
         if self.qa_convention not in QA_CONVENTIONS:
-            raise ConfigError(f"{path}.qa_convention: {self.qa_convention!r} is not allowed; choose one of {', '.join(QA_CONVENTIONS)}")
+            raise ConfigError(
+                f"{path}.qa_convention: {self.qa_convention!r} is not allowed; choose one of {', '.join(QA_CONVENTIONS)}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -287,7 +307,9 @@ class TrackingConfig:
 
     def check(self, path: str) -> None:
         if self.wandb_mode not in WANDB_MODES:
-            raise ConfigError(f"{path}.wandb_mode: {self.wandb_mode!r} is not allowed; choose one of {', '.join(WANDB_MODES)}")
+            raise ConfigError(
+                f"{path}.wandb_mode: {self.wandb_mode!r} is not allowed; choose one of {', '.join(WANDB_MODES)}"
+            )
         if not self.wandb_project:
             raise ConfigError(f"{path}.wandb_project: must name a W&B project")
 
@@ -316,16 +338,22 @@ class StatsConfig:
     def check(self, path: str) -> None:
         _positive(self.assumed_seed_sd, f"{path}.assumed_seed_sd")
         if self.min_seeds < 2:
-            raise ConfigError(f"{path}.min_seeds: must be at least 2 (one seed cannot tell model variance from an "
-                              f"effect), got {self.min_seeds}")
+            raise ConfigError(
+                f"{path}.min_seeds: must be at least 2 (one seed cannot tell model variance from an "
+                f"effect), got {self.min_seeds}"
+            )
         if not 0 < self.alpha < 0.5:
             raise ConfigError(f"{path}.alpha: must be in (0, 0.5), got {self.alpha}")
         if self.family not in FAMILIES:
             raise ConfigError(f"{path}.family: {self.family!r} is not allowed; choose one of {', '.join(FAMILIES)}")
         if self.correction not in CORRECTIONS:
-            raise ConfigError(f"{path}.correction: {self.correction!r} is not allowed; choose one of {', '.join(CORRECTIONS)}")
+            raise ConfigError(
+                f"{path}.correction: {self.correction!r} is not allowed; choose one of {', '.join(CORRECTIONS)}"
+            )
         if self.bootstrap < 100:
-            raise ConfigError(f"{path}.bootstrap: at least 100 draws are needed for a stable interval, got {self.bootstrap}")
+            raise ConfigError(
+                f"{path}.bootstrap: at least 100 draws are needed for a stable interval, got {self.bootstrap}"
+            )
         _positive(self.seed, f"{path}.seed", allow_zero=True)
 
 
@@ -394,7 +422,9 @@ class ExperimentConfig:
             if names.count(arm.name) > 1:
                 raise ConfigError(f"{prefix}arms[{index}].name: arm {arm.name!r} is defined twice")
             if arm.compare_to is not None and arm.compare_to not in names:
-                raise ConfigError(f"{prefix}arms[{index}].compare_to: {arm.compare_to!r} is not an arm; arms are {names}")
+                raise ConfigError(
+                    f"{prefix}arms[{index}].compare_to: {arm.compare_to!r} is not an arm; arms are {names}"
+                )
             if arm.compare_to == arm.name:
                 raise ConfigError(f"{prefix}arms[{index}].compare_to: an arm cannot be compared to itself")
             if arm.control is not None and arm.control not in names:

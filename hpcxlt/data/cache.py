@@ -14,13 +14,14 @@ import os
 import shutil
 import uuid
 import weakref
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hpcxlt.io import make_temp_dir
 
-_TOKENIZER_HASHES: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_TOKENIZER_HASHES: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -52,8 +53,10 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 def feature_key(*, tokenizer: str, task: str, lang: str, split: str, settings: dict, source: str) -> str:
     """Hex key of one featurized split."""
-    blob = json.dumps({"tokenizer": tokenizer, "task": task, "lang": lang, "split": split,
-                       "settings": settings, "source": source}, sort_keys=True)
+    blob = json.dumps(
+        {"tokenizer": tokenizer, "task": task, "lang": lang, "split": split, "settings": settings, "source": source},
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
 
 
@@ -82,7 +85,9 @@ def quiet_datasets():
             datasets.enable_progress_bars()
 
 
-def get_or_build(cache_dir: str | os.PathLike, key: str, label: str, build: Callable[[], Any]) -> tuple[Path, bool, Any]:
+def get_or_build(
+    cache_dir: str | os.PathLike, key: str, label: str, build: Callable[[], Any]
+) -> tuple[Path, bool, Any]:
     """(folder, cache_hit, dataset): the cached dataset for `key`, or `build()` saved there first."""
     import datasets
 

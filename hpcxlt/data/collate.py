@@ -10,7 +10,8 @@ interrupted run had already drawn.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 PAD_VALUES = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "labels": -100, "word_index": -1}
 """Sequence columns and their padding value (None: the tokenizer's pad id); other columns are
@@ -52,8 +53,9 @@ class PadCollator:
             if pad is not None and isinstance(first, (list, tuple)) and first and isinstance(first[0], (list, tuple)):
                 # Multiple choice: [n_choices][len] per example -> (batch, n_choices, longest).
                 longest = self._target(max(len(seq) for v in values for seq in v))
-                batch[key] = torch.tensor([[list(seq) + [pad] * (longest - len(seq)) for seq in v] for v in values],
-                                          dtype=torch.long)
+                batch[key] = torch.tensor(
+                    [[list(seq) + [pad] * (longest - len(seq)) for seq in v] for v in values], dtype=torch.long
+                )
             elif pad is not None and isinstance(first, (list, tuple)):
                 longest = self._target(max(len(v) for v in values))
                 batch[key] = torch.tensor([list(v) + [pad] * (longest - len(v)) for v in values], dtype=torch.long)
@@ -82,8 +84,18 @@ class LengthGroupedBatchSampler:
     save `{"epoch": e, "position": batches_you_trained_on * num_replicas}` instead of state_dict().
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int = 0, megabatch_batches: int = 50,
-                 shuffle: bool = True, drop_last: bool = False, num_replicas: int = 1, rank: int = 0):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        megabatch_batches: int = 50,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
         if megabatch_batches <= 0:
@@ -117,9 +129,9 @@ class LengthGroupedBatchSampler:
         size = self.batch_size * self.megabatch_batches
         batches: list[list[int]] = []
         for start in range(0, len(order), size):
-            mega = order[start:start + size]
+            mega = order[start : start + size]
             mega = mega[np.argsort(-lengths[mega], kind="stable")]
-            batches += [mega[i:i + self.batch_size].tolist() for i in range(0, len(mega), self.batch_size)]
+            batches += [mega[i : i + self.batch_size].tolist() for i in range(0, len(mega), self.batch_size)]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
         if self.shuffle:
@@ -150,6 +162,8 @@ class LengthGroupedBatchSampler:
     def load_state_dict(self, state: dict[str, int]) -> None:
         epoch, position = int(state["epoch"]), int(state["position"])
         if epoch < 0 or position < 0 or position % self.num_replicas:
-            raise ValueError(f"sampler state {state} is invalid for num_replicas={self.num_replicas} "
-                             "(epoch and position must be >= 0, position a multiple of num_replicas)")
+            raise ValueError(
+                f"sampler state {state} is invalid for num_replicas={self.num_replicas} "
+                "(epoch and position must be >= 0, position a multiple of num_replicas)"
+            )
         self.epoch, self.position = epoch, position

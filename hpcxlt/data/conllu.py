@@ -24,8 +24,24 @@ from hpcxlt.data.readers import DataFileError, Problems, text_lines
 # UPOS precedence used to break ties between equally high span tokens, per --lang
 # (conllu_to_conll.py's POSRANKPRECEDENCEDICT; 'default' for every other language).
 SPAN_HEAD_PRECEDENCE = {
-    "default": ("VERB", "NOUN", "PROPN", "PRON", "ADJ", "NUM", "ADV", "INTJ", "AUX", "ADP", "DET", "PART",
-                "CCONJ", "SCONJ", "X", "PUNCT"),
+    "default": (
+        "VERB",
+        "NOUN",
+        "PROPN",
+        "PRON",
+        "ADJ",
+        "NUM",
+        "ADV",
+        "INTJ",
+        "AUX",
+        "ADP",
+        "DET",
+        "PART",
+        "CCONJ",
+        "SCONJ",
+        "X",
+        "PUNCT",
+    ),
     "es": ("VERB", "AUX", "PRON", "ADP", "DET"),
     "fr": ("VERB", "AUX", "PRON", "NOUN", "ADJ", "ADV", "ADP", "DET", "PART", "SCONJ", "CONJ"),
     "it": ("VERB", "AUX", "ADV", "PRON", "ADP", "DET", "INTJ"),
@@ -57,8 +73,12 @@ def _span_head(span: list[int], upos: dict[int, str], depth: dict[int, int], pre
     return min(tied, key=lambda i: (rank.get(upos[i], len(precedence)), span.index(i)))
 
 
-def _convert(words: dict[int, tuple[str, str]], heads: dict[int, set[int]], multiword: dict[int, tuple[int, str]],
-             precedence: tuple[str, ...]) -> tuple[list[str], list[str]]:
+def _convert(
+    words: dict[int, tuple[str, str]],
+    heads: dict[int, set[int]],
+    multiword: dict[int, tuple[int, str]],
+    precedence: tuple[str, ...],
+) -> tuple[list[str], list[str]]:
     upos = {i: tag for i, (_, tag) in words.items()}
     depth = _ancestor_counts(heads)
     replaced: dict[int, str] = {}

@@ -34,8 +34,17 @@ from hpcxlt.tasks.spec import TaskSpec
 
 FEATURES_VERSION = 1
 """Part of every cache key: bump when featurization changes so old caches are not reused."""
-MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "start_positions", "end_positions",
-                "query_input_ids", "query_attention_mask", "cand_input_ids", "cand_attention_mask")
+MODEL_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "start_positions",
+    "end_positions",
+    "query_input_ids",
+    "query_attention_mask",
+    "cand_input_ids",
+    "cand_attention_mask",
+)
 """Feature columns that are model inputs; the others are bookkeeping for evaluation."""
 
 
@@ -82,9 +91,12 @@ def _multiple_choice(batch, *, spec, tokenizer, max_length, **_):
     firsts = [first for first, choices, _ in fields for _ in choices]
     seconds = [choice for _, choices, _ in fields for choice in choices]
     enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
-    group = lambda values: [values[i:i + n] for i in range(0, len(values), n)]  # noqa: E731
-    return {"input_ids": group(enc["input_ids"]), "attention_mask": group(enc["attention_mask"]),
-            "labels": [label for _, _, label in fields]}
+    group = lambda values: [values[i : i + n] for i in range(0, len(values), n)]  # noqa: E731
+    return {
+        "input_ids": group(enc["input_ids"]),
+        "attention_mask": group(enc["attention_mask"]),
+        "labels": [label for _, _, label in fields],
+    }
 
 
 def _tagging(batch, *, spec, tokenizer, max_length, train, label_names, **_):
@@ -117,8 +129,10 @@ def _clip_questions(tokenizer, questions: list[str], limit: int) -> list[str]:
     out = []
     for question, offsets in zip(questions, enc["offset_mapping"]):
         keep = len(offsets)
-        while keep > limit or (1 < keep < len(offsets) and len(tokenizer(
-                question[: offsets[keep - 1][1]], add_special_tokens=False)["input_ids"]) > limit):
+        while keep > limit or (
+            1 < keep < len(offsets)
+            and len(tokenizer(question[: offsets[keep - 1][1]], add_special_tokens=False)["input_ids"]) > limit
+        ):
             keep -= 1
         out.append(question if keep == len(offsets) else question[: offsets[max(keep, 1) - 1][1]])
     return out
@@ -130,16 +144,26 @@ def question_limit(tokenizer, max_length: int, doc_stride: int) -> int:
     room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - doc_stride - 1
     limit = min(max_length // 2, room)
     if limit < 1:
-        raise ValueError(f"doc_stride={doc_stride} leaves no room for a question in windows of max_length={max_length}; "
-                         "use a smaller doc_stride or a larger max_length")
+        raise ValueError(
+            f"doc_stride={doc_stride} leaves no room for a question in windows of max_length={max_length}; "
+            "use a smaller doc_stride or a larger max_length"
+        )
     return limit
 
 
 def _qa(batch, *, spec, tokenizer, max_length, doc_stride, train, **_):
-    questions = _clip_questions(tokenizer, [q.lstrip() for q in batch["question"]],
-                                question_limit(tokenizer, max_length, doc_stride))
-    enc = tokenizer(questions, batch["context"], truncation="only_second", max_length=max_length,
-                    stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+    questions = _clip_questions(
+        tokenizer, [q.lstrip() for q in batch["question"]], question_limit(tokenizer, max_length, doc_stride)
+    )
+    enc = tokenizer(
+        questions,
+        batch["context"],
+        truncation="only_second",
+        max_length=max_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
     out = collections.defaultdict(list)
     for i, offsets in enumerate(enc["offset_mapping"]):
         example = enc["overflow_to_sample_mapping"][i]
@@ -174,8 +198,12 @@ def _retrieval(batch, *, spec, tokenizer, max_length, train, lang, **_):
         pairs = [p for p in (schemas.retrieval_pairs(spec, row) for row in rows) if p is not None]
         q = tokenizer([p[0] for p in pairs], truncation=True, max_length=max_length)
         c = tokenizer([p[1] for p in pairs], truncation=True, max_length=max_length)
-        return {"query_input_ids": q["input_ids"], "query_attention_mask": q["attention_mask"],
-                "cand_input_ids": c["input_ids"], "cand_attention_mask": c["attention_mask"]}
+        return {
+            "query_input_ids": q["input_ids"],
+            "query_attention_mask": q["attention_mask"],
+            "cand_input_ids": c["input_ids"],
+            "cand_attention_mask": c["attention_mask"],
+        }
     queries, candidates = schemas.retrieval_items(spec, rows, lang)
     return _items(tokenizer, queries, candidates, max_length)
 
@@ -183,17 +211,35 @@ def _retrieval(batch, *, spec, tokenizer, max_length, train, lang, **_):
 def _items(tokenizer, queries: list[dict], candidates: list[dict], max_length: int) -> dict:
     items = queries + candidates
     enc = tokenizer([item["text"] for item in items], truncation=True, max_length=max_length)
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-            "role": [0] * len(queries) + [1] * len(candidates),
-            "item_id": [item["item_id"] for item in items], "keys": [item["keys"] for item in items]}
+    return {
+        "input_ids": enc["input_ids"],
+        "attention_mask": enc["attention_mask"],
+        "role": [0] * len(queries) + [1] * len(candidates),
+        "item_id": [item["item_id"] for item in items],
+        "keys": [item["keys"] for item in items],
+    }
 
 
-_FEATURIZERS = {"classification": _classification, "multiple_choice": _multiple_choice, "tagging": _tagging,
-                "qa": _qa, "retrieval": _retrieval}
+_FEATURIZERS = {
+    "classification": _classification,
+    "multiple_choice": _multiple_choice,
+    "tagging": _tagging,
+    "qa": _qa,
+    "retrieval": _retrieval,
+}
 
 
-def featurize(spec: TaskSpec, rows, tokenizer, *, train: bool, max_length: int, doc_stride: int = 32,
-              label_names: tuple[str, ...] | None = None, lang: str = "en"):
+def featurize(
+    spec: TaskSpec,
+    rows,
+    tokenizer,
+    *,
+    train: bool,
+    max_length: int,
+    doc_stride: int = 32,
+    label_names: tuple[str, ...] | None = None,
+    lang: str = "en",
+):
     """Features (a `datasets.Dataset`) of raw `rows`, not cached; see the module docstring for columns.
 
     Retrieval evaluation features of a split are built in one pass (candidates are deduplicated
@@ -204,12 +250,26 @@ def featurize(spec: TaskSpec, rows, tokenizer, *, train: bool, max_length: int, 
     if spec.format == "qa" and not 0 < doc_stride < max_length:
         raise ValueError(f"doc_stride must be in (0, max_length={max_length}), got {doc_stride}")
     names = tuple(label_names if label_names is not None else spec.label_names)
-    kwargs = dict(spec=spec, tokenizer=tokenizer, max_length=max_length, doc_stride=doc_stride, train=train,
-                  label_names=names, lang=lang)
+    kwargs = dict(
+        spec=spec,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        doc_stride=doc_stride,
+        train=train,
+        label_names=names,
+        lang=lang,
+    )
     whole = spec.format == "retrieval" and not train
-    return rows.map(_FEATURIZERS[spec.format], batched=True, batch_size=max(1, len(rows)) if whole else 1000,
-                    remove_columns=rows.column_names, fn_kwargs=kwargs, keep_in_memory=True,
-                    load_from_cache_file=False, new_fingerprint=cache.random_fingerprint())
+    return rows.map(
+        _FEATURIZERS[spec.format],
+        batched=True,
+        batch_size=max(1, len(rows)) if whole else 1000,
+        remove_columns=rows.column_names,
+        fn_kwargs=kwargs,
+        keep_in_memory=True,
+        load_from_cache_file=False,
+        new_fingerprint=cache.random_fingerprint(),
+    )
 
 
 MAX_POSITIONS = 512
@@ -258,9 +318,19 @@ def tag_names(spec: TaskSpec, data_cfg: DataConfig) -> tuple[str, ...]:
     return tuple(sorted({str(tag) for tags in rows[spec.columns["tags"]] for tag in tags}))
 
 
-def load_features(spec: TaskSpec, lang: str, split: str, tokenizer, data_cfg: DataConfig, *, max_length: int,
-                  doc_stride: int = 32, train: bool | None = None, use_cache: bool = True,
-                  examples_limit: int | None = None) -> FeatureSet:
+def load_features(
+    spec: TaskSpec,
+    lang: str,
+    split: str,
+    tokenizer,
+    data_cfg: DataConfig,
+    *,
+    max_length: int,
+    doc_stride: int = 32,
+    train: bool | None = None,
+    use_cache: bool = True,
+    examples_limit: int | None = None,
+) -> FeatureSet:
     """Features of one split of one language, from the cache under data_cfg.cache_dir when an
     equal tokenizer, task, split, settings and source data were featurized before.
 
@@ -279,19 +349,53 @@ def load_features(spec: TaskSpec, lang: str, split: str, tokenizer, data_cfg: Da
         subset = examples_limit
     names = tag_names(spec, data_cfg)
     key = cache.feature_key(
-        tokenizer=cache.tokenizer_fingerprint(tokenizer), task=spec.name, lang=lang, split=split,
-        settings={"train": train, "max_length": max_length, "doc_stride": doc_stride if spec.format == "qa" else None,
-                  "label_names": list(names), "format": spec.format, "version": FEATURES_VERSION,
-                  **({"subset": subset} if subset is not None else {})},
-        source=source)
+        tokenizer=cache.tokenizer_fingerprint(tokenizer),
+        task=spec.name,
+        lang=lang,
+        split=split,
+        settings={
+            "train": train,
+            "max_length": max_length,
+            "doc_stride": doc_stride if spec.format == "qa" else None,
+            "label_names": list(names),
+            "format": spec.format,
+            "version": FEATURES_VERSION,
+            **({"subset": subset} if subset is not None else {}),
+        },
+        source=source,
+    )
     if not use_cache:
-        return FeatureSet(features=featurize(spec, examples, tokenizer, train=train, max_length=max_length,
-                                             doc_stride=doc_stride, label_names=names, lang=lang),
-                          examples=examples, cache_hit=False, cache_path=None, label_names=names)
+        return FeatureSet(
+            features=featurize(
+                spec,
+                examples,
+                tokenizer,
+                train=train,
+                max_length=max_length,
+                doc_stride=doc_stride,
+                label_names=names,
+                lang=lang,
+            ),
+            examples=examples,
+            cache_hit=False,
+            cache_path=None,
+            label_names=names,
+        )
     path, hit, features = cache.get_or_build(
-        data_cfg.cache_dir, key, f"{spec.name}.{lang}.{split}",
-        lambda: featurize(spec, examples, tokenizer, train=train, max_length=max_length, doc_stride=doc_stride,
-                          label_names=names, lang=lang))
+        data_cfg.cache_dir,
+        key,
+        f"{spec.name}.{lang}.{split}",
+        lambda: featurize(
+            spec,
+            examples,
+            tokenizer,
+            train=train,
+            max_length=max_length,
+            doc_stride=doc_stride,
+            label_names=names,
+            lang=lang,
+        ),
+    )
     return FeatureSet(features=features, examples=examples, cache_hit=hit, cache_path=path, label_names=names)
 
 
@@ -304,8 +408,9 @@ def subset_indices(task: str, lang: str, size: int, keep: int) -> list[int]:
     return sorted(random.Random(zlib.crc32(f"subset/{task}/{lang}".encode())).sample(range(size), keep))
 
 
-def load_candidate_features(spec: TaskSpec, tokenizer, data_cfg: DataConfig, *, max_length: int,
-                            use_cache: bool = True) -> FeatureSet:
+def load_candidate_features(
+    spec: TaskSpec, tokenizer, data_cfg: DataConfig, *, max_length: int, use_cache: bool = True
+) -> FeatureSet:
     """Evaluation features (role 1) of a task's shared candidate pool (Mewsli-X)."""
     import datasets
 
@@ -318,9 +423,14 @@ def load_candidate_features(spec: TaskSpec, tokenizer, data_cfg: DataConfig, *, 
 
     if not use_cache:
         return FeatureSet(features=build(), examples=rows, cache_hit=False, cache_path=None, label_names=())
-    key = cache.feature_key(tokenizer=cache.tokenizer_fingerprint(tokenizer), task=spec.name, lang="*", split="candidates",
-                            settings={"max_length": max_length, "version": FEATURES_VERSION},
-                            source=candidates_fingerprint(spec, data_cfg))
+    key = cache.feature_key(
+        tokenizer=cache.tokenizer_fingerprint(tokenizer),
+        task=spec.name,
+        lang="*",
+        split="candidates",
+        settings={"max_length": max_length, "version": FEATURES_VERSION},
+        source=candidates_fingerprint(spec, data_cfg),
+    )
     path, hit, features = cache.get_or_build(data_cfg.cache_dir, key, f"{spec.name}.candidates", build)
     return FeatureSet(features=features, examples=rows, cache_hit=hit, cache_path=path, label_names=())
 
@@ -344,8 +454,9 @@ def feature_lengths(features) -> list[int]:
 # --------------------------------------------------------------------------------------------------
 # QA post-processing
 # --------------------------------------------------------------------------------------------------
-def postprocess_qa(examples, features, start_logits, end_logits, *, n_best: int = 20,
-                   max_answer_length: int = 30) -> dict[str, str]:
+def postprocess_qa(
+    examples, features, start_logits, end_logits, *, n_best: int = 20, max_answer_length: int = 30
+) -> dict[str, str]:
     """Answer text per example id from per-window start/end logits (arrays [n_features, seq_len]).
 
     For every window of an example, the n_best start and end tokens inside the context are paired
@@ -371,7 +482,7 @@ def postprocess_qa(examples, features, start_logits, end_logits, *, n_best: int 
                     if offsets[e][0] < 0 or e < s or e - s + 1 > max_answer_length:
                         continue
                     score = starts[s] + ends[e]
-                    text = context[offsets[s][0]: offsets[e][1]]
+                    text = context[offsets[s][0] : offsets[e][1]]
                     if score > best_score and text.strip():
                         best, best_score = text, score
         answers[example["id"]] = best.strip()

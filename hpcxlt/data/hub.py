@@ -51,8 +51,10 @@ def _align_labels(dataset, spec: TaskSpec, column: str, where: str):
         return dataset
     unknown = [name for name in names if name not in spec.label_names]
     if unknown:
-        raise SchemaError(f"{where}: column {column!r} has labels {list(names)}; {unknown} are not among task "
-                          f"{spec.name!r}'s labels {list(spec.label_names)}")
+        raise SchemaError(
+            f"{where}: column {column!r} has labels {list(names)}; {unknown} are not among task "
+            f"{spec.name!r}'s labels {list(spec.label_names)}"
+        )
     mapping = {old: spec.label_names.index(name) for old, name in enumerate(names)}
     mapping[-1] = -1
 
@@ -121,8 +123,12 @@ def load_ref(ref: DataRef, spec: TaskSpec, lang: str, split: str, *, mirror: str
         script = "script" in str(err).lower() and not ref.revision
         raise DataNotFoundError(
             f"could not load {where}: {type(err).__name__}: {err}. "
-            + ("The repository ships only a loading script, which `datasets` no longer runs: give its DataRef "
-               "revision='refs/convert/parquet' (the hub's parquet conversion). " if script else "")
+            + (
+                "The repository ships only a loading script, which `datasets` no longer runs: give its DataRef "
+                "revision='refs/convert/parquet' (the hub's parquet conversion). "
+                if script
+                else ""
+            )
             + "On a machine without the hub (HF_HUB_OFFLINE=1, no network) run `hpcxlt prepare CONFIG --out DIR` "
             "where the hub is reachable and use data.source: local with data.root: DIR"
         ) from err
@@ -137,7 +143,9 @@ def load_ref(ref: DataRef, spec: TaskSpec, lang: str, split: str, *, mirror: str
     if ref.concat:
         parts = [_schema_columns(dataset, spec)]
         for extra in ref.concat:
-            parts.append(_schema_columns(load_ref(extra, spec, lang, split, mirror=mirror), spec).cast(parts[0].features))
+            parts.append(
+                _schema_columns(load_ref(extra, spec, lang, split, mirror=mirror), spec).cast(parts[0].features)
+            )
         dataset = datasets.concatenate_datasets(parts)
     return dataset
 
@@ -146,10 +154,14 @@ def hub_ref(spec: TaskSpec, lang: str, split: str) -> DataRef:
     """The registry's hub location of a split; DataNotFoundError lists the splits and languages it has."""
     refs = spec.data.get(split)
     if refs is None:
-        raise DataNotFoundError(f"task {spec.name!r} has no {split!r} split on the hub; it has: "
-                                f"{', '.join(spec.data) or 'none (local files only)'}")
+        raise DataNotFoundError(
+            f"task {spec.name!r} has no {split!r} split on the hub; it has: "
+            f"{', '.join(spec.data) or 'none (local files only)'}"
+        )
     if lang not in refs:
-        raise DataNotFoundError(f"task {spec.name!r} has no {split!r} data for language {lang!r}; it has: {', '.join(refs)}")
+        raise DataNotFoundError(
+            f"task {spec.name!r} has no {split!r} data for language {lang!r}; it has: {', '.join(refs)}"
+        )
     return refs[lang]
 
 

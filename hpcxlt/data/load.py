@@ -11,8 +11,16 @@ from __future__ import annotations
 from hpcxlt.config.schema import DataConfig
 from hpcxlt.data.hub import describe, hub_ref, load_ref
 from hpcxlt.data.local import (
-    CANDIDATES_STEM, LOCAL_SUFFIXES, DataNotFoundError, data_root, file_fingerprint, local_candidates_file,
-    local_file, local_languages, read_local_rows, rows_to_dataset,
+    CANDIDATES_STEM,
+    LOCAL_SUFFIXES,
+    DataNotFoundError,
+    data_root,
+    file_fingerprint,
+    local_candidates_file,
+    local_file,
+    local_languages,
+    read_local_rows,
+    rows_to_dataset,
 )
 from hpcxlt.data.schemas import check_columns
 from hpcxlt.tasks.spec import SPLITS, TaskSpec
@@ -45,7 +53,9 @@ def load_uncapped(spec: TaskSpec, lang: str, split: str, data_cfg: DataConfig):
     if data_cfg.source == "local":
         path = local_file(spec, lang, split, data_cfg)
         dataset = rows_to_dataset(read_local_rows(path, spec, lang), path)
-        check_columns(spec, dataset.column_names, where=f"task {spec.name!r}, language {lang!r}, split {split!r} ({path})")
+        check_columns(
+            spec, dataset.column_names, where=f"task {spec.name!r}, language {lang!r}, split {split!r} ({path})"
+        )
         return dataset
     if data_cfg.source == "hub":
         return load_ref(hub_ref(spec, lang, split), spec, lang, split, mirror=data_cfg.hub_mirror)
@@ -74,7 +84,9 @@ def source_fingerprint(spec: TaskSpec, lang: str, split: str, data_cfg: DataConf
 def load_candidates(spec: TaskSpec, data_cfg: DataConfig):
     """The shared retrieval pool of a task (Mewsli-X candidate entities: entity_id, description)."""
     if spec.candidates is None:
-        raise DataNotFoundError(f"task {spec.name!r} has no shared candidate pool (its rows carry their own candidates)")
+        raise DataNotFoundError(
+            f"task {spec.name!r} has no shared candidate pool (its rows carry their own candidates)"
+        )
     if data_cfg.source == "local":
         path = local_candidates_file(spec, data_cfg)
         return rows_to_dataset(read_local_rows(path, spec, CANDIDATES_STEM), path)
@@ -99,6 +111,17 @@ def available(spec: TaskSpec, data_cfg: DataConfig) -> dict[str, tuple[str, ...]
     return {split: langs for split, langs in out.items() if langs}
 
 
-__all__ = ["DataNotFoundError", "LOCAL_SUFFIXES", "available", "candidates_fingerprint", "file_fingerprint",
-           "hub_ref", "load_candidates", "load_split", "load_uncapped", "local_file", "read_local_rows",
-           "source_fingerprint"]
+__all__ = [
+    "DataNotFoundError",
+    "LOCAL_SUFFIXES",
+    "available",
+    "candidates_fingerprint",
+    "file_fingerprint",
+    "hub_ref",
+    "load_candidates",
+    "load_split",
+    "load_uncapped",
+    "local_file",
+    "read_local_rows",
+    "source_fingerprint",
+]

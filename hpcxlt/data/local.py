@@ -40,7 +40,9 @@ class DataNotFoundError(FileNotFoundError):
 def data_root(data_cfg: DataConfig) -> Path:
     """The local data folder; DataNotFoundError when data.root is not set."""
     if not data_cfg.root:
-        raise DataNotFoundError("data.root is not set: local data needs a folder laid out as <task>/<lang>/<split>.<ext>")
+        raise DataNotFoundError(
+            "data.root is not set: local data needs a folder laid out as <task>/<lang>/<split>.<ext>"
+        )
     return Path(data_cfg.root).expanduser()
 
 
@@ -74,12 +76,16 @@ def local_file(spec: TaskSpec, lang: str, split: str, data_cfg: DataConfig) -> P
         where, what = root / spec.name, listing(root / spec.name)
     else:
         where, what = folder, listing(folder)
-    hint = ("" if (root / "manifest.json").is_file() else
-            f" (`hpcxlt prepare CONFIG --out {root}` fetches the plan's data there; `hpcxlt synth {root}` "
-            "writes the synthetic demo benchmark)")
+    hint = (
+        ""
+        if (root / "manifest.json").is_file()
+        else f" (`hpcxlt prepare CONFIG --out {root}` fetches the plan's data there; `hpcxlt synth {root}` "
+        "writes the synthetic demo benchmark)"
+    )
     raise DataNotFoundError(
         f"no local data for task {spec.name!r}, language {lang!r}, split {split!r}: looked for "
-        f"{folder}/{split}{{{','.join(LOCAL_SUFFIXES)}}}; {where} holds {what}{hint}")
+        f"{folder}/{split}{{{','.join(LOCAL_SUFFIXES)}}}; {where} holds {what}{hint}"
+    )
 
 
 def _squad_json_rows(obj: dict) -> list[dict]:
@@ -90,10 +96,16 @@ def _squad_json_rows(obj: dict) -> list[dict]:
         for paragraph in article["paragraphs"]:
             breaks = paragraph.get("sentence_breaks")
             for qa in paragraph["qas"]:
-                row = {"id": qa["id"], "title": article.get("title", ""), "context": paragraph["context"],
-                       "question": qa["question"],
-                       "answers": {"text": [a["text"] for a in qa.get("answers", [])],
-                                   "answer_start": [a["answer_start"] for a in qa.get("answers", [])]}}
+                row = {
+                    "id": qa["id"],
+                    "title": article.get("title", ""),
+                    "context": paragraph["context"],
+                    "question": qa["question"],
+                    "answers": {
+                        "text": [a["text"] for a in qa.get("answers", [])],
+                        "answer_start": [a["answer_start"] for a in qa.get("answers", [])],
+                    },
+                }
                 if breaks is not None:
                     row["sentence_breaks"] = [list(pair) for pair in breaks]
                 rows.append(row)
@@ -110,14 +122,15 @@ def _tagged_rows(path: Path, spec: TaskSpec, lang: str, *, tsv: bool) -> list[di
     (`hpcxlt.data.readers`)."""
     _tagging_spec(path, spec)
     tokens_col, tags_col = spec.columns["tokens"], spec.columns["tags"]
-    return [{tokens_col: tokens, tags_col: tags}
-            for tokens, tags in read_tagged(path, spec.label_names, lang, tsv=tsv)]
+    return [{tokens_col: tokens, tags_col: tags} for tokens, tags in read_tagged(path, spec.label_names, lang, tsv=tsv)]
 
 
 def _conllu_rows(path: Path, spec: TaskSpec, lang: str) -> list[dict]:
     _tagging_spec(path, spec)
-    return [{spec.columns["tokens"]: words, spec.columns["tags"]: tags}
-            for words, tags in read_conllu(path, lang, spec.label_names)]
+    return [
+        {spec.columns["tokens"]: words, spec.columns["tags"]: tags}
+        for words, tags in read_conllu(path, lang, spec.label_names)
+    ]
 
 
 def _json_rows(path: Path) -> list[dict]:
@@ -189,8 +202,10 @@ def _first_mixed_value(rows: list[dict]) -> str | None:
             kind = float if type(value) is int and first.get(column) is float else type(value)
             expected = first.setdefault(column, kind)
             if kind is not expected and not (kind is int and expected is float):
-                return (f"row {number}: column {column!r} holds {value!r} ({kind.__name__}) where the rows "
-                        f"before hold {expected.__name__} values")
+                return (
+                    f"row {number}: column {column!r} holds {value!r} ({kind.__name__}) where the rows "
+                    f"before hold {expected.__name__} values"
+                )
     return None
 
 
@@ -208,8 +223,10 @@ def local_candidates_file(spec: TaskSpec, data_cfg: DataConfig) -> Path:
     folder = data_root(data_cfg) / spec.name
     path = find_file(folder, CANDIDATES_STEM, (".jsonl", ".json", ".parquet", ".tsv"))
     if path is None:
-        raise DataNotFoundError(f"no candidate pool for task {spec.name!r}: looked for {folder}/{CANDIDATES_STEM}.jsonl; "
-                                f"{folder} holds {listing(folder)}")
+        raise DataNotFoundError(
+            f"no candidate pool for task {spec.name!r}: looked for {folder}/{CANDIDATES_STEM}.jsonl; "
+            f"{folder} holds {listing(folder)}"
+        )
     return path
 
 
@@ -221,5 +238,17 @@ def local_languages(spec: TaskSpec, data_cfg: DataConfig, split: str) -> tuple[s
     return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and find_file(p, split) is not None))
 
 
-__all__ = ["CANDIDATES_STEM", "DataNotFoundError", "LOCAL_SUFFIXES", "data_root", "file_fingerprint", "find_file",
-           "listing", "local_candidates_file", "local_file", "local_languages", "read_local_rows", "rows_to_dataset"]
+__all__ = [
+    "CANDIDATES_STEM",
+    "DataNotFoundError",
+    "LOCAL_SUFFIXES",
+    "data_root",
+    "file_fingerprint",
+    "find_file",
+    "listing",
+    "local_candidates_file",
+    "local_file",
+    "local_languages",
+    "read_local_rows",
+    "rows_to_dataset",
+]

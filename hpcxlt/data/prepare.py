@@ -23,9 +23,10 @@ import dataclasses
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from hpcxlt.config import ExperimentConfig, arm_train_config, target_train_config
 from hpcxlt.config.schema import DataConfig
@@ -33,8 +34,8 @@ from hpcxlt.data import schemas
 from hpcxlt.data.cache import quiet_datasets
 from hpcxlt.data.features import TAG_SET_FILE
 from hpcxlt.data.hub import describe, hub_ref
-from hpcxlt.data.release import downloads_allowed
 from hpcxlt.data.local import CANDIDATES_STEM, data_root, file_fingerprint, local_candidates_file, local_file
+from hpcxlt.data.release import downloads_allowed
 from hpcxlt.grid.plan import arm_languages, dev_language, eval_languages
 from hpcxlt.io import make_temp_dir, read_json, write_json_atomic
 from hpcxlt.tasks.registry import get_task
@@ -91,6 +92,7 @@ def plan_needs(cfg: ExperimentConfig) -> list[Need]:
 
 # -- validation ------------------------------------------------------------------------------------
 
+
 def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
@@ -122,7 +124,7 @@ def row_problems(spec: TaskSpec, row: dict, split: str) -> list[str]:
             if split == "train" and not answers["text"]:
                 problems.append("a training question without an answer")
             for text, start in zip(answers["text"], answers["answer_start"]):
-                found = row["context"][start:start + len(text)]
+                found = row["context"][start : start + len(text)]
                 if found != text:
                     problems.append(f"answer {text!r} is not at answer_start {start} (the context has {found!r} there)")
         elif spec.schema == "tatoeba":
@@ -162,10 +164,15 @@ def validate(spec: TaskSpec, dataset, need: Need) -> list[str]:
 
 # -- sources and manifest ---------------------------------------------------------------------------
 
+
 def source_of(spec: TaskSpec, need: Need, data_cfg: DataConfig) -> str:
     """What identifies where a split comes from: the hub location(s), or the local file's content."""
     if data_cfg.source == "local":
-        path = local_candidates_file(spec, data_cfg) if need.split == CANDIDATES else local_file(spec, need.lang, need.split, data_cfg)
+        path = (
+            local_candidates_file(spec, data_cfg)
+            if need.split == CANDIDATES
+            else local_file(spec, need.lang, need.split, data_cfg)
+        )
         return f"local:{path.name}:{file_fingerprint(path)}"
     ref = spec.candidates if need.split == CANDIDATES else hub_ref(spec, need.lang, need.split)
     parts = [describe(ref)] + [describe(extra) for extra in ref.concat]
@@ -209,11 +216,18 @@ class PrepareReport:
 def _up_to_date(manifest: dict, need: Need, source: str, root: Path) -> bool:
     entry = manifest.get("entries", {}).get(need.name)
     path = output_path(root, need)
-    return bool(entry) and entry["source"] == source and path.is_file() and file_fingerprint(path) == entry["fingerprint"]
+    return (
+        bool(entry) and entry["source"] == source and path.is_file() and file_fingerprint(path) == entry["fingerprint"]
+    )
 
 
-def prepare(cfg: ExperimentConfig, out: str | os.PathLike, *, features: bool = False,
-            progress: Callable[[Iterable], Iterable] = lambda items: items) -> PrepareReport:
+def prepare(
+    cfg: ExperimentConfig,
+    out: str | os.PathLike,
+    *,
+    features: bool = False,
+    progress: Callable[[Iterable], Iterable] = lambda items: items,
+) -> PrepareReport:
     """Fetch, validate and write every split `cfg`'s plan reads into `out` (module docstring)."""
     started = time.perf_counter()
     root = Path(out).expanduser()
@@ -304,8 +318,9 @@ def prepare_features(cfg: ExperimentConfig, out: str | os.PathLike) -> int:
         else:
             if spec.format == "tagging" and not train:
                 max_length = input_limit(model_config, tokenizer)
-            load_features(spec, lang, split, tokenizer, local.data, max_length=max_length, doc_stride=doc_stride,
-                          train=train)
+            load_features(
+                spec, lang, split, tokenizer, local.data, max_length=max_length, doc_stride=doc_stride, train=train
+            )
         count += 1
     return count
 
@@ -335,5 +350,15 @@ def feature_requests(cfg: ExperimentConfig) -> list[tuple[TaskSpec, str, str, bo
     return [(get_task(task), *rest) for task, *rest in sorted(requests)]
 
 
-__all__ = ["CANDIDATES", "MANIFEST", "Need", "PrepareReport", "plan_needs", "prepare", "prepare_features",
-           "prepared_config", "row_problems", "validate"]
+__all__ = [
+    "CANDIDATES",
+    "MANIFEST",
+    "Need",
+    "PrepareReport",
+    "plan_needs",
+    "prepare",
+    "prepare_features",
+    "prepared_config",
+    "row_problems",
+    "validate",
+]

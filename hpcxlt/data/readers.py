@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 MAX_SHOWN = 20
 """Problems listed per file; the rest are counted."""
@@ -77,8 +78,11 @@ def _decode(path: Path, data: bytes, problems: Problems) -> str:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            problems.add(number, f"bytes {raw[err.start:err.start + 4]!r} at column {err.start + 1} are not UTF-8; "
-                                 "allowed: UTF-8 text")
+            problems.add(
+                number,
+                f"bytes {raw[err.start : err.start + 4]!r} at column {err.start + 1} are not UTF-8; "
+                "allowed: UTF-8 text",
+            )
     return data.decode("utf-8", errors="replace")
 
 
@@ -95,8 +99,10 @@ def read_text(path: str | Path, problems: Problems) -> str:
     for number, line in enumerate(text.split("\n"), 1):
         bad = next((c for c in line if (ord(c) < 32 and c != "\t") or ord(c) == 127 or c == BOM), None)
         if bad is not None:
-            problems.add(number, f"control character {bad!r} at column {line.index(bad) + 1}; allowed: text, tabs, "
-                                 "LF or CRLF line ends")
+            problems.add(
+                number,
+                f"control character {bad!r} at column {line.index(bad) + 1}; allowed: text, tabs, LF or CRLF line ends",
+            )
     return text
 
 
@@ -109,8 +115,15 @@ def text_lines(path: str | Path, problems: Problems) -> list[str]:
 
 
 # -- token-per-line files ------------------------------------------------------------------------------
-def _sentences(path: Path, lines: Iterable[tuple[int, str]], tag_names: tuple[str, ...], lang: str, *,
-               tsv: bool, problems: Problems) -> list[tuple[list[str], list[str]]]:
+def _sentences(
+    path: Path,
+    lines: Iterable[tuple[int, str]],
+    tag_names: tuple[str, ...],
+    lang: str,
+    *,
+    tsv: bool,
+    problems: Problems,
+) -> list[tuple[list[str], list[str]]]:
     sentences: list[tuple[list[str], list[str]]] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -134,7 +147,7 @@ def _sentences(path: Path, lines: Iterable[tuple[int, str]], tag_names: tuple[st
             continue
         token, tag = fields[0], fields[-1]
         if tsv and token.startswith(f"{lang}:"):
-            token = token[len(lang) + 1:]  # XTREME's PAN-X files prefix tokens with the language ('en:Paris')
+            token = token[len(lang) + 1 :]  # XTREME's PAN-X files prefix tokens with the language ('en:Paris')
         if not token.strip():
             problems.add(number, f"empty token in {line!r}; expected {layout}")
         elif allowed and tag not in allowed:
@@ -146,7 +159,9 @@ def _sentences(path: Path, lines: Iterable[tuple[int, str]], tag_names: tuple[st
     return sentences
 
 
-def read_tagged(path: str | Path, tag_names: tuple[str, ...], lang: str, *, tsv: bool) -> list[tuple[list[str], list[str]]]:
+def read_tagged(
+    path: str | Path, tag_names: tuple[str, ...], lang: str, *, tsv: bool
+) -> list[tuple[list[str], list[str]]]:
     """(tokens, tags) per sentence of a token-per-line file: `tsv` for XTREME's tab-separated files,
     else MasakhaNER's space-separated text (the rules of each publisher's reader: module docstring)."""
     problems = Problems(path)
@@ -168,8 +183,13 @@ def _records(lines: list[str]) -> Iterator[tuple[int, list[str]]]:
         start = reader.line_num + 1
 
 
-def read_tsv(path: str | Path, *, text_columns: tuple[str, ...] = (), label_column: str | None = None,
-             label_names: tuple[str, ...] = ()) -> list[dict[str, str]]:
+def read_tsv(
+    path: str | Path,
+    *,
+    text_columns: tuple[str, ...] = (),
+    label_column: str | None = None,
+    label_names: tuple[str, ...] = (),
+) -> list[dict[str, str]]:
     """Rows of a tab-separated file with a header, quoted as `pandas.read_csv(sep='\\t')` reads it.
     Each row must have the header's number of fields; `text_columns` must not be empty; `label_column`
     must hold one of `label_names` (or an id into them)."""
@@ -186,8 +206,9 @@ def read_tsv(path: str | Path, *, text_columns: tuple[str, ...] = (), label_colu
         if not fields:  # a blank line (pandas skips them too)
             continue
         if len(fields) != len(names):
-            problems.add(number, f"{len(fields)} field(s) where the header {names} has {len(names)} (a tab too many or "
-                                 "too few?)")
+            problems.add(
+                number, f"{len(fields)} field(s) where the header {names} has {len(names)} (a tab too many or too few?)"
+            )
             continue
         row = dict(zip(names, fields))
         for column in text_columns:
@@ -211,7 +232,9 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataFileError(path, [(err.lineno, f"not valid JSON at column {err.colno}: {err.msg} (truncated?)")]) from None
+        raise DataFileError(
+            path, [(err.lineno, f"not valid JSON at column {err.colno}: {err.msg} (truncated?)")]
+        ) from None
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
@@ -229,5 +252,14 @@ def read_jsonl(path: str | Path) -> list[Any]:
     return rows
 
 
-__all__ = ["DataFileError", "MAX_SHOWN", "Problems", "read_json", "read_jsonl", "read_tagged", "read_text", "read_tsv",
-           "text_lines"]
+__all__ = [
+    "DataFileError",
+    "MAX_SHOWN",
+    "Problems",
+    "read_json",
+    "read_jsonl",
+    "read_tagged",
+    "read_text",
+    "read_tsv",
+    "text_lines",
+]

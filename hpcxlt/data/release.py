@@ -13,8 +13,8 @@ import contextvars
 import hashlib
 import os
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from hpcxlt.data.local import DataNotFoundError
 from hpcxlt.tasks.spec import DataRef
@@ -56,7 +56,8 @@ def release_file(ref: DataRef, where: str) -> Path:
     if not _ALLOWED.get():
         raise DataNotFoundError(
             f"{where} comes from an official release file ({ref.url}) that this machine has not fetched: "
-            "run `hpcxlt prepare CONFIG --out DIR` where it can be downloaded and use data.source: local")
+            "run `hpcxlt prepare CONFIG --out DIR` where it can be downloaded and use data.source: local"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -65,8 +66,10 @@ def release_file(ref: DataRef, where: str) -> Path:
                 out.write(block)
         found = _sha256(tmp)
         if ref.sha256 and found != ref.sha256:
-            raise DataNotFoundError(f"{where}: {ref.url} has SHA-256 {found}, the registry pins {ref.sha256} "
-                                    "(changed upstream or damaged in transit); nothing was kept")
+            raise DataNotFoundError(
+                f"{where}: {ref.url} has SHA-256 {found}, the registry pins {ref.sha256} "
+                "(changed upstream or damaged in transit); nothing was kept"
+            )
         os.replace(tmp, path)
     except OSError as err:
         raise DataNotFoundError(f"{where}: could not download {ref.url}: {err}") from err

@@ -7,9 +7,11 @@ functions are the one place that knows how to read them, for hub and local rows 
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from hpcxlt.tasks.spec import TaskSpec
+
 
 class SchemaError(ValueError):
     """Rows that do not have the columns or labels of their registry schema."""
@@ -52,8 +54,10 @@ def check_columns(spec: TaskSpec, columns, *, where: str) -> None:
     if spec.schema == "mewslix" and not {"entity", "entity_id"} & set(columns):
         missing.append("entity or entity_id")
     if missing:
-        raise SchemaError(f"{where}: missing column(s) {missing} of schema {spec.schema!r}; expected "
-                          f"{list(required_columns(spec))}, found {list(columns)}")
+        raise SchemaError(
+            f"{where}: missing column(s) {missing} of schema {spec.schema!r}; expected "
+            f"{list(required_columns(spec))}, found {list(columns)}"
+        )
 
 
 IGNORE = -100
@@ -71,7 +75,9 @@ def label_id(value: Any, label_names: tuple[str, ...], *, where: str) -> int:
         if value == -1:
             return IGNORE
         if not 0 <= value < len(label_names):
-            raise ValueError(f"{where}: label id {value} is out of range for {len(label_names)} labels {list(label_names)}")
+            raise ValueError(
+                f"{where}: label id {value} is out of range for {len(label_names)} labels {list(label_names)}"
+            )
         return value
     if isinstance(value, str):
         if value in label_names:
@@ -134,10 +140,14 @@ def choice_fields(spec: TaskSpec, row: Mapping[str, Any]) -> tuple[str, list[str
         key = row.get("answerKey") or ""
         label = letters.index(key) if key in letters else -1
     else:
-        raise ValueError(f"{where}: no multiple-choice adapter for schema {schema!r}; "
-                         "known: copa, siqa, hellaswag, cosmosqa, commonsenseqa")
+        raise ValueError(
+            f"{where}: no multiple-choice adapter for schema {schema!r}; "
+            "known: copa, siqa, hellaswag, cosmosqa, commonsenseqa"
+        )
     if len(choices) != len(spec.label_names):
-        raise ValueError(f"{where}: {len(choices)} choices, but the task has {len(spec.label_names)} ({spec.label_names})")
+        raise ValueError(
+            f"{where}: {len(choices)} choices, but the task has {len(spec.label_names)} ({spec.label_names})"
+        )
     label = int(label)
     if label == -1:
         return first, choices, IGNORE
@@ -191,7 +201,9 @@ def retrieval_pairs(spec: TaskSpec, row: Mapping[str, Any]) -> tuple[str, str] |
         return row["mention"], row["entity"]
     if spec.schema == "tatoeba":
         return row["source_sentence"].strip(), row["target_sentence"].strip()
-    raise ValueError(f"task {spec.name!r}: no retrieval adapter for schema {spec.schema!r}; known: lareqa, squad, mewslix, tatoeba")
+    raise ValueError(
+        f"task {spec.name!r}: no retrieval adapter for schema {spec.schema!r}; known: lareqa, squad, mewslix, tatoeba"
+    )
 
 
 RETRIEVAL_POOLS = {"tatoeba": "language", "lareqa": "all_languages", "squad": "language", "mewslix": "candidates"}
@@ -225,8 +237,10 @@ def retrieval_items(spec: TaskSpec, rows, lang: str) -> tuple[list[dict], list[d
                 continue
             queries.append({"item_id": f"{lang}:{row['id']}", "text": row["question"], "keys": [row["id"]]})
             for number, (s, e) in enumerate(spans):
-                item = by_sentence.setdefault((row["context"], number), {
-                    "item_id": f"{lang}:s{len(by_sentence)}", "text": row["context"][s:e], "keys": []})
+                item = by_sentence.setdefault(
+                    (row["context"], number),
+                    {"item_id": f"{lang}:s{len(by_sentence)}", "text": row["context"][s:e], "keys": []},
+                )
                 if any(s <= a < e for a in starts) and row["id"] not in item["keys"]:
                     item["keys"].append(row["id"])
         candidates = list(by_sentence.values())
@@ -245,7 +259,9 @@ def retrieval_items(spec: TaskSpec, rows, lang: str) -> tuple[list[dict], list[d
                 seen.add(gold)
                 candidates.append({"item_id": gold, "text": row["entity"], "keys": [gold]})
     else:
-        raise ValueError(f"task {spec.name!r}: no retrieval adapter for schema {spec.schema!r}; known: lareqa, squad, mewslix, tatoeba")
+        raise ValueError(
+            f"task {spec.name!r}: no retrieval adapter for schema {spec.schema!r}; known: lareqa, squad, mewslix, tatoeba"
+        )
     return queries, candidates
 
 

@@ -10,8 +10,8 @@ large ones, where `prepare` is the way). Hub data without a prepared folder: unk
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from hpcxlt.config.schema import ExperimentConfig
 from hpcxlt.io import read_json
@@ -20,8 +20,11 @@ from hpcxlt.tasks.registry import get_task
 MANIFEST = "manifest.json"
 
 
-def train_rows(cfg: ExperimentConfig, pairs: Iterable[tuple[str, str]], prepared: str | Path | None = None,
-               ) -> tuple[dict[tuple[str, str], int | None], str]:
+def train_rows(
+    cfg: ExperimentConfig,
+    pairs: Iterable[tuple[str, str]],
+    prepared: str | Path | None = None,
+) -> tuple[dict[tuple[str, str], int | None], str]:
     """Rows of each (task, lang) train split, capped by data.max_train_examples as training caps them."""
     from hpcxlt.data.local import data_root, local_file, read_local_rows
 
@@ -37,7 +40,9 @@ def train_rows(cfg: ExperimentConfig, pairs: Iterable[tuple[str, str]], prepared
             out[(task, lang)] = None if rows is None else min(rows, cap) if cap else rows
         return out, f"{folder / MANIFEST}"
     if cfg.data.source != "local" or prepared:
-        return {pair: None for pair in pairs}, "unknown (hub data: run `hpcxlt prepare CONFIG --out DIR`, then `plan --data DIR`)"
+        return {
+            pair: None for pair in pairs
+        }, "unknown (hub data: run `hpcxlt prepare CONFIG --out DIR`, then `plan --data DIR`)"
     for task, lang in pairs:
         spec = get_task(task)
         try:

@@ -11,8 +11,17 @@ import random
 from dataclasses import dataclass, field
 
 from hpcxlt.demo.lexicon import (
-    CLASS_WORDS, CONCEPTS, FIRST_NAMES, LAST_NAMES, LOCATIONS, MONTHS, ORG_HEADS, ORG_TAILS, TOPICS,
-    Lexicon, concept,
+    CLASS_WORDS,
+    CONCEPTS,
+    FIRST_NAMES,
+    LAST_NAMES,
+    LOCATIONS,
+    MONTHS,
+    ORG_HEADS,
+    ORG_TAILS,
+    TOPICS,
+    Lexicon,
+    concept,
 )
 
 ENTITY_TYPES = ("PER", "ORG", "LOC", "DATE")
@@ -28,7 +37,7 @@ class Sentence:
     entities: list[tuple[int, int, str]] = field(default_factory=list)
     """(start, end, type) of each named entity, type in ENTITY_TYPES."""
 
-    def extend(self, other: "Sentence") -> None:
+    def extend(self, other: Sentence) -> None:
         offset = len(self.keys)
         self.keys.extend(other.keys)
         self.entities.extend((s + offset, e + offset, t) for s, e, t in other.entities)
@@ -110,8 +119,9 @@ def noun_phrase(rng: random.Random, topic: str | None = None, *, entity: str | N
     return phrase
 
 
-def clause(rng: random.Random, topic: str | None = None, *, subject: str | None = None,
-           place: str | None = None) -> Sentence:
+def clause(
+    rng: random.Random, topic: str | None = None, *, subject: str | None = None, place: str | None = None
+) -> Sentence:
     """Subject, verb, object and an optional place or time: the core of every sentence.
 
     `subject` / `place` force a named entity of that type in that slot.
@@ -136,8 +146,15 @@ def clause(rng: random.Random, topic: str | None = None, *, subject: str | None 
     return out
 
 
-def sentence(rng: random.Random, topic: str | None = None, *, subject: str | None = None,
-             place: str | None = None, random_entities: bool = True, end: str = ".") -> Sentence:
+def sentence(
+    rng: random.Random,
+    topic: str | None = None,
+    *,
+    subject: str | None = None,
+    place: str | None = None,
+    random_entities: bool = True,
+    end: str = ".",
+) -> Sentence:
     """One sentence ending in `end`, with entities of the given types as subject and place.
 
     Without `subject`, one in five sentences still gets a random named subject unless

@@ -105,8 +105,9 @@ def score(metric: str):
     return lambda sums: 200.0 * sums[..., 0] / (sums[..., 1] + sums[..., 2])
 
 
-def simulate(rng: np.random.Generator, scenario: Scenario, effect: float
-             ) -> tuple[list[tuple[list[np.ndarray], list[np.ndarray]]], list[str], float]:
+def simulate(
+    rng: np.random.Generator, scenario: Scenario, effect: float
+) -> tuple[list[tuple[list[np.ndarray], list[np.ndarray]]], list[str], float]:
     """Per language, the rows of each seed of the treatment and of the baseline; the example keys (an
     example is the same in every language of a parallel set); the true Δ in points."""
     sd = scenario.spreads
@@ -121,14 +122,29 @@ def simulate(rng: np.random.Generator, scenario: Scenario, effect: float
         interaction = _terms(rng, sd["interaction"], L, n, r)
         model = rng.normal(0.0, sd["model"], size=S)
         per_lang = rng.normal(0.0, sd["model_lang"], size=(S, L))
-        logits = (levels[None, :, None] + difficulty[None] + interaction[None] + model[:, None, None]
-                  + per_lang[:, :, None] + shift)
+        logits = (
+            levels[None, :, None]
+            + difficulty[None]
+            + interaction[None]
+            + model[:, None, None]
+            + per_lang[:, :, None]
+            + shift
+        )
         arms[arm] = _rows(rng, scenario.metric, _sigmoid(logits), np.broadcast_to(gold, logits.shape))
-    languages = [([arms["treatment"][s, lang] for s in range(S)], [arms["baseline"][s, lang] for s in range(S)])
-                 for lang in range(L)]
+    languages = [
+        ([arms["treatment"][s, lang] for s in range(S)], [arms["baseline"][s, lang] for s in range(S)])
+        for lang in range(L)
+    ]
     variance = sd["difficulty"] ** 2 + sd["interaction"] ** 2 + sd["model"] ** 2 + sd["model_lang"] ** 2
-    truth = float(np.mean([_metric_of_p(scenario.metric, _expected_p(level + effect, variance))
-                           - _metric_of_p(scenario.metric, _expected_p(level, variance)) for level in levels]))
+    truth = float(
+        np.mean(
+            [
+                _metric_of_p(scenario.metric, _expected_p(level + effect, variance))
+                - _metric_of_p(scenario.metric, _expected_p(level, variance))
+                for level in levels
+            ]
+        )
+    )
     return languages, keys, truth
 
 

@@ -25,16 +25,29 @@ import os
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from hpcxlt.demo import grammar
 from hpcxlt.demo.grammar import ENTITY_TYPES, Sentence, entity_keys, render, upos_of, word
 from hpcxlt.demo.lexicon import (
-    CLASS_WORDS, CUES, FIRST_NAMES, LAST_NAMES, LOCATIONS, ORG_HEADS, ORG_TAILS, PLAUSIBLE_CUES, QUESTION_WORDS, TOPICS,
-    Lexicon, concept, language_lexicon, seeded_rng, stable_hash,
+    CLASS_WORDS,
+    CUES,
+    FIRST_NAMES,
+    LAST_NAMES,
+    LOCATIONS,
+    ORG_HEADS,
+    ORG_TAILS,
+    PLAUSIBLE_CUES,
+    QUESTION_WORDS,
+    TOPICS,
+    Lexicon,
+    concept,
+    language_lexicon,
+    seeded_rng,
+    stable_hash,
 )
 from hpcxlt.io import read_json, write_json_atomic, write_text_atomic
 from hpcxlt.tasks.spec import DataRef, TaskSpec
@@ -45,14 +58,34 @@ MANIFEST = "manifest.json"
 CANDIDATES_FILE = "candidates.jsonl"
 
 # sib200 category -> topic field of the lexicon.
-SIB200_TOPICS = {"science/technology": "science", "travel": "travel", "politics": "politics", "sports": "sports",
-                 "health": "health", "entertainment": "entertainment", "geography": "geography"}
+SIB200_TOPICS = {
+    "science/technology": "science",
+    "travel": "travel",
+    "politics": "politics",
+    "sports": "sports",
+    "health": "health",
+    "entertainment": "entertainment",
+    "geography": "geography",
+}
 # A CCG supertag per word class: the categories these words take in simple transitive sentences.
 CCG_SUPERTAGS = {
-    "NOUN": "N", "PROPN": "N", "DET": "NP/N", "ADJ": "N/N", "NUM": "N/N", "VERB": "(S\\NP)/NP",
-    "AUX": "(S\\NP)/(S\\NP)", "ADP": "(NP\\NP)/NP", "PRON": "NP", "ADV": "(S\\NP)\\(S\\NP)",
-    "PART": "(S\\NP)\\(S\\NP)", "CCONJ": "conj", "SCONJ": "(S\\S)/S", "INTJ": "S/S", "PUNCT": ".",
-    "SYM": "N\\N", "X": "N",
+    "NOUN": "N",
+    "PROPN": "N",
+    "DET": "NP/N",
+    "ADJ": "N/N",
+    "NUM": "N/N",
+    "VERB": "(S\\NP)/NP",
+    "AUX": "(S\\NP)/(S\\NP)",
+    "ADP": "(NP\\NP)/NP",
+    "PRON": "NP",
+    "ADV": "(S\\NP)\\(S\\NP)",
+    "PART": "(S\\NP)\\(S\\NP)",
+    "CCONJ": "conj",
+    "SCONJ": "(S\\S)/S",
+    "INTJ": "S/S",
+    "PUNCT": ".",
+    "SYM": "N\\N",
+    "X": "N",
 }
 
 
@@ -163,7 +196,9 @@ def _classification(ctx: _Ctx, rng: random.Random) -> dict:
     if spec.schema == "sib200":
         topic = SIB200_TOPICS.get(labels[y])
         if topic is None:
-            raise ValueError(f"task {spec.name!r}: sib200 label {labels[y]!r} has no topic field; known: {sorted(SIB200_TOPICS)}")
+            raise ValueError(
+                f"task {spec.name!r}: sib200 label {labels[y]!r} has no topic field; known: {sorted(SIB200_TOPICS)}"
+            )
         keys = grammar.sentence(rng, topic).keys
         if rng.random() < 0.5:
             keys += grammar.sentence(rng, topic).keys
@@ -200,16 +235,19 @@ def _tagging(ctx: _Ctx, rng: random.Random) -> dict:
     is_ner = any(n.startswith("B-") for n in names)
     if is_ner:
         kinds = [k for k in ENTITY_TYPES if f"B-{k}" in names]
-        sent = grammar.sentence(rng, rng.choice(sorted(TOPICS)), subject=rng.choice(kinds + [None]),
-                                place=rng.choice(kinds + [None, None]))
+        sent = grammar.sentence(
+            rng, rng.choice(sorted(TOPICS)), subject=rng.choice(kinds + [None]), place=rng.choice(kinds + [None, None])
+        )
         tags = _ner_tags(sent, names)
     else:
         sent = grammar.sentence(rng, rng.choice(sorted(TOPICS)))
         index = {name: i for i, name in enumerate(names)}
         missing = {upos_of(k) for k in sent.keys} - set(index)
         if missing:
-            raise ValueError(f"task {spec.name!r}: tag set {names} lacks the word classes {sorted(missing)}; "
-                             "the synthetic generator tags by UPOS or IOB2 entity types")
+            raise ValueError(
+                f"task {spec.name!r}: tag set {names} lacks the word classes {sorted(missing)}; "
+                "the synthetic generator tags by UPOS or IOB2 entity types"
+            )
         tags = [index[upos_of(k)] for k in sent.keys]
     row = {tokens_col: render(sent.keys, ctx.lex), tags_col: tags}
     if is_ner and spec.name in ("panx", "wikiann_lowres"):
@@ -219,8 +257,10 @@ def _tagging(ctx: _Ctx, rng: random.Random) -> dict:
 
 def _ccg(ctx: _Ctx, rng: random.Random) -> dict:
     sent = grammar.sentence(rng, rng.choice(sorted(TOPICS)))
-    return {ctx.spec.columns["tokens"]: render(sent.keys, ctx.lex),
-            ctx.spec.columns["tags"]: [CCG_SUPERTAGS[upos_of(k)] for k in sent.keys]}
+    return {
+        ctx.spec.columns["tokens"]: render(sent.keys, ctx.lex),
+        ctx.spec.columns["tags"]: [CCG_SUPERTAGS[upos_of(k)] for k in sent.keys],
+    }
 
 
 def _qa_parts(rng: random.Random) -> tuple[list[Sentence], int, tuple[int, int], list[str]]:
@@ -257,11 +297,14 @@ def _squad(ctx: _Ctx, rng: random.Random, index: int) -> dict:
             answer_text = " ".join(rendered[start:end])
         words += rendered
     context = " ".join(words)
-    assert context[answer_start: answer_start + len(answer_text)] == answer_text
-    row = {"id": f"{ctx.id_prefix}{index:06d}", "title": ctx.lex.word(concept(
-              rng.choice(TOPICS[rng.choice(sorted(TOPICS))]["NOUN"]), "NOUN").key),
-           "context": context, "question": _text(question, ctx.lex),
-           "answers": {"text": [answer_text], "answer_start": [answer_start]}}
+    assert context[answer_start : answer_start + len(answer_text)] == answer_text
+    row = {
+        "id": f"{ctx.id_prefix}{index:06d}",
+        "title": ctx.lex.word(concept(rng.choice(TOPICS[rng.choice(sorted(TOPICS))]["NOUN"]), "NOUN").key),
+        "context": context,
+        "question": _text(question, ctx.lex),
+        "answers": {"text": [answer_text], "answer_start": [answer_start]},
+    }
     if ctx.spec.name == "xquad" and ctx.split == "test":
         del row["title"]  # XQuAD rows have no title (its SQuAD training rows do)
     return row
@@ -293,9 +336,14 @@ def _mc_parts(rng: random.Random, n_choices: int, *, context_sentences: int = 1,
 
 def _copa(ctx: _Ctx, rng: random.Random, index: int) -> dict:
     _, context, choices, gold = _mc_parts(rng, 2)
-    return {"premise": _text(context, ctx.lex), "choice1": _text(choices[0], ctx.lex),
-            "choice2": _text(choices[1], ctx.lex), "question": rng.choice(("cause", "effect")),
-            "label": gold, "idx": index}
+    return {
+        "premise": _text(context, ctx.lex),
+        "choice1": _text(choices[0], ctx.lex),
+        "choice2": _text(choices[1], ctx.lex),
+        "question": rng.choice(("cause", "effect")),
+        "label": gold,
+        "idx": index,
+    }
 
 
 def _question(rng: random.Random, *keys: str) -> list[str]:
@@ -305,24 +353,39 @@ def _question(rng: random.Random, *keys: str) -> list[str]:
 def _siqa(ctx: _Ctx, rng: random.Random, index: int) -> dict:
     _, context, choices, gold = _mc_parts(rng, 3)
     question = _question(rng, concept("will", "AUX").key, word(rng, "PRON"))
-    return {"context": _text(context, ctx.lex), "question": _text(question, ctx.lex),
-            "answerA": _text(choices[0], ctx.lex), "answerB": _text(choices[1], ctx.lex),
-            "answerC": _text(choices[2], ctx.lex), "label": str(gold + 1)}
+    return {
+        "context": _text(context, ctx.lex),
+        "question": _text(question, ctx.lex),
+        "answerA": _text(choices[0], ctx.lex),
+        "answerB": _text(choices[1], ctx.lex),
+        "answerC": _text(choices[2], ctx.lex),
+        "label": str(gold + 1),
+    }
 
 
 def _hellaswag(ctx: _Ctx, rng: random.Random, index: int) -> dict:
     topic, context, choices, gold = _mc_parts(rng, 4)
     ctx_a, ctx_b = _text(context, ctx.lex), _text(grammar.noun_phrase(rng).keys, ctx.lex)
     activity = ctx.lex.word(concept(TOPICS[topic]["NOUN"][0], "NOUN").key)
-    return {"ind": index, "activity_label": activity,
-            "ctx_a": ctx_a, "ctx_b": ctx_b, "ctx": f"{ctx_a} {ctx_b}",
-            "endings": [_text(c, ctx.lex) for c in choices], "label": str(gold)}
+    return {
+        "ind": index,
+        "activity_label": activity,
+        "ctx_a": ctx_a,
+        "ctx_b": ctx_b,
+        "ctx": f"{ctx_a} {ctx_b}",
+        "endings": [_text(c, ctx.lex) for c in choices],
+        "label": str(gold),
+    }
 
 
 def _cosmosqa(ctx: _Ctx, rng: random.Random, index: int) -> dict:
     _, context, choices, gold = _mc_parts(rng, 4, context_sentences=2)
     question = _question(rng, concept("may", "AUX").key, word(rng, "PRON"))
-    row = {"id": f"{ctx.id_prefix}{index:06d}", "context": _text(context, ctx.lex), "question": _text(question, ctx.lex)}
+    row = {
+        "id": f"{ctx.id_prefix}{index:06d}",
+        "context": _text(context, ctx.lex),
+        "question": _text(question, ctx.lex),
+    }
     row.update({f"answer{i}": _text(c, ctx.lex) for i, c in enumerate(choices)})
     row["label"] = gold
     return row
@@ -340,16 +403,24 @@ def _commonsenseqa(ctx: _Ctx, rng: random.Random, index: int) -> dict:
         answers.append(ctx.lex.word(concept(rng.choice(TOPICS[field]["NOUN"]), "NOUN").key))
     question = [concept("what", "PRON").key] + context[:-1] + [concept("?", "PUNCT").key]
     noun = next((k for k in context if upos_of(k) == "NOUN"), context[0])
-    return {"id": f"{ctx.id_prefix}{index:06d}", "question": _text(question, ctx.lex),
-            "question_concept": ctx.lex.word(noun), "choices": {"label": list(letters), "text": answers},
-            "answerKey": letters[gold]}
+    return {
+        "id": f"{ctx.id_prefix}{index:06d}",
+        "question": _text(question, ctx.lex),
+        "question_concept": ctx.lex.word(noun),
+        "choices": {"label": list(letters), "text": answers},
+        "answerKey": letters[gold],
+    }
 
 
 def _tatoeba(ctx: _Ctx, rng: random.Random, index: int) -> dict:
     keys = grammar.sentence(rng, rng.choice(sorted(TOPICS))).keys
     english = language_lexicon("en", seed=ctx.seed)
-    return {"source_sentence": _text(keys, ctx.lex), "target_sentence": _text(keys, english),
-            "source_lang": ctx.lang, "target_lang": "en"}
+    return {
+        "source_sentence": _text(keys, ctx.lex),
+        "target_sentence": _text(keys, english),
+        "source_lang": ctx.lang,
+        "target_lang": "en",
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -374,9 +445,14 @@ def _entities(seed: int) -> tuple[tuple[_Entity, ...], tuple[_Entity, ...]]:
     names += [("LOC", loc) for loc in LOCATIONS]
     rng = seeded_rng("mewslix-entities", seed)
     rng.shuffle(names)
-    entities = tuple(_Entity(entity_id=f"Q{1000 + stable_hash(seed, name) % 9_000_000}", kind=kind,
-                             keys=tuple(concept(p, "PROPN").key for p in name.split()))
-                     for kind, name in names)
+    entities = tuple(
+        _Entity(
+            entity_id=f"Q{1000 + stable_hash(seed, name) % 9_000_000}",
+            kind=kind,
+            keys=tuple(concept(p, "PROPN").key for p in name.split()),
+        )
+        for kind, name in names
+    )
     if len({e.entity_id for e in entities}) != len(entities):
         raise RuntimeError("synthetic Mewsli-X entity ids collide; change the id scheme")
     half = len(entities) // 2
@@ -386,22 +462,32 @@ def _entities(seed: int) -> tuple[tuple[_Entity, ...], tuple[_Entity, ...]]:
 def _description(entity: _Entity, lex: Lexicon) -> str:
     rng = seeded_rng("mewslix-description", entity.entity_id)
     topic = rng.choice(sorted(TOPICS))
-    keys = list(entity.keys) + [concept("is", "AUX").key, concept("a", "DET").key, word(rng, "ADJ"),
-                                word(rng, "NOUN", topic), concept("in", "ADP").key]
+    keys = list(entity.keys) + [
+        concept("is", "AUX").key,
+        concept("a", "DET").key,
+        word(rng, "ADJ"),
+        word(rng, "NOUN", topic),
+        concept("in", "ADP").key,
+    ]
     keys += entity_keys(rng, "LOC") if entity.kind != "LOC" else [word(rng, "NOUN", "geography")]
     return _text(keys + [concept(".", "PUNCT").key], lex)
 
 
 def _mention(rng: random.Random, entity: _Entity, lex: Lexicon) -> str:
     """The Mewsli-X baseline query string: 'name: left { name } right' (xtreme utils_mewslix)."""
-    sent = grammar.sentence(rng, rng.choice(sorted(TOPICS)), random_entities=False,
-                            subject="PER" if entity.kind != "LOC" else None, place="LOC" if entity.kind == "LOC" else None)
+    sent = grammar.sentence(
+        rng,
+        rng.choice(sorted(TOPICS)),
+        random_entities=False,
+        subject="PER" if entity.kind != "LOC" else None,
+        place="LOC" if entity.kind == "LOC" else None,
+    )
     start, end, _ = sent.entities[0]
     keys = sent.keys[:start] + list(entity.keys) + sent.keys[end:]
     n = len(entity.keys)
     words = render(keys, lex)
-    name = " ".join(words[start:start + n])
-    marked = " ".join(words[:start] + ["{", name, "}"] + words[start + n:])
+    name = " ".join(words[start : start + n])
+    marked = " ".join(words[:start] + ["{", name, "}"] + words[start + n :])
     return f"{name}: {marked}"
 
 
@@ -410,7 +496,11 @@ def _mewslix(ctx: _Ctx, rng: random.Random, index: int) -> dict:
     # English Wikipedia pairs (train and English dev) vs WikiNews mentions (every other file).
     pairs = ctx.lang == "en" and ctx.split in ("train", "dev")
     entity = rng.choice(train_entities if pairs else eval_entities)
-    row = {"id": f"{ctx.id_prefix}{index:06d}", "mention": _mention(rng, entity, ctx.lex), "entity_id": entity.entity_id}
+    row = {
+        "id": f"{ctx.id_prefix}{index:06d}",
+        "mention": _mention(rng, entity, ctx.lex),
+        "entity_id": entity.entity_id,
+    }
     if pairs:
         row["entity"] = _description(entity, ctx.lex)
     return row
@@ -425,14 +515,26 @@ def mewslix_candidates(seed: int, languages: tuple[str, ...]) -> list[dict]:
         lang = "en"
         if stable_hash("description-language", seed, entity.entity_id) % 3 == 0:
             lang = languages[stable_hash("which-language", seed, entity.entity_id) % len(languages)]
-        rows.append({"entity_id": entity.entity_id, "description": _description(entity, language_lexicon(lang, seed=seed)),
-                     "description_language": lang})
+        rows.append(
+            {
+                "entity_id": entity.entity_id,
+                "description": _description(entity, language_lexicon(lang, seed=seed)),
+                "description_language": lang,
+            }
+        )
     return rows
 
 
 _GENERATORS: dict[str, Callable[..., dict]] = {
-    "squad": _squad, "lareqa": _squad, "copa": _copa, "siqa": _siqa, "hellaswag": _hellaswag,
-    "cosmosqa": _cosmosqa, "commonsenseqa": _commonsenseqa, "tatoeba": _tatoeba, "mewslix": _mewslix,
+    "squad": _squad,
+    "lareqa": _squad,
+    "copa": _copa,
+    "siqa": _siqa,
+    "hellaswag": _hellaswag,
+    "cosmosqa": _cosmosqa,
+    "commonsenseqa": _commonsenseqa,
+    "tatoeba": _tatoeba,
+    "mewslix": _mewslix,
 }
 
 
@@ -459,8 +561,10 @@ def generate_rows(spec: TaskSpec, lang: str, split: str, *, size: int, seed: int
         elif spec.schema in _GENERATORS:
             rows.append(_GENERATORS[spec.schema](ctx, rng, index))
         else:
-            raise ValueError(f"task {spec.name!r}: no synthetic generator for schema {spec.schema!r} "
-                             f"(format {spec.format}); known: {sorted(_GENERATORS)} and classification/tagging schemas")
+            raise ValueError(
+                f"task {spec.name!r}: no synthetic generator for schema {spec.schema!r} "
+                f"(format {spec.format}); known: {sorted(_GENERATORS)} and classification/tagging schemas"
+            )
     return rows
 
 
@@ -477,8 +581,13 @@ def read_manifest(out: str | os.PathLike) -> dict | None:
     return read_json(path) if path.is_file() else None
 
 
-def write_benchmark(out: str | os.PathLike, settings: SynthSettings = SynthSettings(), *,
-                    tasks: tuple[str, ...] | None = None, force: bool = False) -> dict:
+def write_benchmark(
+    out: str | os.PathLike,
+    settings: SynthSettings = SynthSettings(),
+    *,
+    tasks: tuple[str, ...] | None = None,
+    force: bool = False,
+) -> dict:
     """Write the synthetic benchmark for `tasks` (default: every registered task) into `out`.
 
     Idempotent: a complete benchmark with the same settings and tasks is left as it is. A different
@@ -490,7 +599,12 @@ def write_benchmark(out: str | os.PathLike, settings: SynthSettings = SynthSetti
     names = tuple(tasks) if tasks is not None else tuple(TASKS)
     specs = [get_task(name) for name in names]
     out = Path(out)
-    wanted = {"generator": "hpcxlt.demo.synth", "version": SYNTH_VERSION, **asdict(settings), "task_names": sorted(names)}
+    wanted = {
+        "generator": "hpcxlt.demo.synth",
+        "version": SYNTH_VERSION,
+        **asdict(settings),
+        "task_names": sorted(names),
+    }
     existing = read_manifest(out)
     if existing is not None:
         if {k: existing.get(k) for k in wanted} == wanted:
@@ -499,7 +613,8 @@ def write_benchmark(out: str | os.PathLike, settings: SynthSettings = SynthSetti
             raise FileExistsError(
                 f"{out} holds a synthetic benchmark made with other settings "
                 f"({ {k: existing.get(k) for k in wanted if existing.get(k) != wanted[k]} }); "
-                "pass force=True (--force) to rewrite it, or choose another folder")
+                "pass force=True (--force) to rewrite it, or choose another folder"
+            )
         (out / MANIFEST).unlink()
     files: dict[str, dict[str, dict[str, int]]] = {}
     for spec in specs:

@@ -40,14 +40,23 @@ class TinySpec:
     """Synthetic sentences per language the tokenizer is trained on."""
 
     def check(self) -> None:
-        for name in ("vocab_size", "hidden", "layers", "heads", "intermediate", "max_positions",
-                     "sentences_per_language"):
+        for name in (
+            "vocab_size",
+            "hidden",
+            "layers",
+            "heads",
+            "intermediate",
+            "max_positions",
+            "sentences_per_language",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if self.vocab_size < 300:
-            raise ValueError(f"vocab_size must be >= 300 to hold the letters of every synthetic script, got {self.vocab_size}")
+            raise ValueError(
+                f"vocab_size must be >= 300 to hold the letters of every synthetic script, got {self.vocab_size}"
+            )
 
 
 def tokenizer_corpus(languages: tuple[str, ...], *, seed: int, per_language: int) -> list[str]:
@@ -60,7 +69,13 @@ def tokenizer_corpus(languages: tuple[str, ...], *, seed: int, per_language: int
     """
     from hpcxlt.demo import grammar
     from hpcxlt.demo.lexicon import (
-        CONCEPTS, CUES, PLAUSIBLE_CUES, QUESTION_WORDS, concept, language_lexicon, seeded_rng,
+        CONCEPTS,
+        CUES,
+        PLAUSIBLE_CUES,
+        QUESTION_WORDS,
+        concept,
+        language_lexicon,
+        seeded_rng,
     )
 
     groups = (*CUES.values(), *QUESTION_WORDS.values(), PLAUSIBLE_CUES)
@@ -96,11 +111,13 @@ def train_tokenizer(lines: list[str], vocab_size: int, *, split_punctuation: boo
 
     raw = Tokenizer(BPE(unk_token="<unk>"))
     # The same pre-tokenisation XLMRobertaTokenizerFast applies, so training and use agree.
-    raw.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.WhitespaceSplit(),
-        *([pre_tokenizers.Punctuation(behavior="isolated")] if split_punctuation else []),
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
-    ])
+    raw.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            *([pre_tokenizers.Punctuation(behavior="isolated")] if split_punctuation else []),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
+        ]
+    )
     trainer = BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
     raw.train_from_iterator(lines, trainer=trainer)
     ids = raw.get_vocab()
@@ -109,7 +126,7 @@ def train_tokenizer(lines: list[str], vocab_size: int, *, split_punctuation: boo
         raise RuntimeError(f"tokenizer training put the special tokens out of order: {pieces[:5]}")
     # Equal scores (a tiny tie-break by merge order, earlier = more frequent) -> fewest pieces.
     vocab = [(piece, 0.0) for piece in SPECIAL_TOKENS]
-    vocab += [(piece, -1.0 - 1e-4 * rank) for rank, piece in enumerate(pieces[len(SPECIAL_TOKENS):])]
+    vocab += [(piece, -1.0 - 1e-4 * rank) for rank, piece in enumerate(pieces[len(SPECIAL_TOKENS) :])]
     return XLMRobertaTokenizerFast(vocab=vocab)
 
 
@@ -118,8 +135,9 @@ def is_built(out: str | os.PathLike) -> bool:
     return (Path(out) / MARKER).is_file()
 
 
-def build_tiny(out: str | os.PathLike, spec: TinySpec = TinySpec(), *,
-               languages: tuple[str, ...] | None = None) -> Path:
+def build_tiny(
+    out: str | os.PathLike, spec: TinySpec = TinySpec(), *, languages: tuple[str, ...] | None = None
+) -> Path:
     """Build the tokenizer and the model into `out` (atomically); an existing complete `out` is kept.
 
     Returns `out`. Load the result with `from_pretrained(out)` of AutoTokenizer / AutoModel*.
@@ -129,20 +147,28 @@ def build_tiny(out: str | os.PathLike, spec: TinySpec = TinySpec(), *,
     if is_built(out):
         return out
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists, is not empty and holds no {MARKER}: not a tiny model; remove it or pick another folder")
+        raise FileExistsError(
+            f"{out} exists, is not empty and holds no {MARKER}: not a tiny model; remove it or pick another folder"
+        )
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
     from hpcxlt.tasks.languages import LANGUAGES
 
     langs = tuple(sorted(languages if languages is not None else LANGUAGES))
-    tokenizer = train_tokenizer(tokenizer_corpus(langs, seed=spec.seed, per_language=spec.sentences_per_language),
-                                spec.vocab_size)
+    tokenizer = train_tokenizer(
+        tokenizer_corpus(langs, seed=spec.seed, per_language=spec.sentences_per_language), spec.vocab_size
+    )
     config = XLMRobertaConfig(
-        vocab_size=len(tokenizer), hidden_size=spec.hidden, num_hidden_layers=spec.layers,
-        num_attention_heads=spec.heads, intermediate_size=spec.intermediate,
-        max_position_embeddings=spec.max_positions, type_vocab_size=1,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        intermediate_size=spec.intermediate,
+        max_position_embeddings=spec.max_positions,
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(spec.seed)

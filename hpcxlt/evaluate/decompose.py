@@ -16,8 +16,9 @@ Scoring all rows with weight 1 gives the official number (`language_score`); a t
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -82,14 +83,21 @@ def _qa_rows(golds, predictions, normalize) -> np.ndarray:
             continue
         pred = normalize(predictions[qid])
         tokens = pred.split()
-        rows.append([max(float(pred == normalize(a)) for a in answers),
-                     max(M.token_f1(tokens, normalize(a).split()) for a in answers), 1.0])
+        rows.append(
+            [
+                max(float(pred == normalize(a)) for a in answers),
+                max(M.token_f1(tokens, normalize(a).split()) for a in answers),
+                1.0,
+            ]
+        )
     return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
 def _map_rows(golds, rankings) -> np.ndarray:
-    return np.array([[M.average_precision_at_k(relevant, rankings.get(qid, ()), M.MAP_K), 1.0]
-                     for qid, relevant in golds.items()], dtype=np.float64).reshape(-1, 2)
+    return np.array(
+        [[M.average_precision_at_k(relevant, rankings.get(qid, ()), M.MAP_K), 1.0] for qid, relevant in golds.items()],
+        dtype=np.float64,
+    ).reshape(-1, 2)
 
 
 def example_stats(task: str, lang: str, labels: Any, predictions: Any, *, qa_convention: str = "em_f1") -> ExampleStats:
@@ -105,8 +113,9 @@ def example_stats(task: str, lang: str, labels: Any, predictions: Any, *, qa_con
         return ExampleStats(_entity_rows(labels, predictions), _f1)
     if metric in QA_METRICS:
         normalize = M.squad_normalize if metric == "squad" else (lambda text: M.mlqa_normalize(text, lang))
-        return ExampleStats(_qa_rows(labels, predictions, normalize), _qa_f1 if qa_convention == "f1" else _qa_mean,
-                            tuple(labels))
+        return ExampleStats(
+            _qa_rows(labels, predictions, normalize), _qa_f1 if qa_convention == "f1" else _qa_mean, tuple(labels)
+        )
     if metric == "map_at_20":
         return ExampleStats(_map_rows(labels, predictions), _ratio, tuple(labels))
     raise ValueError(f"task {task!r}: no per-example decomposition of metric {metric!r}")

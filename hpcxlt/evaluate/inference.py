@@ -12,9 +12,10 @@ both build on it; neither imports the other's module for it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 INPUT_COLUMNS = ("input_ids", "attention_mask")
 """The feature columns a forward pass reads; labels stay on the host (no loss is computed)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class InferenceSettings:
     """How one language split is featurized and batched."""
@@ -83,7 +86,7 @@ def length_batches(lengths: Sequence[int], batch_size: int, *, sort_by_length: b
     order = list(range(len(lengths)))
     if sort_by_length:
         order.sort(key=lambda i: -lengths[i])  # list.sort is stable
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def device_of(model) -> torch.device:
@@ -105,10 +108,19 @@ def _rows(features, index: list[int], columns: Sequence[str]) -> list[dict]:
     return [dict(zip(names, values)) for values in zip(*(block[n] for n in names))]
 
 
-def run_batches(model, features, forward: Callable[[Any, dict], Sequence[Any]], *, batch_size: int,
-                pad_token_id: int, sort_by_length: bool = True, columns: Sequence[str] = INPUT_COLUMNS,
-                lengths: Sequence[int] | None = None, inference_mode: bool = True,
-                sharded: bool = False) -> list[Any]:
+def run_batches(
+    model,
+    features,
+    forward: Callable[[Any, dict], Sequence[Any]],
+    *,
+    batch_size: int,
+    pad_token_id: int,
+    sort_by_length: bool = True,
+    columns: Sequence[str] = INPUT_COLUMNS,
+    lengths: Sequence[int] | None = None,
+    inference_mode: bool = True,
+    sharded: bool = False,
+) -> list[Any]:
     """`forward(model, batch)` over every feature row in batches; its per-example outputs in input order.
 
     `features` is a `datasets.Dataset`; `batch` holds the padded `columns` as tensors on the model's
@@ -163,5 +175,12 @@ def _group() -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------------
 
 
-__all__ = ["INPUT_COLUMNS", "InferenceSettings", "Prediction", "autocast_for", "device_of", "length_batches",
-           "run_batches"]
+__all__ = [
+    "INPUT_COLUMNS",
+    "InferenceSettings",
+    "Prediction",
+    "autocast_for",
+    "device_of",
+    "length_batches",
+    "run_batches",
+]

@@ -17,7 +17,7 @@ import string
 import unicodedata
 import warnings
 from collections import Counter
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 MAP_K = 20
 """Cut-off of mAP for mewslix and lareqa in XTREME-R (utils_mewslix.TOP_K, mean_avg_prec_at_k(k=20))."""
@@ -65,7 +65,9 @@ def seqeval_f1(labels: Sequence[Sequence[str]], predictions: Sequence[Sequence[s
         raise ValueError("seqeval_f1: no sentences to score")
     for index, (gold, pred) in enumerate(zip(labels, predictions)):
         if len(gold) != len(pred):
-            raise ValueError(f"seqeval_f1: sentence {index + 1} has {len(pred)} predicted tags for {len(gold)} gold tags")
+            raise ValueError(
+                f"seqeval_f1: sentence {index + 1} has {len(pred)} predicted tags for {len(gold)} gold tags"
+            )
     from seqeval.metrics import f1_score, precision_score, recall_score
 
     gold_lists = [list(sentence) for sentence in labels]
@@ -235,7 +237,9 @@ def rank_candidates(scores, candidate_ids: Sequence[str], k: int = MAP_K) -> lis
 
     matrix = np.asarray(scores, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[1] != len(candidate_ids):
-        raise ValueError(f"rank_candidates: scores of shape {matrix.shape} do not match {len(candidate_ids)} candidates")
+        raise ValueError(
+            f"rank_candidates: scores of shape {matrix.shape} do not match {len(candidate_ids)} candidates"
+        )
     if np.isnan(matrix).any():
         raise ValueError("rank_candidates: scores contain NaN")
     order = np.argsort(-matrix, axis=1, kind="stable")[:, :k]

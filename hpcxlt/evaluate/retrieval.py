@@ -16,8 +16,8 @@ that evaluates all languages of one model embeds the LAReQA pool or the Mewsli-X
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -44,8 +44,16 @@ class Items:
         return len(self.ids)
 
 
-def encode(model, features, *, layer: int, batch_size: int, pad_token_id: int,
-           sort_by_length: bool = True, inference_mode: bool = True) -> torch.Tensor:
+def encode(
+    model,
+    features,
+    *,
+    layer: int,
+    batch_size: int,
+    pad_token_id: int,
+    sort_by_length: bool = True,
+    inference_mode: bool = True,
+) -> torch.Tensor:
     """L2-normalised mean-pooled embeddings from hidden layer `layer` of every feature row, in input order."""
     from hpcxlt.model.heads import embed
 
@@ -53,15 +61,28 @@ def encode(model, features, *, layer: int, batch_size: int, pad_token_id: int,
         vectors = torch.nn.functional.normalize(embed(model, batch, layer).float(), dim=-1)
         return list(vectors.cpu())
 
-    rows = run_batches(model, features, forward, batch_size=batch_size, pad_token_id=pad_token_id,
-                       sort_by_length=sort_by_length, inference_mode=inference_mode)
+    rows = run_batches(
+        model,
+        features,
+        forward,
+        batch_size=batch_size,
+        pad_token_id=pad_token_id,
+        sort_by_length=sort_by_length,
+        inference_mode=inference_mode,
+    )
     if not rows:
         return torch.empty(0, model.config.hidden_size)
     return torch.stack(rows)
 
 
-def top_k(queries: torch.Tensor, candidates: torch.Tensor, k: int, *, device: torch.device | str | None = None,
-          max_elements: int = MAX_SCORE_ELEMENTS) -> list[list[int]]:
+def top_k(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    k: int,
+    *,
+    device: torch.device | str | None = None,
+    max_elements: int = MAX_SCORE_ELEMENTS,
+) -> list[list[int]]:
     """Indices of the k candidates with the highest dot product per query (cosine for unit vectors),
     best first. Equal scores keep candidate order, as `metrics.rank_candidates` does, so rankings
     are deterministic. Queries are scored in chunks of at most `max_elements` scores."""
@@ -77,7 +98,7 @@ def top_k(queries: torch.Tensor, candidates: torch.Tensor, k: int, *, device: to
     chunk = max(1, max_elements // len(cands))
     ranked: list[list[int]] = []
     for start in range(0, len(queries), chunk):
-        scores = queries[start:start + chunk].to(device) @ cands.T
+        scores = queries[start : start + chunk].to(device) @ cands.T
         if torch.isnan(scores).any():
             raise ValueError("top_k: similarity scores contain NaN")
         ranked.extend(_stable_top_k(scores, k).cpu().tolist())
@@ -101,41 +122,68 @@ def _items(features, vectors: torch.Tensor, role: int) -> Items:
     roles = features["role"]
     rows = [i for i, r in enumerate(roles) if r == role]
     ids, keys = features["item_id"], features["keys"]
-    return Items(ids=tuple(str(ids[i]) for i in rows), keys=tuple(tuple(str(k) for k in keys[i]) for i in rows),
-                 vectors=vectors[rows] if rows else vectors[:0])
+    return Items(
+        ids=tuple(str(ids[i]) for i in rows),
+        keys=tuple(tuple(str(k) for k in keys[i]) for i in rows),
+        vectors=vectors[rows] if rows else vectors[:0],
+    )
 
 
 def _concat(parts: Sequence[Items]) -> Items:
-    return Items(ids=tuple(i for p in parts for i in p.ids), keys=tuple(k for p in parts for k in p.keys),
-                 vectors=torch.cat([p.vectors for p in parts]))
+    return Items(
+        ids=tuple(i for p in parts for i in p.ids),
+        keys=tuple(k for p in parts for k in p.keys),
+        vectors=torch.cat([p.vectors for p in parts]),
+    )
 
 
-def language_items(spec: TaskSpec, lang: str, split: str, model, tokenizer, data_cfg: DataConfig,
-                   settings: InferenceSettings, pools: dict) -> tuple[Items, Items]:
+def language_items(
+    spec: TaskSpec,
+    lang: str,
+    split: str,
+    model,
+    tokenizer,
+    data_cfg: DataConfig,
+    settings: InferenceSettings,
+    pools: dict,
+) -> tuple[Items, Items]:
     """(queries, candidates) of one language split, embedded once per `pools`."""
     from hpcxlt.data.features import load_features
 
     key = ("language", spec.name, lang, split, settings.retrieval_layer)
     if key not in pools:
         fs = load_features(spec, lang, split, tokenizer, data_cfg, max_length=settings.max_length, train=False)
-        vectors = encode(model, fs.features, layer=settings.retrieval_layer, batch_size=settings.batch_size,
-                         pad_token_id=tokenizer.pad_token_id, sort_by_length=settings.sort_by_length,
-                         inference_mode=settings.inference_mode)
+        vectors = encode(
+            model,
+            fs.features,
+            layer=settings.retrieval_layer,
+            batch_size=settings.batch_size,
+            pad_token_id=tokenizer.pad_token_id,
+            sort_by_length=settings.sort_by_length,
+            inference_mode=settings.inference_mode,
+        )
         pools[key] = (_items(fs.features, vectors, 0), _items(fs.features, vectors, 1))
     return pools[key]
 
 
-def shared_pool(spec: TaskSpec, model, tokenizer, data_cfg: DataConfig, settings: InferenceSettings,
-                pools: dict) -> Items:
+def shared_pool(
+    spec: TaskSpec, model, tokenizer, data_cfg: DataConfig, settings: InferenceSettings, pools: dict
+) -> Items:
     """The task's shared candidate pool (Mewsli-X entities), embedded once per `pools`."""
     from hpcxlt.data.features import load_candidate_features
 
     key = ("shared", spec.name, settings.retrieval_layer)
     if key not in pools:
         fs = load_candidate_features(spec, tokenizer, data_cfg, max_length=settings.max_length)
-        vectors = encode(model, fs.features, layer=settings.retrieval_layer, batch_size=settings.batch_size,
-                         pad_token_id=tokenizer.pad_token_id, sort_by_length=settings.sort_by_length,
-                         inference_mode=settings.inference_mode)
+        vectors = encode(
+            model,
+            fs.features,
+            layer=settings.retrieval_layer,
+            batch_size=settings.batch_size,
+            pad_token_id=tokenizer.pad_token_id,
+            sort_by_length=settings.sort_by_length,
+            inference_mode=settings.inference_mode,
+        )
         pools[key] = _items(fs.features, vectors, 1)
     return pools[key]
 
@@ -146,8 +194,17 @@ def pool_languages(spec: TaskSpec, split: str) -> tuple[str, ...]:
     return tuple(lang for lang in spec.languages if lang in have)
 
 
-def candidates_for(spec: TaskSpec, lang: str, split: str, own: Items, model, tokenizer, data_cfg: DataConfig,
-                   settings: InferenceSettings, pools: dict) -> Items:
+def candidates_for(
+    spec: TaskSpec,
+    lang: str,
+    split: str,
+    own: Items,
+    model,
+    tokenizer,
+    data_cfg: DataConfig,
+    settings: InferenceSettings,
+    pools: dict,
+) -> Items:
     """The candidates the queries of `lang` search (see the module docstring)."""
     from hpcxlt.data.schemas import RETRIEVAL_POOLS
 
@@ -160,12 +217,22 @@ def candidates_for(spec: TaskSpec, lang: str, split: str, own: Items, model, tok
         return _concat(parts)
     if policy == "candidates":
         return own if len(own) else shared_pool(spec, model, tokenizer, data_cfg, settings, pools)
-    raise ValueError(f"task {spec.name!r}: no retrieval pool rule for schema {spec.schema!r}; "
-                     f"known: {sorted(RETRIEVAL_POOLS)}")
+    raise ValueError(
+        f"task {spec.name!r}: no retrieval pool rule for schema {spec.schema!r}; known: {sorted(RETRIEVAL_POOLS)}"
+    )
 
 
-def predict_retrieval(spec: TaskSpec, lang: str, split: str, model, tokenizer, data_cfg: DataConfig,
-                      settings: InferenceSettings, *, pools: dict) -> Prediction:
+def predict_retrieval(
+    spec: TaskSpec,
+    lang: str,
+    split: str,
+    model,
+    tokenizer,
+    data_cfg: DataConfig,
+    settings: InferenceSettings,
+    *,
+    pools: dict,
+) -> Prediction:
     """Gold and predictions of one language split of a retrieval task (Tatoeba: index of the nearest
     English sentence; LAReQA and Mewsli-X: top-20 candidate ids)."""
     from hpcxlt.evaluate.metrics import MAP_K
@@ -184,8 +251,10 @@ def predict_retrieval(spec: TaskSpec, lang: str, split: str, model, tokenizer, d
     if len(answerable) < len(queries):
         if not answerable:
             raise ValueError(f"{spec.name}/{lang}/{split}: no query has a relevant candidate among {len(candidates)}")
-        notes = (f"{spec.name}/{lang}/{split}: {len(queries) - len(answerable)} of {len(queries)} queries have no "
-                 "relevant candidate in the pool and are not scored",)
+        notes = (
+            f"{spec.name}/{lang}/{split}: {len(queries) - len(answerable)} of {len(queries)} queries have no "
+            "relevant candidate in the pool and are not scored",
+        )
     k = 1 if spec.metric == "accuracy" else MAP_K
     ranked = top_k(queries.vectors[answerable], candidates.vectors, k, device=device_of(model))
     if spec.metric == "accuracy":
@@ -195,5 +264,12 @@ def predict_retrieval(spec: TaskSpec, lang: str, split: str, model, tokenizer, d
     else:
         labels = {queries.ids[q]: [candidates.ids[i] for i in relevant[q]] for q in answerable}
         predictions = {queries.ids[q]: [candidates.ids[i] for i in row] for q, row in zip(answerable, ranked)}
-    return Prediction(task=spec.name, lang=lang, split=split, labels=labels, predictions=predictions,
-                      n_examples=len(answerable), notes=notes)
+    return Prediction(
+        task=spec.name,
+        lang=lang,
+        split=split,
+        labels=labels,
+        predictions=predictions,
+        n_examples=len(answerable),
+        notes=notes,
+    )

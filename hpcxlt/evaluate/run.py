@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hpcxlt.config import ExperimentConfig, target_train_config
 from hpcxlt.grid.plan import Cell
@@ -29,6 +30,7 @@ from hpcxlt.tasks.registry import get_task
 from hpcxlt.tasks.spec import TaskSpec
 
 log = logging.getLogger(__name__)
+
 
 def submission_dir(store: RunStore, arm: str, seed: int) -> Path:
     """The official-layout prediction folder of one arm and seed: predictions/<arm>/s<seed>."""
@@ -66,16 +68,22 @@ def model_source(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> ModelSou
         expected = "target." if spec.has_training_data() else "inter."
         if not dep.startswith(expected):
             raise ValueError(f"cell {cell.key}: depends on {dep!r}, expected a '{expected}*' cell for {spec.name}")
-        return ModelSource(path=str(store.model_dir(dep)), revision=None, format=spec.format,
-                           checkpoint=f"cells/{dep}/model",
-                           trained_retrieval=spec.format == "retrieval" and spec.has_training_data())
+        return ModelSource(
+            path=str(store.model_dir(dep)),
+            revision=None,
+            format=spec.format,
+            checkpoint=f"cells/{dep}/model",
+            trained_retrieval=spec.format == "retrieval" and spec.has_training_data(),
+        )
     if spec.has_training_data():
-        raise ValueError(f"cell {cell.key}: task {spec.name} is trained on English data, "
-                         "but the cell names no target cell")
+        raise ValueError(
+            f"cell {cell.key}: task {spec.name} is trained on English data, but the cell names no target cell"
+        )
     name = cfg.model.name_or_path
     checkpoint = f"{name}@{cfg.model.revision}" if cfg.model.revision else name
-    return ModelSource(path=name, revision=cfg.model.revision, format=spec.format, checkpoint=checkpoint,
-                       trained_retrieval=False)
+    return ModelSource(
+        path=name, revision=cfg.model.revision, format=spec.format, checkpoint=checkpoint, trained_retrieval=False
+    )
 
 
 @dataclass(kw_only=True)
@@ -143,11 +151,14 @@ class ModelCache:
             transformers.logging.set_verbosity(verbosity)
         # A head (or encoder) weight missing from the folder would be evaluated as random weights:
         # refuse. The pooler is unused by every format here; heads of other tasks may be left over.
-        missing = sorted(k for k in info["missing_keys"]
-                         if not k.startswith("pooler.") and not k.endswith("position_ids"))
+        missing = sorted(
+            k for k in info["missing_keys"] if not k.startswith("pooler.") and not k.endswith("position_ids")
+        )
         if missing:
-            raise ValueError(f"{source.path}: holds no trained weights for {', '.join(missing[:4])}"
-                             f"{' ...' if len(missing) > 4 else ''}; is it a {source.format} model of this task?")
+            raise ValueError(
+                f"{source.path}: holds no trained weights for {', '.join(missing[:4])}"
+                f"{' ...' if len(missing) > 4 else ''}; is it a {source.format} model of this task?"
+            )
         tokenizer = transformers.AutoTokenizer.from_pretrained(source.path, **kwargs)
         device = self.device if self.device is not None else _device()
         model.to(device).eval()
@@ -178,11 +189,15 @@ def check_upstream_model(cell: Cell, source: ModelSource, store: RunStore) -> No
         return
     dep = cell.deps[0]
     if not store.is_done(dep):
-        raise RuntimeError(f"cell {cell.key} evaluates the model of cell {dep}, which is not done; "
-                           f"finish it first (`hpcxlt status {store.root}`, `hpcxlt resume {store.root}`)")
+        raise RuntimeError(
+            f"cell {cell.key} evaluates the model of cell {dep}, which is not done; "
+            f"finish it first (`hpcxlt status {store.root}`, `hpcxlt resume {store.root}`)"
+        )
     if not Path(source.path).is_dir():
-        raise FileNotFoundError(f"{source.path}: cell {dep} is marked done but holds no exported model; "
-                                f"remove {store.cell_dir(dep) / 'done.json'} and run that cell again")
+        raise FileNotFoundError(
+            f"{source.path}: cell {dep} is marked done but holds no exported model; "
+            f"remove {store.cell_dir(dep) / 'done.json'} and run that cell again"
+        )
 
 
 def _is_main_rank() -> bool:
@@ -211,8 +226,9 @@ def inference_settings(cfg: ExperimentConfig, spec: TaskSpec, loaded: LoadedMode
 
     train = target_train_config(cfg, spec.name)
     layer = loaded.retrieval_layer if loaded.retrieval_layer is not None else cfg.eval.retrieval_layer
-    return InferenceSettings(batch_size=cfg.eval.batch_size, max_length=train.max_length, doc_stride=train.doc_stride,
-                             retrieval_layer=layer)
+    return InferenceSettings(
+        batch_size=cfg.eval.batch_size, max_length=train.max_length, doc_stride=train.doc_stride, retrieval_layer=layer
+    )
 
 
 def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: LoadedModel) -> list[dict[str, Any]]:
@@ -229,16 +245,28 @@ def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: Lo
             log.info("%s: %s has no %s split in %s; skipped", cell.key, spec.name, split, cell.lang)
             continue
         started = time.perf_counter()
-        prediction = predict_split(spec, cell.lang, split, loaded.model, loaded.tokenizer, cfg.data, settings,
-                                   pools=loaded.pools)
+        prediction = predict_split(
+            spec, cell.lang, split, loaded.model, loaded.tokenizer, cfg.data, settings, pools=loaded.pools
+        )
         metrics = scoring.language_metrics(spec.name, cell.lang, prediction.labels, prediction.predictions)
         score = scoring.language_score(spec.name, metrics, qa_convention=cfg.eval.qa_convention)
-        record = {"key": cell.key, "arm": cell.arm, "target": cell.target, "seed": cell.seed, "lang": cell.lang,
-                  "split": split, "metrics": metrics, "score": score, "n_examples": prediction.n_examples,
-                  "checkpoint": loaded.source.checkpoint, "config_hash": cell.fingerprint}
+        record = {
+            "key": cell.key,
+            "arm": cell.arm,
+            "target": cell.target,
+            "seed": cell.seed,
+            "lang": cell.lang,
+            "split": split,
+            "metrics": metrics,
+            "score": score,
+            "n_examples": prediction.n_examples,
+            "checkpoint": loaded.source.checkpoint,
+            "config_hash": cell.fingerprint,
+        }
         if split == "test":
-            submission.write_predictions(submission_dir(store, cell.arm, cell.seed), spec.name, cell.lang,
-                                         prediction.predictions)
+            submission.write_predictions(
+                submission_dir(store, cell.arm, cell.seed), spec.name, cell.lang, prediction.predictions
+            )
             submission.write_labels(store.labels_dir, spec.name, cell.lang, prediction.labels)
             if prediction.groups is not None:
                 write_json_atomic(store.example_groups_path(spec.name, cell.lang), prediction.groups)
@@ -248,8 +276,14 @@ def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: Lo
     return records
 
 
-def evaluate_cells(cfg: ExperimentConfig, cells: Iterable[Cell], store: RunStore, *,
-                   models: ModelCache | None = None, job_key: str | None = None) -> list[dict[str, Any]]:
+def evaluate_cells(
+    cfg: ExperimentConfig,
+    cells: Iterable[Cell],
+    store: RunStore,
+    *,
+    models: ModelCache | None = None,
+    job_key: str | None = None,
+) -> list[dict[str, Any]]:
     """Evaluate the cells of one eval job that are not done yet; return the records written.
 
     The model is loaded once (through `models`, a fresh ModelCache by default) and reused for every
@@ -276,11 +310,21 @@ def evaluate_cells(cfg: ExperimentConfig, cells: Iterable[Cell], store: RunStore
         if cell_records:
             store.add_results(job_key, cell_records)
         else:
-            log.warning("%s: none of the splits %s exists for %s in %s; marked done without a record",
-                        cell.key, list(cfg.eval.splits), cell.target, cell.lang)
-        store.mark_done(cell.key, {"checkpoint": loaded.source.checkpoint,
-                                   "splits": [r["split"] for r in cell_records],
-                                   "scores": {r["split"]: r["score"] for r in cell_records},
-                                   "seconds": round(time.perf_counter() - started, 3)})
+            log.warning(
+                "%s: none of the splits %s exists for %s in %s; marked done without a record",
+                cell.key,
+                list(cfg.eval.splits),
+                cell.target,
+                cell.lang,
+            )
+        store.mark_done(
+            cell.key,
+            {
+                "checkpoint": loaded.source.checkpoint,
+                "splits": [r["split"] for r in cell_records],
+                "scores": {r["split"]: r["score"] for r in cell_records},
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
         records.extend(cell_records)
     return records

@@ -11,9 +11,10 @@ F1 only: `qa_convention="f1"` gives that.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from statistics import fmean
-from typing import Any, Mapping
+from typing import Any
 
 from hpcxlt.config.schema import QA_CONVENTIONS
 from hpcxlt.evaluate import metrics as M
@@ -85,8 +86,12 @@ def dev_metrics(spec: TaskSpec, lang: str, labels: Any, predictions: Any) -> dic
         return language_metrics(spec.name, lang, labels, predictions)
     if spec.metric == "accuracy" and spec.format == "tagging":
         return M.accuracy([t for tags in labels for t in tags], [t for tags in predictions for t in tags])
-    scorers = {"accuracy": M.accuracy, "seqeval_f1": M.seqeval_f1, "squad": M.squad_em_f1,
-               "map_at_20": lambda gold, pred: M.map_at_k(gold, pred, k=20)}
+    scorers = {
+        "accuracy": M.accuracy,
+        "seqeval_f1": M.seqeval_f1,
+        "squad": M.squad_em_f1,
+        "map_at_20": lambda gold, pred: M.map_at_k(gold, pred, k=20),
+    }
     if spec.metric == "mlqa":
         return M.mlqa_em_f1(labels, predictions, lang)
     if spec.metric not in scorers:
@@ -169,7 +174,12 @@ def task_result(
     averages = {name: fmean(m[name] for m in languages.values()) for name in names}
     score = fmean(language_score(task, languages[lang], qa_convention=qa_convention) for lang in present)
     return TaskResult(
-        task=task, category=spec.category, languages=languages, averages=averages, score=score, missing_languages=missing
+        task=task,
+        category=spec.category,
+        languages=languages,
+        averages=averages,
+        score=score,
+        missing_languages=missing,
     )
 
 
@@ -206,7 +216,11 @@ class XtremeRResult:
         from importlib.metadata import version
 
         tasks = {
-            name: {"languages": {lang: dict(m) for lang, m in r.languages.items()}, "averages": dict(r.averages), "score": r.score}
+            name: {
+                "languages": {lang: dict(m) for lang, m in r.languages.items()},
+                "averages": dict(r.averages),
+                "score": r.score,
+            }
             for name, r in self.tasks.items()
         }
         return {
@@ -257,7 +271,12 @@ def summarize(
     xtreme_r, cut = mean_of(XTREME_R_TASKS)
     is_partial = is_partial or cut or (partial and len(tasks) < len(XTREME_R_TASKS))
     return XtremeRResult(
-        tasks=tasks, categories=categories, xtreme_r=xtreme_r, partial=is_partial, qa_convention=qa_convention, notes=notes
+        tasks=tasks,
+        categories=categories,
+        xtreme_r=xtreme_r,
+        partial=is_partial,
+        qa_convention=qa_convention,
+        notes=notes,
     )
 
 
@@ -284,16 +303,23 @@ def score_submission(
     per_task: dict[str, dict[str, dict[str, float]]] = {}
     for task in XTREME_R_TASKS:
         if task in pred_tasks and task not in label_tasks:
-            raise SubmissionError(f"{os.path.join(pred_folder, task)}: task {task} has predictions but no folder in {label_folder}")
+            raise SubmissionError(
+                f"{os.path.join(pred_folder, task)}: task {task} has predictions but no folder in {label_folder}"
+            )
         if task in label_tasks and task not in pred_tasks:
-            raise SubmissionError(f"{os.path.join(label_folder, task)}: task {task} has labels but no folder in {pred_folder}")
+            raise SubmissionError(
+                f"{os.path.join(label_folder, task)}: task {task} has labels but no folder in {pred_folder}"
+            )
         if task not in pred_tasks:
             continue
         per_task[task] = {}
         gold_ids = missing = unexpected = 0
         skipped = []
         for lang in get_task(task).languages:
-            if partial and not (os.path.exists(file_path(pred_folder, task, lang)) or os.path.exists(file_path(label_folder, task, lang))):
+            if partial and not (
+                os.path.exists(file_path(pred_folder, task, lang))
+                or os.path.exists(file_path(label_folder, task, lang))
+            ):
                 # A run on a language subset: with --partial, languages absent from BOTH folders are left
                 # out (and the task marked partial); a file on one side only is still a mismatch.
                 skipped.append(lang)
@@ -307,7 +333,9 @@ def score_submission(
                 raise SubmissionError(f"{file_path(pred_folder, task, lang)}: {err}") from None
         where = os.path.join(pred_folder, task)
         if skipped:
-            notes.append(f"{where}: no files for {len(skipped)} of its languages ({' '.join(skipped)}); scored over the rest (partial)")
+            notes.append(
+                f"{where}: no files for {len(skipped)} of its languages ({' '.join(skipped)}); scored over the rest (partial)"
+            )
         if missing:
             notes.append(f"{where}: {missing} of {gold_ids} gold ids have no prediction and score 0")
         if unexpected:

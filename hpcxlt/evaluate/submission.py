@@ -210,7 +210,9 @@ def _read(path: Path, kind: str) -> Any:
 def _check_field(value: str, what: str, task: str, lang: str) -> str:
     value = str(value)
     if value != value.strip() or "\n" in value or "\t" in value or not value:
-        raise SubmissionError(f"{task}/{lang}: {what} {value!r} must be non-empty without tabs, newlines or edge spaces")
+        raise SubmissionError(
+            f"{task}/{lang}: {what} {value!r} must be non-empty without tabs, newlines or edge spaces"
+        )
     return value
 
 
@@ -223,7 +225,9 @@ def _format(task: str, lang: str, items: Any, *, labels: bool) -> tuple[str, Any
         return kind, "".join(json.dumps({"label": int(item)}) + "\n" for item in items)
     if kind == "tags":
         if any(len(sentence) == 0 for sentence in items):
-            raise SubmissionError(f"{task}/{lang}: a sentence without tags cannot be written (blank lines separate sentences)")
+            raise SubmissionError(
+                f"{task}/{lang}: a sentence without tags cannot be written (blank lines separate sentences)"
+            )
         blocks = ["".join(_check_field(tag, "tag", task, lang) + "\n" for tag in sentence) for sentence in items]
         return kind, "\n".join(blocks)
     if kind == "squad":
@@ -235,7 +239,9 @@ def _format(task: str, lang: str, items: Any, *, labels: bool) -> tuple[str, Any
     if kind == "ranking_json":
         return kind, {str(qid): [str(i) for i in ids] for qid, ids in items.items()}
     lines = [
-        "\t".join([_check_field(qid, "query id", task, lang)] + [_check_field(i, "candidate id", task, lang) for i in ids])
+        "\t".join(
+            [_check_field(qid, "query id", task, lang)] + [_check_field(i, "candidate id", task, lang) for i in ids]
+        )
         for qid, ids in items.items()
     ]
     return kind, "".join(line + "\n" for line in lines)
@@ -249,7 +255,9 @@ def _write(folder: str | os.PathLike, task: str, lang: str, items: Any, *, label
     return write_text_atomic(path, content)
 
 
-def write_predictions(folder: str | os.PathLike, task: str, lang: str, predictions: Sequence[Any] | Mapping[str, Any]) -> Path:
+def write_predictions(
+    folder: str | os.PathLike, task: str, lang: str, predictions: Sequence[Any] | Mapping[str, Any]
+) -> Path:
     """Atomically write one prediction file into the layout and return its path.
 
     `predictions` is what `read_predictions` returns: labels (lines), ints (xcopa), tag lists

@@ -11,7 +11,7 @@ plan` (from row counts) and the training cell (from the loaded data) arrive at t
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def allocate(budget: int, sizes: Mapping[str, int]) -> dict[str, int]:

@@ -76,8 +76,18 @@ def check_zero_shot(cfg: ExperimentConfig, where: str) -> None:
             raise ConfigError(
                 f"{where}: {comparison.arm} {comparison.kind} ({comparison.other}) has no target language that "
                 f"neither arm trained on (both together train on {', '.join(moved)}): add target languages "
-                "outside them (targets.languages) or compare other arms")
+                "outside them (targets.languages) or compare other arms"
+            )
 
 
-__all__ = ["Comparison", "VS_COMPARE_TO", "VS_CONTROL", "VS_NONE", "check_zero_shot", "comparisons",
-           "seen_languages", "unseen_counts", "zero_shot"]
+__all__ = [
+    "Comparison",
+    "VS_COMPARE_TO",
+    "VS_CONTROL",
+    "VS_NONE",
+    "check_zero_shot",
+    "comparisons",
+    "seen_languages",
+    "unseen_counts",
+    "zero_shot",
+]

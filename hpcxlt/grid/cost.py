@@ -72,7 +72,9 @@ def estimate(cfg: ExperimentConfig, plan: Plan) -> list[StageCost]:
         arm = cfg.arm(cell.arm)
         langs = arm_languages(cfg, arm.name)
         # a budgeted task gives at most its budget (arms[].examples)
-        examples = sum(min(_train_examples(cfg, task, langs[task]), arm.examples.get(task, 10**12)) for task in arm.tasks)
+        examples = sum(
+            min(_train_examples(cfg, task, langs[task]), arm.examples.get(task, 10**12)) for task in arm.tasks
+        )
         inter += _run_samples(examples, arm_train_config(cfg, arm))
     target = 0
     for cell in plan.stage_cells("target"):
@@ -84,4 +86,3 @@ def estimate(cfg: ExperimentConfig, plan: Plan) -> list[StageCost]:
         StageCost(stage="target", samples=target, gpu_hours=target / train_rate),
         StageCost(stage="eval", samples=evals, gpu_hours=evals / eval_rate),
     ]
-

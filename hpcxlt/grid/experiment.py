@@ -43,10 +43,14 @@ def check_experiment(cfg: ExperimentConfig) -> None:
     for task, langs in cfg.targets.languages.items():
         allowed = list(TASKS[task].languages)
         if not langs:
-            raise ConfigError(f"targets.languages.{task}: must list at least one language (or leave {task} out to use all)")
+            raise ConfigError(
+                f"targets.languages.{task}: must list at least one language (or leave {task} out to use all)"
+            )
         for lang in langs:
             if lang not in allowed:
-                raise ConfigError(f"targets.languages.{task}: {task} is not evaluated in {lang!r}; allowed: {', '.join(allowed)}")
+                raise ConfigError(
+                    f"targets.languages.{task}: {task} is not evaluated in {lang!r}; allowed: {', '.join(allowed)}"
+                )
     for task, prelude in cfg.targets.preludes.items():
         for j, name in enumerate(prelude):
             if name not in TASKS:
@@ -55,7 +59,8 @@ def check_experiment(cfg: ExperimentConfig) -> None:
             if first.format != then.format or "en" not in first.train_languages or not then.has_training_data():
                 raise ConfigError(
                     f"targets.preludes.{task}[{j}]: {name!r} cannot come before {task!r}: a prelude needs English "
-                    f"training data in the target's format ({then.format}) and a target with training data")
+                    f"training data in the target's format ({then.format}) and a target with training data"
+                )
     for task in cfg.cost.train_examples:
         if task not in TASKS:
             raise ConfigError(f"cost.train_examples.{task}: {_unknown('task', task, sorted(TASKS))}")

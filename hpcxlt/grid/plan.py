@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterable
+from typing import Any
 
 from hpcxlt.config import (
     ExperimentConfig,
@@ -50,12 +51,19 @@ class Cell:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "key": self.key, "stage": self.stage, "arm": self.arm, "seed": self.seed, "target": self.target,
-            "trains": self.trains, "lang": self.lang, "deps": list(self.deps), "fingerprint": self.fingerprint,
+            "key": self.key,
+            "stage": self.stage,
+            "arm": self.arm,
+            "seed": self.seed,
+            "target": self.target,
+            "trains": self.trains,
+            "lang": self.lang,
+            "deps": list(self.deps),
+            "fingerprint": self.fingerprint,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Cell":
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
         return cls(**{**data, "deps": tuple(data["deps"])})
 
 
@@ -128,30 +136,48 @@ class Plan:
                 continue
             cells = [self.cell(key) for key in job.cells]
             first = cells[0]
-            if any((c.arm, c.target, c.seed, c.deps, c.key) != (first.arm, first.target, first.seed, job.deps,
-                                                                eval_key(c.arm, c.target, c.seed, c.lang)) for c in cells):
+            if any(
+                (c.arm, c.target, c.seed, c.deps, c.key)
+                != (first.arm, first.target, first.seed, job.deps, eval_key(c.arm, c.target, c.seed, c.lang))
+                for c in cells
+            ):
                 raise ValueError(f"eval job {job.key}: its cells do not share arm, target, seed and upstream")
-            eval_jobs.append({"key": job.key, "arm": first.arm, "target": first.target, "seed": first.seed,
-                              "deps": list(job.deps), "langs": [c.lang for c in cells],
-                              "fingerprints": [c.fingerprint for c in cells]})
+            eval_jobs.append(
+                {
+                    "key": job.key,
+                    "arm": first.arm,
+                    "target": first.target,
+                    "seed": first.seed,
+                    "deps": list(job.deps),
+                    "langs": [c.lang for c in cells],
+                    "fingerprints": [c.fingerprint for c in cells],
+                }
+            )
         return {
             "format": PLAN_FORMAT,
             "cells": [cell.to_dict() for cell in self.cells if cell.stage != "eval"],
-            "jobs": [{"key": j.key, "stage": j.stage, "cells": list(j.cells), "deps": list(j.deps)}
-                     for j in self.jobs if j.stage != "eval"],
+            "jobs": [
+                {"key": j.key, "stage": j.stage, "cells": list(j.cells), "deps": list(j.deps)}
+                for j in self.jobs
+                if j.stage != "eval"
+            ],
             "eval_jobs": eval_jobs,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Plan":
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
         """A plan from plan.json in this format or the earlier one (every cell and job one by one)."""
         cells = [Cell.from_dict(c) for c in data["cells"]]
-        jobs = [Job(key=j["key"], stage=j["stage"], cells=tuple(j["cells"]), deps=tuple(j["deps"])) for j in data["jobs"]]
+        jobs = [
+            Job(key=j["key"], stage=j["stage"], cells=tuple(j["cells"]), deps=tuple(j["deps"])) for j in data["jobs"]
+        ]
         for entry in data.get("eval_jobs", ()):
             arm, target, seed, deps = entry["arm"], entry["target"], entry["seed"], tuple(entry["deps"])
             keys = tuple(eval_key(arm, target, seed, lang) for lang in entry["langs"])
-            cells.extend(Cell(key=key, stage="eval", arm=arm, seed=seed, target=target, lang=lang, deps=deps,
-                              fingerprint=fp) for key, lang, fp in zip(keys, entry["langs"], entry["fingerprints"]))
+            cells.extend(
+                Cell(key=key, stage="eval", arm=arm, seed=seed, target=target, lang=lang, deps=deps, fingerprint=fp)
+                for key, lang, fp in zip(keys, entry["langs"], entry["fingerprints"])
+            )
             jobs.append(Job(key=entry["key"], stage="eval", cells=keys, deps=deps))
         return cls(cells=tuple(cells), jobs=tuple(jobs))
 
@@ -209,7 +235,9 @@ def plan(cfg: ExperimentConfig) -> Plan:
     data = {"source": cfg.data.source, "root": cfg.data.root}
     train_data = {**data, "max_train_examples": cfg.data.max_train_examples}
     eval_settings = {
-        **data, "max_eval_examples": cfg.data.max_eval_examples, "splits": list(cfg.eval.splits),
+        **data,
+        "max_eval_examples": cfg.data.max_eval_examples,
+        "splits": list(cfg.eval.splits),
         "retrieval_layer": cfg.eval.retrieval_layer,
     }
     cells: list[Cell] = []
@@ -222,13 +250,20 @@ def plan(cfg: ExperimentConfig) -> Plan:
         train = config_to_dict(arm_train_config(cfg, arm))
         for seed in cfg.seeds:
             key = intermediate_key(arm.name, seed)
-            fp = _hash({
-                "stage": "intermediate", "model": model, "data": train_data, "tasks": list(arm.tasks),
-                "languages": arm_languages(cfg, arm.name), "sampling": config_to_dict(arm.sampling),
-                "train": train, "seed": seed,
-                # only when set, so arms without a budget keep the fingerprints (and done cells) they had
-                **({"examples": dict(sorted(arm.examples.items()))} if arm.examples else {}),
-            })
+            fp = _hash(
+                {
+                    "stage": "intermediate",
+                    "model": model,
+                    "data": train_data,
+                    "tasks": list(arm.tasks),
+                    "languages": arm_languages(cfg, arm.name),
+                    "sampling": config_to_dict(arm.sampling),
+                    "train": train,
+                    "seed": seed,
+                    # only when set, so arms without a budget keep the fingerprints (and done cells) they had
+                    **({"examples": dict(sorted(arm.examples.items()))} if arm.examples else {}),
+                }
+            )
             inter_fp[(arm.name, seed)] = fp
             cells.append(Cell(key=key, stage="intermediate", arm=arm.name, seed=seed, fingerprint=fp))
             jobs.append(Job(key=key, stage="intermediate", cells=(key,)))
@@ -251,21 +286,46 @@ def plan(cfg: ExperimentConfig) -> Plan:
                 # XTREME-R's XCOPA recipe: fine-tune on SIQA, then on COPA; each prelude is a cell of its own
                 for prelude in cfg.targets.preludes.get(task, ()):
                     key = target_key(arm.name, task, seed, prelude)
-                    fp = _hash({
-                        "stage": "target", "from": dep_fp, "task": task, "trains": prelude, "data": train_data,
-                        "train": train, "seed": seed,
-                    })
-                    target_cells.append(Cell(key=key, stage="target", arm=arm.name, seed=seed, target=task,
-                                             trains=prelude, deps=deps, fingerprint=fp))
+                    fp = _hash(
+                        {
+                            "stage": "target",
+                            "from": dep_fp,
+                            "task": task,
+                            "trains": prelude,
+                            "data": train_data,
+                            "train": train,
+                            "seed": seed,
+                        }
+                    )
+                    target_cells.append(
+                        Cell(
+                            key=key,
+                            stage="target",
+                            arm=arm.name,
+                            seed=seed,
+                            target=task,
+                            trains=prelude,
+                            deps=deps,
+                            fingerprint=fp,
+                        )
+                    )
                     jobs.append(Job(key=key, stage="target", cells=(key,), deps=deps))
                     deps, dep_fp = (key,), fp
                 if spec.has_training_data():
                     key = target_key(arm.name, task, seed)
-                    fp = _hash({
-                        "stage": "target", "from": dep_fp, "task": task, "data": train_data, "train": train,
-                        "seed": seed,
-                    })
-                    target_cells.append(Cell(key=key, stage="target", arm=arm.name, seed=seed, target=task, deps=deps, fingerprint=fp))
+                    fp = _hash(
+                        {
+                            "stage": "target",
+                            "from": dep_fp,
+                            "task": task,
+                            "data": train_data,
+                            "train": train,
+                            "seed": seed,
+                        }
+                    )
+                    target_cells.append(
+                        Cell(key=key, stage="target", arm=arm.name, seed=seed, target=task, deps=deps, fingerprint=fp)
+                    )
                     jobs_deps = tuple(d for d in deps)
                     jobs.append(Job(key=key, stage="target", cells=(key,), deps=jobs_deps))
                     deps, dep_fp = (key,), fp
@@ -275,7 +335,18 @@ def plan(cfg: ExperimentConfig) -> Plan:
                     for lang in chunk:
                         key = eval_key(arm.name, task, seed, lang)
                         fp = _hash({"stage": "eval", "from": dep_fp, "task": task, "lang": lang, "eval": eval_settings})
-                        eval_cells.append(Cell(key=key, stage="eval", arm=arm.name, seed=seed, target=task, lang=lang, deps=deps, fingerprint=fp))
+                        eval_cells.append(
+                            Cell(
+                                key=key,
+                                stage="eval",
+                                arm=arm.name,
+                                seed=seed,
+                                target=task,
+                                lang=lang,
+                                deps=deps,
+                                fingerprint=fp,
+                            )
+                        )
                         keys.append(key)
                     job_key = f"eval.{arm.name}.{task}.s{seed}"
                     if len(chunk) < len(langs):

@@ -33,7 +33,7 @@ def _chi_scale(df: int):
 
     step = 1e-3
     scale = (np.arange(8000) + 0.5) * step  # S past 8 has no mass worth counting at any df >= 1
-    v = df * scale ** 2
+    v = df * scale**2
     log_pdf = (df / 2 - 1) * np.log(v) - v / 2 - (df / 2) * math.log(2.0) - math.lgamma(df / 2)
     weights = 2.0 * df * scale * np.exp(log_pdf) * step
     return scale, weights / weights.sum()
@@ -77,12 +77,13 @@ def critical_t(df: int, alpha: float) -> float:
 
 
 @functools.lru_cache(maxsize=4096)
-def detectable_effect(seed_sd: float, seeds: int, se_examples: float = 0.0, *, alpha: float = 0.05,
-                      power: float = 0.8) -> float | None:
+def detectable_effect(
+    seed_sd: float, seeds: int, se_examples: float = 0.0, *, alpha: float = 0.05, power: float = 0.8
+) -> float | None:
     """The minimum detectable effect in points (None with fewer than 2 seeds: nothing is tested)."""
     if seeds < 2:
         return None
-    se = math.sqrt(2.0 * seed_sd ** 2 / seeds + se_examples ** 2)
+    se = math.sqrt(2.0 * seed_sd**2 / seeds + se_examples**2)
     df = seeds - 1
     critical = critical_t(df, alpha)
     high = 2.0 * critical + 4.0
@@ -91,10 +92,12 @@ def detectable_effect(seed_sd: float, seeds: int, se_examples: float = 0.0, *, a
     return _bisect(lambda shift: _power(shift, df, critical) - power, 0.0, high) * se
 
 
-def seeds_needed(effect: float, seed_sd: float, se_examples: float = 0.0, *, alpha: float = 0.05,
-                 power: float = 0.8) -> int | None:
+def seeds_needed(
+    effect: float, seed_sd: float, se_examples: float = 0.0, *, alpha: float = 0.05, power: float = 0.8
+) -> int | None:
     """The fewest seeds whose detectable effect is at most `effect` (None: not even with MAX_SEEDS, e.g. when the
     test set's se alone is too large). The detectable effect falls with the seeds: a binary search."""
+
     def enough(seeds: int) -> bool:
         return detectable_effect(seed_sd, seeds, se_examples, alpha=alpha, power=power) <= effect
 

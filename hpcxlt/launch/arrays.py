@@ -52,8 +52,9 @@ def _stage_label(plan: Plan, job: Job) -> str:
     return f"{cell.target}({cell.trains} first)" if cell.trains else cell.target or ""
 
 
-def build_arrays(plan: Plan, jobs: list[Job], *, external: dict[str, str] | None = None,
-                 max_array_size: int) -> list[ArraySpec]:
+def build_arrays(
+    plan: Plan, jobs: list[Job], *, external: dict[str, str] | None = None, max_array_size: int
+) -> list[ArraySpec]:
     """Group `jobs` (a dependency-closed selection in plan order) into aligned arrays.
 
     `external` maps upstream job keys that are not submitted now but still queued to their Slurm ids;
@@ -82,8 +83,9 @@ def build_arrays(plan: Plan, jobs: list[Job], *, external: dict[str, str] | None
     for job in jobs:  # plan order: upstream first
         same = [wave[d] for d in job.deps if d in by_key and by_key[d].stage == job.stage]
         wave[job.key] = 1 + max(same) if same else 0
-    for stage, level in ((stage, level) for stage in STAGES
-                         for level in sorted({wave[j.key] for j in jobs if j.stage == stage})):
+    for stage, level in (
+        (stage, level) for stage in STAGES for level in sorted({wave[j.key] for j in jobs if j.stage == stage})
+    ):
         roots: dict[str, list[Job]] = defaultdict(list)
         aligned: dict[str, dict[int, list[Job]]] = defaultdict(lambda: defaultdict(list))
         singles: list[Job] = []
@@ -99,7 +101,7 @@ def build_arrays(plan: Plan, jobs: list[Job], *, external: dict[str, str] | None
                 singles.append(job)
         for label, group in roots.items():
             for start in range(0, len(group), max_array_size):
-                add(stage, [j.key for j in group[start:start + max_array_size]], label=label)
+                add(stage, [j.key for j in group[start : start + max_array_size]], label=label)
         for up_name, slots in aligned.items():
             width = len(by_name[up_name].jobs)
             for k in range(max(len(v) for v in slots.values())):
@@ -110,16 +112,25 @@ def build_arrays(plan: Plan, jobs: list[Job], *, external: dict[str, str] | None
                 else:  # a ragged slot set cannot be aftercorr-aligned: wait for exactly the own upstream task
                     singles.extend(members[i] for i in sorted(members))
         for job in singles:
-            add(stage, [job.key], label=_stage_label(plan, job),
+            add(
+                stage,
+                [job.key],
+                label=_stage_label(plan, job),
                 after=tuple(position[d] for d in job.deps if d in submit_keys),
-                external=tuple(external[d] for d in job.deps if d in external))
+                external=tuple(external[d] for d in job.deps if d in external),
+            )
     return specs
 
 
 def aggregate_spec(specs: list[ArraySpec], external_evals: list[str]) -> ArraySpec:
-    return ArraySpec(name="aggregate", stage="aggregate", jobs=(AGGREGATE_KEY,),
-                     after_all=tuple(s.name for s in specs if s.stage == "eval"), external=tuple(external_evals),
-                     label="tables + plots")
+    return ArraySpec(
+        name="aggregate",
+        stage="aggregate",
+        jobs=(AGGREGATE_KEY,),
+        after_all=tuple(s.name for s in specs if s.stage == "eval"),
+        external=tuple(external_evals),
+        label="tables + plots",
+    )
 
 
 def placeholder_ids(spec: ArraySpec) -> list[str]:

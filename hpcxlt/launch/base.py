@@ -31,16 +31,22 @@ def read_launch(store: RunStore) -> dict[str, Any] | None:
     return read_json(path) if path.exists() else None
 
 
-def write_launch(store: RunStore, executor: str, site: dict[str, Any] | None = None, *,
-                 aggregate: bool = True) -> dict[str, Any]:
+def write_launch(
+    store: RunStore, executor: str, site: dict[str, Any] | None = None, *, aggregate: bool = True
+) -> dict[str, Any]:
     """Record how the run is launched; a later submission with another executor replaces the record."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor {executor!r} is not one of {EXECUTORS}")
     record = read_launch(store) or {}
     history = list(record.get("history", []))
     history.append({"executor": executor, "time": time.time(), "host": socket.gethostname(), "user": _user()})
-    record = {"executor": executor, "site": site, "aggregate": aggregate, "history": history[-50:],
-              **({"waves": record["waves"]} if record.get("waves") else {})}
+    record = {
+        "executor": executor,
+        "site": site,
+        "aggregate": aggregate,
+        "history": history[-50:],
+        **({"waves": record["waves"]} if record.get("waves") else {}),
+    }
     write_json_atomic(launch_path(store), record)
     return record
 

@@ -37,8 +37,10 @@ def trap_lines(run_dir: str, max_retries: int, backoff_s: int) -> list[str]:
     text is parsed again when it fires, so a path written into the trap itself would need two levels of
     quoting (a run directory named `x$(touch y)` or `it's` stays one literal argument here)."""
     command = shlex.join([sys.executable, "-m", "hpcxlt.launch.heal", str(run_dir)])
-    return [f'hpcxlt_heal() {{ {command} "$1" {int(max_retries)} {int(backoff_s)} || true; }}',
-            "trap 'hpcxlt_heal $?' EXIT"]
+    return [
+        f'hpcxlt_heal() {{ {command} "$1" {int(max_retries)} {int(backoff_s)} || true; }}',
+        "trap 'hpcxlt_heal $?' EXIT",
+    ]
 
 
 def job_id(environ=os.environ) -> str:
@@ -54,7 +56,9 @@ def heal(run_dir: str, status: int, max_retries: int, backoff_s: int, *, environ
     jid = job_id(environ)
     if not jid or not store.plan_path.exists():
         return "nothing to heal (not a job of this run)"
-    cells = [c.key for c in store.load_plan().cells if not store.is_done(c.key) and store.state(c.key).get("job_id") == jid]
+    cells = [
+        c.key for c in store.load_plan().cells if not store.is_done(c.key) and store.state(c.key).get("job_id") == jid
+    ]
     if not cells:
         return f"job {jid}: no unfinished cell"
     states = [store.state(key) for key in cells]
@@ -64,15 +68,27 @@ def heal(run_dir: str, status: int, max_retries: int, backoff_s: int, *, environ
     signal_name = f"signal {status - 128}"
     if retries >= max_retries:
         for key in cells:
-            store.set_state(key, "failed", error=f"the job's process was killed ({signal_name}) {retries + 1} times; "
-                            f"max_retries={max_retries} in the site profile (out of memory? raise mem, then "
-                            "`hpcxlt resume`)", failed=time.time())
+            store.set_state(
+                key,
+                "failed",
+                error=f"the job's process was killed ({signal_name}) {retries + 1} times; "
+                f"max_retries={max_retries} in the site profile (out of memory? raise mem, then "
+                "`hpcxlt resume`)",
+                failed=time.time(),
+            )
         return f"job {jid}: killed again, max_retries reached: cells marked failed"
-    delay = min(backoff_s * 2 ** retries, MAX_BACKOFF_S)
+    delay = min(backoff_s * 2**retries, MAX_BACKOFF_S)
     for key in cells:
-        store.set_state(key, "submitted", retries=retries + 1, reason=f"process killed ({signal_name}); retry "
-                        f"{retries + 1} of {max_retries} in {delay} s", requeued=time.time())
-    message = f"job {jid}: process killed ({signal_name}); requeued, retry {retries + 1} of {max_retries} after {delay} s"
+        store.set_state(
+            key,
+            "submitted",
+            retries=retries + 1,
+            reason=f"process killed ({signal_name}); retry {retries + 1} of {max_retries} in {delay} s",
+            requeued=time.time(),
+        )
+    message = (
+        f"job {jid}: process killed ({signal_name}); requeued, retry {retries + 1} of {max_retries} after {delay} s"
+    )
     print(f"hpcxlt heal: {message}", flush=True)  # said first: the requeue ends this batch script
     slurm_id = environ.get("SLURM_JOB_ID", jid)
     subprocess.run(["scontrol", "requeue", slurm_id], check=True, capture_output=True, text=True)

@@ -52,7 +52,7 @@ class _JobLog:
         self.path = path
         self.handler: logging.Handler | None = None
 
-    def __enter__(self) -> "_JobLog":
+    def __enter__(self) -> _JobLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handler = logging.FileHandler(self.path, encoding="utf-8")
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

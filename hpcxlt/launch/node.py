@@ -68,8 +68,12 @@ class SlurmTask:
     def checkpoint(self) -> submitit.helpers.DelayedSubmission | None:
         """Called by submitit's signal handler: count the requeue; resume is a lookup in the run dir."""
         env = submitit.JobEnvironment()
-        if not note_requeue(self.run_dir, self.job_key, max_requeues=self.max_requeues,
-                            reason=f"Slurm job {env.job_id} preempted or at its time limit"):
+        if not note_requeue(
+            self.run_dir,
+            self.job_key,
+            max_requeues=self.max_requeues,
+            reason=f"Slurm job {env.job_id} preempted or at its time limit",
+        ):
             return None  # submitit then ends the job without requeueing
         return submitit.helpers.DelayedSubmission(self)
 

@@ -37,8 +37,9 @@ def recorded_job_ids(store: RunStore, jobs: list[Job]) -> dict[str, str | None]:
     return {job: states[key].get("job_id") if key is not None else None for job, key in first.items()}
 
 
-def pending_work(store: RunStore, plan: Plan, alive: dict[str, str], *, with_aggregate: bool,
-                 new_only: bool = False) -> Pending:
+def pending_work(
+    store: RunStore, plan: Plan, alive: dict[str, str], *, with_aggregate: bool, new_only: bool = False
+) -> Pending:
     """Jobs that are neither done nor queued, plus what they must wait for. Pure given `alive`.
 
     new_only: only jobs never submitted (the next wave of a wave-wise submission, hpcxlt.launch.waves).
@@ -50,8 +51,9 @@ def pending_work(store: RunStore, plan: Plan, alive: dict[str, str], *, with_agg
     submit: set[str] = set()
     unfinished_keys = {job.key for job in unfinished}
     for job in unfinished:  # plan order is topological: upstream decisions are made first
-        if new_only and (ids[job.key] or any(d in unfinished_keys and d not in queued and d not in submit
-                                             for d in job.deps)):
+        if new_only and (
+            ids[job.key] or any(d in unfinished_keys and d not in queued and d not in submit for d in job.deps)
+        ):
             continue  # submitted before (or downstream of such a job): left to `hpcxlt resume`
         if job.key not in queued:
             out.jobs.append(job)
@@ -72,5 +74,7 @@ def pending_work(store: RunStore, plan: Plan, alive: dict[str, str], *, with_agg
             agg_queued = False
         if agg.get("state") != "done" and not agg_queued:
             out.aggregate = True
-            out.aggregate_external = sorted(ids[j.key] for j in unfinished if j.stage == "eval" and j.key in queued and j.key not in submit)
+            out.aggregate_external = sorted(
+                ids[j.key] for j in unfinished if j.stage == "eval" and j.key in queued and j.key not in submit
+            )
     return out

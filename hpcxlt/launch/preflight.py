@@ -65,9 +65,12 @@ class Report:
 
     def __init__(self, probe: Path, rank: int) -> None:
         self.path = probe / f"rank-{rank}.json"
-        self.data: dict[str, Any] = {"rank": rank, "host": socket.gethostname(),
-                                     "node": os.environ.get("SLURMD_NODENAME", socket.gethostname()),
-                                     "steps": {}}
+        self.data: dict[str, Any] = {
+            "rank": rank,
+            "host": socket.gethostname(),
+            "node": os.environ.get("SLURMD_NODENAME", socket.gethostname()),
+            "steps": {},
+        }
 
     def step(self, name: str, **fields: Any) -> None:
         self.data["steps"][name] = fields
@@ -90,21 +93,34 @@ def _all_reduce(dist_env, timeout_s: int) -> dict[str, Any]:
     if gpus:
         torch.cuda.set_device(dist_env.local_rank % gpus)
     started = time.monotonic()
-    tdist.init_process_group(backend=backend, init_method=f"tcp://{dist_env.master_addr}:{dist_env.master_port}",
-                             rank=dist_env.rank, world_size=dist_env.world_size,
-                             timeout=datetime.timedelta(seconds=timeout_s))
+    tdist.init_process_group(
+        backend=backend,
+        init_method=f"tcp://{dist_env.master_addr}:{dist_env.master_port}",
+        rank=dist_env.rank,
+        world_size=dist_env.world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
     joined = time.monotonic() - started
     value = torch.ones(1, device="cuda" if gpus else "cpu") * (dist_env.rank + 1)
     tdist.all_reduce(value)
     total = float(value.item())
     expected = dist_env.world_size * (dist_env.world_size + 1) / 2
-    return {"ok": total == expected, "backend": backend, "gpus": gpus, "sum": total, "expected": expected,
-            "join_s": round(joined, 3), "total_s": round(time.monotonic() - started, 3)}
+    return {
+        "ok": total == expected,
+        "backend": backend,
+        "gpus": gpus,
+        "sum": total,
+        "expected": expected,
+        "join_s": round(joined, 3),
+        "total_s": round(time.monotonic() - started, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hpcxlt.launch.preflight",
-                                     description="One rank of hpcxlt doctor's preflight job (run under srun).")
+    parser = argparse.ArgumentParser(
+        prog="python -m hpcxlt.launch.preflight",
+        description="One rank of hpcxlt doctor's preflight job (run under srun).",
+    )
     parser.add_argument("probe", type=Path, help="shared folder for the ranks' reports")
     parser.add_argument("--path", action="append", default=[], help="a model or data path every node must read")
     args = parser.parse_args(argv)
@@ -112,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
 
     dist_env = detect()
     report = Report(args.probe, dist_env.rank)
-    report.data.update(world_size=dist_env.world_size, master=f"{dist_env.master_addr}:{dist_env.master_port}",
-                       interface=os.environ.get("GLOO_SOCKET_IFNAME") or os.environ.get("NCCL_SOCKET_IFNAME"))
+    report.data.update(
+        world_size=dist_env.world_size,
+        master=f"{dist_env.master_addr}:{dist_env.master_port}",
+        interface=os.environ.get("GLOO_SOCKET_IFNAME") or os.environ.get("NCCL_SOCKET_IFNAME"),
+    )
     report.step("started", ok=True)
     report.step("environment", ok=True, **environment())
     (args.probe / f"marker-{dist_env.rank}").write_text(report.data["host"])
@@ -121,8 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report.step("all_reduce", **_all_reduce(dist_env, dist_timeout_s()))
     except Exception as err:  # noqa: BLE001 - what went wrong is the finding
-        report.step("all_reduce", ok=False, error=f"{type(err).__name__}: {err}"[:2000],
-                    traceback=traceback.format_exc(limit=3)[-2000:])
+        report.step(
+            "all_reduce",
+            ok=False,
+            error=f"{type(err).__name__}: {err}"[:2000],
+            traceback=traceback.format_exc(limit=3)[-2000:],
+        )
         status = 1
     # after the collective every rank has written its marker: each must be visible from here (a little
     # patience for network file systems that cache directory entries, or for a collective that failed)

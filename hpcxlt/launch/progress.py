@@ -73,11 +73,14 @@ def cell_progress(train_log: str | Path) -> dict[str, Any] | None:
             eta = (total - step) * (t1 - t0) / (s1 - s0)
     stopped = any(r.get("event") == "early_stop" for r in records)
     return {
-        "step": step, "total_steps": total, "loss": steps[-1]["loss"] if steps else None,
+        "step": step,
+        "total_steps": total,
+        "loss": steps[-1]["loss"] if steps else None,
         "dev_metric": evals[-1]["metric"] if evals else None,
         "best_dev_metric": evals[-1].get("best_metric") if evals else None,
         "samples_per_s": steps[-1].get("samples_per_s") if steps else None,
-        "eta_s": 0.0 if stopped else eta, "early_stopped": stopped,
+        "eta_s": 0.0 if stopped else eta,
+        "early_stopped": stopped,
         "attempt_started": attempt[0]["time"] if attempt else None,
     }
 
@@ -110,11 +113,22 @@ def progress_rows(progress: dict[str, dict[str, Any] | None]) -> list[tuple[str,
             continue
         total = p["total_steps"]
         where = f"{p['step']}/{total} ({100 * p['step'] / total:.0f}%)" if total else str(p["step"])
-        dev = "" if p["dev_metric"] is None else f"{p['dev_metric']:.2f}" + (
-            f" (best {p['best_dev_metric']:.2f})" if p["best_dev_metric"] is not None else "")
-        rows.append((key, where, "" if p["loss"] is None else f"{p['loss']:.4f}", dev,
-                     "" if p["samples_per_s"] is None else f"{p['samples_per_s']:.1f}",
-                     "early stop" if p["early_stopped"] else _duration(p["eta_s"])))
+        dev = (
+            ""
+            if p["dev_metric"] is None
+            else f"{p['dev_metric']:.2f}"
+            + (f" (best {p['best_dev_metric']:.2f})" if p["best_dev_metric"] is not None else "")
+        )
+        rows.append(
+            (
+                key,
+                where,
+                "" if p["loss"] is None else f"{p['loss']:.4f}",
+                dev,
+                "" if p["samples_per_s"] is None else f"{p['samples_per_s']:.1f}",
+                "early stop" if p["early_stopped"] else _duration(p["eta_s"]),
+            )
+        )
     return rows
 
 

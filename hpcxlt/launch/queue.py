@@ -11,13 +11,27 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 # Job states in which a job still holds or waits for resources (squeue(1), JOB STATE CODES).
-ALIVE_STATES = frozenset({
-    "PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED", "CONFIGURING",
-    "COMPLETING", "SIGNALING", "STAGE_OUT", "SPECIAL_EXIT", "STOPPED", "RESV_DEL_HOLD",
-})
+ALIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "RESIZING",
+        "SUSPENDED",
+        "CONFIGURING",
+        "COMPLETING",
+        "SIGNALING",
+        "STAGE_OUT",
+        "SPECIAL_EXIT",
+        "STOPPED",
+        "RESV_DEL_HOLD",
+    }
+)
 FAILED_STATES = frozenset({"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
 
 _ARRAY_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
@@ -37,7 +51,8 @@ TRANSIENT = re.compile(
     r"unable to contact slurm controller|connect(ion)? (failure|refused)|socket timed out|"
     r"zero bytes were transmitted|slurm backup controller in standby|problem talking to the database|"
     r"resource temporarily unavailable|communication connection failure|unable to connect to slurmdbd",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 RETRY_S_ENV = "HPCXLT_SLURM_RETRY_S"
 DEFAULT_RETRY_S = 180.0
 """How long Slurm client calls keep retrying transient errors (override: env HPCXLT_SLURM_RETRY_S)."""
@@ -45,8 +60,11 @@ DEFAULT_RETRY_S = 180.0
 
 # For sbatch only what proves nothing was submitted: a timeout after the request went out may have
 # queued the job, and a second sbatch would queue it twice.
-NOT_SUBMITTED = re.compile(r"unable to contact slurm controller|connect(ion)? (failure|refused)|"
-                           r"resource temporarily unavailable", re.IGNORECASE)
+NOT_SUBMITTED = re.compile(
+    r"unable to contact slurm controller|connect(ion)? (failure|refused)|"
+    r"resource temporarily unavailable",
+    re.IGNORECASE,
+)
 
 
 def is_transient(message: str) -> bool:
@@ -65,8 +83,12 @@ def retrying(call, what: str, *, budget_s: float | None = None, sleep=time.sleep
         except Exception as err:
             if not transient(str(err)) or waited + delay > budget:
                 raise
-            print(f"hpcxlt: {what}: Slurm is unreachable ({str(err).strip().splitlines()[-1][:200]}); "
-                  f"retrying in {delay:.0f} s ({waited:.0f} of {budget:.0f} s waited)", file=sys.stderr, flush=True)
+            print(
+                f"hpcxlt: {what}: Slurm is unreachable ({str(err).strip().splitlines()[-1][:200]}); "
+                f"retrying in {delay:.0f} s ({waited:.0f} of {budget:.0f} s waited)",
+                file=sys.stderr,
+                flush=True,
+            )
             sleep(delay)
             waited += delay
             delay = min(delay * 2, 30.0)
@@ -152,7 +174,7 @@ def accounting(job_ids: Iterable[str]) -> dict[str, dict[str, str]]:
     info: dict[str, dict[str, str]] = {}
     fields = ["JobID", "State", "Start", "End", "Elapsed", "NodeList", "ExitCode"]
     for start in range(0, len(roots), 500):
-        chunk = roots[start:start + 500]
+        chunk = roots[start : start + 500]
         out = _run(["sacct", "-X", "-n", "-P", "-o", ",".join(fields), "-j", ",".join(chunk)])
         for line in out.splitlines():
             values = line.split("|")
@@ -168,7 +190,7 @@ def accounting(job_ids: Iterable[str]) -> dict[str, dict[str, str]]:
 def cancel(job_ids: Iterable[str], *, signal: str | None = None) -> None:
     ids = sorted(set(job_ids))
     for start in range(0, len(ids), 1000):
-        cmd = ["scancel"] + ([f"--signal={signal}"] if signal else []) + ids[start:start + 1000]
+        cmd = ["scancel"] + ([f"--signal={signal}"] if signal else []) + ids[start : start + 1000]
         _run(cmd)
 
 
@@ -176,4 +198,4 @@ def release(job_ids: Iterable[str]) -> None:
     """Release held jobs (`scontrol release` takes a comma-separated list)."""
     ids = sorted(set(job_ids))
     for start in range(0, len(ids), 1000):
-        _run(["scontrol", "release", ",".join(ids[start:start + 1000])])
+        _run(["scontrol", "release", ",".join(ids[start : start + 1000])])

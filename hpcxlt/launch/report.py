@@ -46,8 +46,11 @@ def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[st
     if executor == "slurm" and use_queue:
         try:
             alive = queue.alive_jobs()
-            gone = {s.get("job_id") for s in states.values()
-                    if s["state"] in ("submitted", "running") and s.get("job_id") and s.get("job_id") not in alive}
+            gone = {
+                s.get("job_id")
+                for s in states.values()
+                if s["state"] in ("submitted", "running") and s.get("job_id") and s.get("job_id") not in alive
+            }
             acct = queue.accounting(gone) if gone else {}
             queue_info["checked"] = True
         except queue.QueueError as err:
@@ -72,8 +75,14 @@ def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[st
         elif state == "running" and executor == "local" and rec.get("host") == host and rec.get("pid"):
             if not _pid_alive(int(rec["pid"])):
                 state, note = "pending", "interrupted (its process is gone); `hpcxlt resume` continues it"
-        cells[cell.key] = {"stage": cell.stage, "state": state, "note": note, "job_id": jid, "log": rec.get("log"),
-                           "error": rec.get("error")}
+        cells[cell.key] = {
+            "stage": cell.stage,
+            "state": state,
+            "note": note,
+            "job_id": jid,
+            "log": rec.get("log"),
+            "error": rec.get("error"),
+        }
 
     counts = {s: 0 for s in REPORT_STATES}
     stages: dict[str, dict[str, Any]] = {}
@@ -93,9 +102,15 @@ def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[st
             agg["state"] = "failed" if ended in queue.FAILED_STATES or ended == "COMPLETED" else "cancelled"
             agg["note"] = f"Slurm job {agg['job_id']} ended {ended}"
     failed = [
-        {"key": key, "stage": info["stage"], "error": info["error"] or info["note"], "log": info["log"],
-         "job_id": info["job_id"]}
-        for key, info in cells.items() if info["state"] == "failed"
+        {
+            "key": key,
+            "stage": info["stage"],
+            "error": info["error"] or info["note"],
+            "log": info["log"],
+            "job_id": info["job_id"],
+        }
+        for key, info in cells.items()
+        if info["state"] == "failed"
     ]
     return {
         "run_dir": str(store.root),
@@ -121,6 +136,10 @@ def _waves(launch: dict[str, Any], alive: dict[str, str], checked: bool) -> dict
     last = waves[-1]
     feeder = last.get("feeder")
     waiting = last.get("deferred", 0)
-    return {"submitted": len(waves), "waiting_jobs": waiting, "feeder": feeder,
-            "feeder_state": (alive.get(feeder, "ended") if checked else "unknown") if feeder else None,
-            "waves": waves}
+    return {
+        "submitted": len(waves),
+        "waiting_jobs": waiting,
+        "feeder": feeder,
+        "feeder_state": (alive.get(feeder, "ended") if checked else "unknown") if feeder else None,
+        "waves": waves,
+    }

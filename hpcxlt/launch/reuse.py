@@ -26,8 +26,11 @@ def link_done_cells(store: RunStore, plan: Plan, other: RunStore) -> list[str]:
         raise RunDirError(f"--reuse-from names the run directory itself ({store.root})")
     other_plan = other.load_plan()
     done = {cell.fingerprint: cell for cell in other_plan.cells if other.is_done(cell.key)}
-    pairs = [(cell, done[cell.fingerprint]) for cell in plan.cells
-             if cell.fingerprint in done and not store.is_done(cell.key)]
+    pairs = [
+        (cell, done[cell.fingerprint])
+        for cell in plan.cells
+        if cell.fingerprint in done and not store.is_done(cell.key)
+    ]
     # Training cells first (plan order: a cell's upstream is linked before it), then evaluation cells a
     # job at a time: each of the other run's job files is read once and each of ours written once, not
     # once per cell (a job evaluates every language of its target).
@@ -65,8 +68,9 @@ def _link_model(store: RunStore, cell: Cell, other: RunStore, source: Cell) -> N
         os.symlink(target, link)
 
 
-def _copy_evaluations(store: RunStore, job_key: str, pairs: list[tuple[Cell, Cell]], other: RunStore,
-                      other_plan: Plan) -> None:
+def _copy_evaluations(
+    store: RunStore, job_key: str, pairs: list[tuple[Cell, Cell]], other: RunStore, other_plan: Plan
+) -> None:
     """Write one job's reused records in one rewrite of its file, then copy each cell's official files."""
     sources: dict[str, list[str]] = {}  # the other run's jobs these cells come from -> their cells
     for _, source in pairs:
@@ -74,8 +78,18 @@ def _copy_evaluations(store: RunStore, job_key: str, pairs: list[tuple[Cell, Cel
     theirs: dict[str, list[dict]] = {}
     for other_job, keys in sources.items():  # each of its files read once
         theirs.update(other.job_records(other_job, keys))
-    records = [{**record, "key": cell.key, "arm": cell.arm, "seed": cell.seed, "config_hash": cell.fingerprint,
-                "reused_from": str(other.root)} for cell, source in pairs for record in theirs[source.key]]
+    records = [
+        {
+            **record,
+            "key": cell.key,
+            "arm": cell.arm,
+            "seed": cell.seed,
+            "config_hash": cell.fingerprint,
+            "reused_from": str(other.root),
+        }
+        for cell, source in pairs
+        for record in theirs[source.key]
+    ]
     if records:
         store.add_results(job_key, records, overwrite=True)
     for cell, source in pairs:

@@ -19,8 +19,9 @@ import os
 import shlex
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import submitit
 
@@ -38,8 +39,14 @@ def command(folder: Path, shared: Path | str | None = None) -> str:
     SlurmExecutor._submitit_command_str says), this module for an array whose tasks share `shared`."""
     if shared is None:
         return " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
-    return " ".join([shlex.quote(sys.executable), "-u -m hpcxlt.launch.shared_array", shlex.quote(str(folder)),
-                     shlex.quote(str(shared))])
+    return " ".join(
+        [
+            shlex.quote(sys.executable),
+            "-u -m hpcxlt.launch.shared_array",
+            shlex.quote(str(folder)),
+            shlex.quote(str(shared)),
+        ]
+    )
 
 
 class Executor(submitit.SlurmExecutor):

@@ -14,8 +14,9 @@ import math
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from hpcxlt.config import ConfigError, from_dict
 from hpcxlt.config.load import read_yaml
@@ -98,7 +99,9 @@ class StageResources:
     def time_minutes(self) -> int:
         return parse_time_minutes(self.time)
 
-    def sbatch_options(self, stage: str, *, nodes: int | None = None, time_minutes: int | None = None) -> dict[str, Any]:
+    def sbatch_options(
+        self, stage: str, *, nodes: int | None = None, time_minutes: int | None = None
+    ) -> dict[str, Any]:
         """The one rendering of what a job of `stage` asks Slurm for: sbatch long option -> value (True: a
         flag). Submission, its dry run and `hpcxlt doctor` all read it, so a new resource is added here only.
         `nodes` and `time_minutes` override the profile's (doctor's short preflight job)."""
@@ -179,7 +182,9 @@ class SiteProfile:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["stages"] = {k: {**dataclasses.asdict(v), "sbatch_extra": dict(v.sbatch_extra)} for k, v in self.stages.items()}
+        data["stages"] = {
+            k: {**dataclasses.asdict(v), "sbatch_extra": dict(v.sbatch_extra)} for k, v in self.stages.items()
+        }
         data["setup"] = list(self.setup)
         return data
 
@@ -202,7 +207,7 @@ def parse_time_minutes(value: str) -> int:
             for unit in units[1:]:
                 if parts[unit] >= limits[unit]:
                     raise ValueError(f"{unit!r} field {parts[unit]} is out of range in {text!r}")
-        seconds = (parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0))
+        seconds = parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
         return math.ceil(seconds / 60)
     raise ValueError(f"{text!r} is not a Slurm time")
 
@@ -212,18 +217,25 @@ def _check_stage(res: StageResources, stage: str, where: str) -> None:
         return SiteError(f"{where}.{key}: {message}")
 
     if res.partition is not None and not _NAME.match(res.partition):
-        raise bad("partition", f"{res.partition!r} is not a partition name or a comma-separated list of them (letters, "
-                               "digits, '_', '.', '-')")
+        raise bad(
+            "partition",
+            f"{res.partition!r} is not a partition name or a comma-separated list of them (letters, "
+            "digits, '_', '.', '-')",
+        )
     for key in ("account", "qos"):
         value = getattr(res, key)
         if value is not None and (not _NAME.match(value) or "," in value):
             raise bad(key, f"{value!r} is not a valid Slurm {key} name (one name: letters, digits, '_', '.', '-')")
     if res.constraint is not None and (not res.constraint.strip() or any(c.isspace() for c in res.constraint)):
-        raise bad("constraint", f"{res.constraint!r} must be a non-empty feature expression without spaces, e.g. 'a100&ib'")
+        raise bad(
+            "constraint", f"{res.constraint!r} must be a non-empty feature expression without spaces, e.g. 'a100&ib'"
+        )
     try:
         minutes = parse_time_minutes(res.time)
     except ValueError as err:
-        raise bad("time", f"{err}; use 'M', 'M:S', 'H:M:S', 'D-H', 'D-H:M' or 'D-H:M:S', e.g. '04:00:00' or '1-12:00:00'") from None
+        raise bad(
+            "time", f"{err}; use 'M', 'M:S', 'H:M:S', 'D-H', 'D-H:M' or 'D-H:M:S', e.g. '04:00:00' or '1-12:00:00'"
+        ) from None
     if minutes <= 0:
         raise bad("time", f"{res.time!r} is zero; give a positive time limit")
     if res.nodes < 1:
@@ -242,19 +254,25 @@ def _check_stage(res: StageResources, stage: str, where: str) -> None:
             raise bad("gres", "names GPUs and gpus_per_node is set too; give the GPUs in one of the two")
     if res.mem is not None and not _MEM.match(res.mem):
         raise bad("mem", f"{res.mem!r} is not an sbatch memory size; use an integer with unit K, M, G or T, e.g. '64G'")
-    for key, value in res.sbatch_extra.items():
+    for key in res.sbatch_extra:
         if not re.match(r"^[a-z][a-z0-9-]*$", key):
             raise bad(f"sbatch_extra.{key}", "option names are long sbatch options without '--', e.g. 'reservation'")
         if key in ("array", "dependency", "output", "error", "signal", "job-name", "requeue"):
             raise bad(f"sbatch_extra.{key}", "is set by hpcxlt itself and cannot be overridden")
     gpus, tasks = res.gpus(), res.ntasks_per_node(stage)
     if stage in TRAIN_STAGES and gpus and tasks != gpus:
-        raise bad("tasks_per_node", f"training runs one process per GPU: expected {gpus} (the GPUs per node), got {tasks}")
+        raise bad(
+            "tasks_per_node", f"training runs one process per GPU: expected {gpus} (the GPUs per node), got {tasks}"
+        )
     if stage == "eval" and (res.nodes != 1 or tasks != 1):
-        raise bad("nodes" if res.nodes != 1 else "tasks_per_node",
-                  "an evaluation job is one process on one node (it loads the model once); use nodes: 1, tasks_per_node: 1")
+        raise bad(
+            "nodes" if res.nodes != 1 else "tasks_per_node",
+            "an evaluation job is one process on one node (it loads the model once); use nodes: 1, tasks_per_node: 1",
+        )
     if stage == "aggregate" and res.nodes != 1:
-        raise bad("nodes", "the aggregation runs its MPI ranks on one node; use nodes: 1 and tasks_per_node for the ranks")
+        raise bad(
+            "nodes", "the aggregation runs its MPI ranks on one node; use nodes: 1 and tasks_per_node for the ranks"
+        )
 
 
 def _no_newlines(data: Any, where: str) -> None:
@@ -338,7 +356,9 @@ def _check_site(site: SiteProfile, source: str) -> None:
         raise SiteError(f"{source}: signal_delay_s: must be >= 0, got {site.signal_delay_s}")
     # MaxArraySize 1 would allow only task 0; Slurm caps it at 4,000,001.
     if not 1 <= site.max_array_size <= 4_000_001:
-        raise SiteError(f"{source}: max_array_size: must be in [1, 4000001] (Slurm's MaxArraySize), got {site.max_array_size}")
+        raise SiteError(
+            f"{source}: max_array_size: must be in [1, 4000001] (Slurm's MaxArraySize), got {site.max_array_size}"
+        )
     if site.array_throttle is not None:
         if site.array_throttle < 1:
             raise SiteError(f"{source}: array_throttle: must be >= 1 (sbatch --array=...%N), got {site.array_throttle}")
@@ -350,7 +370,9 @@ def _check_site(site: SiteProfile, source: str) -> None:
     if site.max_retries < 0 or site.retry_backoff_s < 0:
         raise SiteError(f"{source}: max_retries and retry_backoff_s must be >= 0")
     if site.max_queued_jobs is not None and site.max_queued_jobs < 2:
-        raise SiteError(f"{source}: max_queued_jobs: must be >= 2 (a wave needs a job and its feeder), got {site.max_queued_jobs}")
+        raise SiteError(
+            f"{source}: max_queued_jobs: must be >= 2 (a wave needs a job and its feeder), got {site.max_queued_jobs}"
+        )
     if site.max_running is not None and site.max_running < 1:
         raise SiteError(f"{source}: max_running: must be >= 1, got {site.max_running}")
     if site.max_requeues < 0:
@@ -358,12 +380,18 @@ def _check_site(site: SiteProfile, source: str) -> None:
     if site.dist_timeout_s < 1:
         raise SiteError(f"{source}: dist_timeout_s: must be >= 1 second, got {site.dist_timeout_s}")
     if not _HOST_SUFFIX.match(site.master_addr_suffix):
-        raise SiteError(f"{source}: master_addr_suffix: {site.master_addr_suffix!r} may hold only letters, digits, '-' and '.'")
+        raise SiteError(
+            f"{source}: master_addr_suffix: {site.master_addr_suffix!r} may hold only letters, digits, '-' and '.'"
+        )
     if site.network_interface is not None and not _IFNAME.match(site.network_interface):
-        raise SiteError(f"{source}: network_interface: {site.network_interface!r} is not an interface name or "
-                        "comma-separated list (e.g. 'ib0', 'eth0', '^docker,lo')")
+        raise SiteError(
+            f"{source}: network_interface: {site.network_interface!r} is not an interface name or "
+            "comma-separated list (e.g. 'ib0', 'eth0', '^docker,lo')"
+        )
     if "{ntasks}" not in site.mpi_launcher and not site.mpi_launcher.strip().startswith("srun"):
-        raise SiteError(f"{source}: mpi_launcher: {site.mpi_launcher!r} must contain {{ntasks}} (or be an srun command)")
+        raise SiteError(
+            f"{source}: mpi_launcher: {site.mpi_launcher!r} must contain {{ntasks}} (or be an srun command)"
+        )
     for stage, res in site.stages.items():
         if site.signal_delay_s >= res.time_minutes() * 60:
             raise SiteError(

@@ -24,14 +24,23 @@ from hpcxlt.launch import queue, shared_array
 from hpcxlt.launch.arrays import ArraySpec, aggregate_spec, build_arrays, dependency, placeholder_ids
 from hpcxlt.launch.base import set_aggregate_state
 from hpcxlt.launch.heal import trap_lines
+
 # jobs submitted before the split pickled these two under this module's name
 from hpcxlt.launch.node import AggregateTask, FeederTask, SlurmTask, aggregate_launcher  # noqa: F401
 from hpcxlt.launch.pending import Pending
 from hpcxlt.launch.site import SiteProfile
 from hpcxlt.store import RunStore
 
-RENDEZVOUS_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR",
-                   "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+RENDEZVOUS_VARS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TORCHELASTIC_RUN_ID",
+)
 
 
 class SubmitError(RuntimeError):
@@ -52,8 +61,7 @@ def batch_path_problem(path: str | Path) -> str | None:
         if ord(char) < 32 or ord(char) == 127:
             return f"{text!r} holds the control character {char!r}, which cannot stand in an #SBATCH line"
         if char in "%\\":
-            return (f"{text!r} holds {char!r}, which sbatch and srun read as part of a log-file pattern "
-                    "(%j, %A, ...)")
+            return f"{text!r} holds {char!r}, which sbatch and srun read as part of a log-file pattern (%j, %A, ...)"
     return None
 
 
@@ -61,8 +69,10 @@ def check_batch_path(path: str | Path, what: str = "run directory") -> None:
     """Refuse, before anything is written or submitted, a path that cannot stand in a batch script."""
     problem = batch_path_problem(path)
     if problem:
-        raise SubmitError(f"the {what} {problem}; choose a path without it (letters, digits, spaces, quotes and "
-                          "other punctuation are fine)")
+        raise SubmitError(
+            f"the {what} {problem}; choose a path without it (letters, digits, spaces, quotes and "
+            "other punctuation are fine)"
+        )
 
 
 # -- the requeue cap's one owner -------------------------------------------------------------------
@@ -81,8 +91,19 @@ def executor_for(folder: Path) -> shared_array.Executor:
 # -- sbatch parameters -----------------------------------------------------------------------------
 # sbatch options that submitit's SlurmExecutor takes by name (its own parameter, '-' as '_'); the others
 # go to `additional_parameters` verbatim (mem among them: submitit's `mem` would read the value as GB)
-_SUBMITIT_NAMED = ("nodes", "ntasks-per-node", "cpus-per-task", "time", "partition", "account", "qos", "constraint",
-                   "gres", "gpus-per-node", "exclusive")
+_SUBMITIT_NAMED = (
+    "nodes",
+    "ntasks-per-node",
+    "cpus-per-task",
+    "time",
+    "partition",
+    "account",
+    "qos",
+    "constraint",
+    "gres",
+    "gpus-per-node",
+    "exclusive",
+)
 
 
 def stage_parameters(site: SiteProfile, stage: str, experiment: str, run_dir: str) -> dict[str, Any]:
@@ -100,14 +121,20 @@ def stage_parameters(site: SiteProfile, stage: str, experiment: str, run_dir: st
     }
     for key, value in site.stage(stage).sbatch_options(stage).items():
         if key in _SUBMITIT_NAMED:
-            params[key.replace("-", "_")] = value  # `time` in whole minutes: submitit tells time-outs from preemptions by it
+            params[key.replace("-", "_")] = (
+                value  # `time` in whole minutes: submitit tells time-outs from preemptions by it
+            )
         else:
             extra[key] = value
     # sbatch exports the submitting environment; rendezvous variables left there by an earlier
     # in-process run (torch.distributed reads RANK, MASTER_PORT, ...) would make every task of every
     # job claim rank 0 of one world and the same port
-    params["setup"] = [f"unset {' '.join(RENDEZVOUS_VARS)}", *site.setup, *site.network_exports(),
-                       *trap_lines(run_dir, site.max_retries, site.retry_backoff_s)]  # self-healing (launch.heal)
+    params["setup"] = [
+        f"unset {' '.join(RENDEZVOUS_VARS)}",
+        *site.setup,
+        *site.network_exports(),
+        *trap_lines(run_dir, site.max_retries, site.retry_backoff_s),
+    ]  # self-healing (launch.heal)
     if stage == "aggregate":
         # one process in the batch step; it starts the MPI ranks itself with the site's launcher
         params["use_srun"] = False
@@ -119,8 +146,9 @@ def sbatch_text(params: dict[str, Any], n_tasks: int, folder: Path, dep: str | N
     shared pickle shows as @uuid (named at submission; like the @name ids, it needs no shell quoting)."""
     full = {**params, "dependency": dep} if dep else dict(params)
     shared = folder / shared_array.ARRAYS_DIR / f"{name}.@uuid.pkl" if n_tasks > 1 else None
-    return _make_sbatch_string(command=shared_array.command(folder, shared), folder=folder,
-                               map_count=n_tasks if n_tasks > 1 else None, **full)
+    return _make_sbatch_string(
+        command=shared_array.command(folder, shared), folder=folder, map_count=n_tasks if n_tasks > 1 else None, **full
+    )
 
 
 def slurm_folder(store: RunStore) -> Path:
@@ -150,14 +178,23 @@ def plan_specs(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending)
 def describe(specs: list[ArraySpec], ids: dict[str, list[str]]) -> list[dict[str, Any]]:
     rows = []
     for spec in specs:
-        rows.append({"name": spec.name, "stage": spec.stage, "tasks": len(spec.jobs), "label": spec.label,
-                     "dependency": dependency(spec, ids), "jobs": list(spec.jobs),
-                     "job_ids": ids.get(spec.name)})
+        rows.append(
+            {
+                "name": spec.name,
+                "stage": spec.stage,
+                "tasks": len(spec.jobs),
+                "label": spec.label,
+                "dependency": dependency(spec, ids),
+                "jobs": list(spec.jobs),
+                "job_ids": ids.get(spec.name),
+            }
+        )
     return rows
 
 
-def dry_run(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, experiment: str,
-            out: TextIO) -> list[dict[str, Any]]:
+def dry_run(
+    store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, experiment: str, out: TextIO
+) -> list[dict[str, Any]]:
     """Print the arrays, their dependencies and the exact sbatch scripts, submitting nothing."""
     specs = plan_specs(store, plan, site, pending)
     ids = {spec.name: placeholder_ids(spec) for spec in specs}
@@ -166,18 +203,29 @@ def dry_run(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, ex
     print(f"slurm site {site.name} ({site.source}); dry run: nothing is submitted", file=out)
     if pending.cancel:
         print(f"would cancel {len(pending.cancel)} queued job(s) waiting on work that is resubmitted", file=out)
-    print(f"would submit {len(specs)} sbatch submission(s): {len(pending.jobs)} jobs, {pending.cells} cells"
-          + (" + the aggregation job" if pending.aggregate else ""), file=out)
+    print(
+        f"would submit {len(specs)} sbatch submission(s): {len(pending.jobs)} jobs, {pending.cells} cells"
+        + (" + the aggregation job" if pending.aggregate else ""),
+        file=out,
+    )
     print("(submitted held, released once the run directory records every job id)", file=out)
     print(file=out)
     print(f"{'array':<18}{'stage':<14}{'tasks':>6}  {'task':<16}dependency", file=out)
     for row in rows:
-        print(f"{row['name']:<18}{row['stage']:<14}{row['tasks']:>6}  {row['label'] or '-':<16}"
-              f"{row['dependency'] or '-'}", file=out)
+        print(
+            f"{row['name']:<18}{row['stage']:<14}{row['tasks']:>6}  {row['label'] or '-':<16}"
+            f"{row['dependency'] or '-'}",
+            file=out,
+        )
     for spec, row in zip(specs, rows):
         jobs = ", ".join(spec.jobs[:4]) + (f", ... ({len(spec.jobs)} tasks)" if len(spec.jobs) > 4 else "")
-        row["sbatch"] = sbatch_text(stage_parameters(site, spec.stage, experiment, str(store.root)), len(spec.jobs), folder,
-                                    row["dependency"], spec.name)
+        row["sbatch"] = sbatch_text(
+            stage_parameters(site, spec.stage, experiment, str(store.root)),
+            len(spec.jobs),
+            folder,
+            row["dependency"],
+            spec.name,
+        )
         print(f"\n==> {spec.name}: {jobs}", file=out)
         print(row["sbatch"], file=out, end="")
     return rows
@@ -211,8 +259,9 @@ def _submit_one(spec: ArraySpec, executor: shared_array.Executor, run_dir: str, 
     return shared_array.submit(executor, tasks, spec.name)
 
 
-def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, experiment: str, *,
-           release: bool = True) -> list[dict[str, Any]]:
+def submit(
+    store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, experiment: str, *, release: bool = True
+) -> list[dict[str, Any]]:
     """Submit `pending` held, record every cell's job id, then release; return one row per submission.
 
     release=False leaves the jobs held (benchmarks, tests that cancel them again).
@@ -230,8 +279,11 @@ def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, exp
         dep = dependency(spec, ids)
         executor.parameters = {**checked[spec.stage], **({"dependency": dep} if dep else {})}
         # retried only while sbatch could not reach the controller at all (nothing was submitted)
-        return queue.retrying(lambda: _submit_one(spec, executor, str(store.root), site),
-                              f"sbatch {spec.name}", transient=lambda text: bool(queue.NOT_SUBMITTED.search(text)))
+        return queue.retrying(
+            lambda: _submit_one(spec, executor, str(store.root), site),
+            f"sbatch {spec.name}",
+            transient=lambda text: bool(queue.NOT_SUBMITTED.search(text)),
+        )
 
     for spec in specs:
         if spec.stage not in checked:
@@ -257,8 +309,12 @@ def submit(store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, exp
                 message = err.args[0] if err.args else str(err)
                 raise SubmitError(
                     f"sbatch refused {spec.name} ({spec.stage}, {len(spec.jobs)} tasks): {str(message).strip()[:800]}"
-                    + (f"; cancelled the {len(ids)} other submission(s) of this run (they were held, nothing ran)"
-                       if ids else "")) from err
+                    + (
+                        f"; cancelled the {len(ids)} other submission(s) of this run (they were held, nothing ran)"
+                        if ids
+                        else ""
+                    )
+                ) from err
     cells: dict[str, tuple[str, str]] = {}
     for spec in specs:
         for key, jid in zip(spec.jobs, ids[spec.name]):
@@ -281,8 +337,14 @@ def submit_feeder(store: RunStore, site: SiteProfile, experiment: str, after: li
     (Slurm ids) has ended, whatever its outcome. Returns its job id."""
     params = stage_parameters(site, "aggregate", experiment, str(store.root))
     extra = {k: v for k, v in params["additional_parameters"].items() if k != "hold"}
-    params.update(job_name=f"hpcxlt-{experiment}-feeder", ntasks_per_node=1, nodes=1, use_srun=False,
-                  time=max(FEEDER_MINUTES, site.signal_delay_s // 60 + 5), additional_parameters=extra)
+    params.update(
+        job_name=f"hpcxlt-{experiment}-feeder",
+        ntasks_per_node=1,
+        nodes=1,
+        use_srun=False,
+        time=max(FEEDER_MINUTES, site.signal_delay_s // 60 + 5),
+        additional_parameters=extra,
+    )
     roots = sorted({queue.array_root(j) for j in after})
     if roots:
         params["dependency"] = "afterany:" + ":".join(roots)

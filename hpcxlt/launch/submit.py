@@ -49,9 +49,19 @@ def site_from_record(record: dict[str, Any]) -> SiteProfile:
     return parse_site(record["data"], record.get("source") or "launch.json")
 
 
-def launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile, site_raw: dict[str, Any], *,
-                 dry_run: bool, aggregate: bool = True, out: TextIO | None = None, command: str = "submit",
-                 next_wave: bool = False) -> LaunchResult:
+def launch_slurm(
+    store: RunStore,
+    plan: Plan,
+    experiment: str,
+    site: SiteProfile,
+    site_raw: dict[str, Any],
+    *,
+    dry_run: bool,
+    aggregate: bool = True,
+    out: TextIO | None = None,
+    command: str = "submit",
+    next_wave: bool = False,
+) -> LaunchResult:
     """Submit (or, with dry_run, print) every job that is neither done nor alive in the queue.
 
     aggregate=False leaves out the final `hpcxlt aggregate` job (run it by hand later). A real
@@ -64,23 +74,38 @@ def launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile
     if store.config_path.exists():  # a dry run of a new run directory: `submit` checked the config itself
         check_before_submit(store.load_config(), site, str(store.root))
     if dry_run:
-        return _launch_slurm(store, plan, experiment, site, site_raw, dry_run=True, aggregate=aggregate, out=out,
-                             next_wave=next_wave)
+        return _launch_slurm(
+            store, plan, experiment, site, site_raw, dry_run=True, aggregate=aggregate, out=out, next_wave=next_wave
+        )
     with store.lock(command):
-        return _launch_slurm(store, plan, experiment, site, site_raw, dry_run=False, aggregate=aggregate, out=out,
-                             next_wave=next_wave)
+        return _launch_slurm(
+            store, plan, experiment, site, site_raw, dry_run=False, aggregate=aggregate, out=out, next_wave=next_wave
+        )
 
 
-def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfile, site_raw: dict[str, Any], *,
-                  dry_run: bool, aggregate: bool, out: TextIO | None, next_wave: bool) -> LaunchResult:
+def _launch_slurm(
+    store: RunStore,
+    plan: Plan,
+    experiment: str,
+    site: SiteProfile,
+    site_raw: dict[str, Any],
+    *,
+    dry_run: bool,
+    aggregate: bool,
+    out: TextIO | None,
+    next_wave: bool,
+) -> LaunchResult:
     from hpcxlt.launch import queue, slurm
     from hpcxlt.launch.pending import pending_work
 
     out = sys.stdout if out is None else out
     if not dry_run and not queue.available():
         raise slurm.SubmitError("sbatch/squeue not found: submit from a Slurm login node, or use --local or --dry-run")
-    recorded_ids = {s.get("job_id") for s in store.states([c.key for c in plan.cells]).values()} - {None} \
-        if store.exists() else set()
+    recorded_ids = (
+        {s.get("job_id") for s in store.states([c.key for c in plan.cells]).values()} - {None}
+        if store.exists()
+        else set()
+    )
     has_ids = bool(recorded_ids)
     alive = queue.alive_jobs() if (has_ids and (not dry_run or queue.available())) else {}
     if alive and not dry_run:
@@ -102,15 +127,25 @@ def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfil
         if room < 1 and not next_wave:
             raise slurm.SubmitError(
                 f"the queue already holds {len(everything)} of this user's jobs and the site allows "
-                f"max_queued_jobs={site.max_queued_jobs}: nothing submitted; try again when some have ended")
+                f"max_queued_jobs={site.max_queued_jobs}: nothing submitted; try again when some have ended"
+            )
         pending, deferred = split_wave(store, pending, max(room, 0))
-    result = LaunchResult(executor="slurm", jobs=len(pending.jobs), cells=pending.cells,
-                          cancelled=list(pending.cancel), aggregate=pending.aggregate, deferred=deferred)
+    result = LaunchResult(
+        executor="slurm",
+        jobs=len(pending.jobs),
+        cells=pending.cells,
+        cancelled=list(pending.cancel),
+        aggregate=pending.aggregate,
+        deferred=deferred,
+    )
     if dry_run:
         result.submissions = slurm.dry_run(store, plan, site, pending, experiment, out)
         if deferred:
-            print(f"\n{deferred} more job(s) go in later waves (site max_queued_jobs={site.max_queued_jobs}): "
-                  "a feeder job submits each next wave when the previous one has ended", file=out)
+            print(
+                f"\n{deferred} more job(s) go in later waves (site max_queued_jobs={site.max_queued_jobs}): "
+                "a feeder job submits each next wave when the previous one has ended",
+                file=out,
+            )
         return result
     write_launch(store, "slurm", site_record(site, site_raw), aggregate=aggregate)
     if pending.jobs or pending.aggregate:
@@ -123,8 +158,9 @@ def _launch_slurm(store: RunStore, plan: Plan, experiment: str, site: SiteProfil
             wave_ids = [jid for row in result.submissions for jid in row["job_ids"] or []]
             run_ids = [jid for jid in alive if jid in recorded_ids]
             result.feeder = slurm.submit_feeder(store, site, experiment, wave_ids or run_ids)
-        update_launch(store, lambda data: record_wave(data, jobs=len(pending.jobs), deferred=deferred,
-                                                      feeder=result.feeder))
+        update_launch(
+            store, lambda data: record_wave(data, jobs=len(pending.jobs), deferred=deferred, feeder=result.feeder)
+        )
     return result
 
 
@@ -140,8 +176,15 @@ def _queued_now(dry_run: bool) -> dict[str, str]:
     return queue.alive_jobs()
 
 
-def launch_local(store: RunStore, plan: Plan, *, dry_run: bool, progress: bool = True,
-                 out: TextIO | None = None, command: str = "submit") -> LaunchResult:
+def launch_local(
+    store: RunStore,
+    plan: Plan,
+    *,
+    dry_run: bool,
+    progress: bool = True,
+    out: TextIO | None = None,
+    command: str = "submit",
+) -> LaunchResult:
     """Run (or, with dry_run, list) every unfinished job in this process, in dependency order; a real run
     holds the run directory's lock throughout (a second local run waits instead of training the same cells)."""
     if store.config_path.exists():
@@ -158,11 +201,16 @@ def _launch_local(store: RunStore, plan: Plan, *, dry_run: bool, progress: bool,
     cells = sum(1 for job in todo for key in job.cells if not store.is_done(key))
     result = LaunchResult(executor="local", jobs=len(todo), cells=cells)
     if dry_run:
-        print(f"local executor; dry run: would run {result.jobs} jobs ({result.cells} cells) in this process, in order:",
-              file=out)
+        print(
+            f"local executor; dry run: would run {result.jobs} jobs ({result.cells} cells) in this process, in order:",
+            file=out,
+        )
         for job in todo:
-            print(f"  {job.key}  ({len(job.cells)} cell{'s' if len(job.cells) > 1 else ''})"
-                  + (f"  after {', '.join(job.deps)}" if job.deps else ""), file=out)
+            print(
+                f"  {job.key}  ({len(job.cells)} cell{'s' if len(job.cells) > 1 else ''})"
+                + (f"  after {', '.join(job.deps)}" if job.deps else ""),
+                file=out,
+            )
         return result
     write_launch(store, "local")
     if not todo:
@@ -170,8 +218,9 @@ def _launch_local(store: RunStore, plan: Plan, *, dry_run: bool, progress: bool,
     from hpcxlt.launch.local import run_local
 
     report = run_local(store.root, progress=progress)
-    result.submissions = [{"ran": report.ran, "failed": report.failed, "blocked": report.blocked,
-                           "interrupted": report.interrupted}]
+    result.submissions = [
+        {"ran": report.ran, "failed": report.failed, "blocked": report.blocked, "interrupted": report.interrupted}
+    ]
     if report.interrupted:
         print(f"interrupted while running {report.interrupted}; `hpcxlt resume {store.root}` continues", file=out)
         result.exit_code = 130

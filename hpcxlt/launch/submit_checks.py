@@ -30,13 +30,16 @@ def check_before_submit(cfg: ExperimentConfig, site: SiteProfile | None, where: 
     except TrackingError as err:
         raise SubmitCheckError(f"{where}: {err}") from None
     if cfg.stats.aso and importlib.util.find_spec("deepsig") is None:
-        raise SubmitCheckError(f"{where}: stats.aso is on but the `deepsig` package is not installed (the aggregation "
-                               "job needs it): `pip install deepsig`, or set stats.aso: false")
+        raise SubmitCheckError(
+            f"{where}: stats.aso is on but the `deepsig` package is not installed (the aggregation "
+            "job needs it): `pip install deepsig`, or set stats.aso: false"
+        )
     if site is not None and site.offline and cfg.data.source == "hub":
         raise SubmitCheckError(
             f"{where}: site {site.name!r} ({site.source}) is offline: its compute nodes cannot reach the hub that "
             f"data.source 'hub' reads. On a login node run `hpcxlt prepare CONFIG --out DIR [--features]`, then "
-            "submit with -o data.source=local -o data.root=DIR")
+            "submit with -o data.source=local -o data.root=DIR"
+        )
 
 
 __all__ = ["SubmitCheckError", "check_before_submit"]

@@ -35,14 +35,21 @@ def split_wave(store: RunStore, pending: Pending, room: int) -> tuple[Pending, i
     aggregate = pending.aggregate and deferred == 0 and len(kept) < room
     external = {dep: jid for dep, jid in pending.external.items() if any(dep in job.deps for job in kept)}
     cells = sum(1 for job in kept for key in job.cells if not store.is_done(key))
-    wave = replace(pending, jobs=kept, external=external, aggregate=aggregate, cells=cells,
-                   aggregate_external=pending.aggregate_external if aggregate else [])
+    wave = replace(
+        pending,
+        jobs=kept,
+        external=external,
+        aggregate=aggregate,
+        cells=cells,
+        aggregate_external=pending.aggregate_external if aggregate else [],
+    )
     return wave, deferred + (1 if pending.aggregate and not aggregate else 0)
 
 
 def record_wave(launch: dict[str, Any], *, jobs: int, deferred: int, feeder: str | None) -> dict[str, Any]:
     """launch.json's 'waves' list with this wave appended."""
     waves = list(launch.get("waves", []))
-    waves.append({"wave": len(waves) + 1, "jobs": jobs, "deferred": deferred, "feeder": feeder,
-                  "submitted": time.time()})
+    waves.append(
+        {"wave": len(waves) + 1, "jobs": jobs, "deferred": deferred, "feeder": feeder, "submitted": time.time()}
+    )
     return {**launch, "waves": waves}

@@ -81,8 +81,9 @@ def check_upstream(store: RunStore, plan, job: Job) -> None:
         )
 
 
-def run_job(run_dir: str | os.PathLike, job_key: str, *, job_id: str | None = None,
-            log_path: str | None = None) -> dict[str, Any]:
+def run_job(
+    run_dir: str | os.PathLike, job_key: str, *, job_id: str | None = None, log_path: str | None = None
+) -> dict[str, Any]:
     """Run the cells of one plan job that are not done yet; return {'job', 'ran', 'skipped'}.
 
     Raises JobError when upstream work is missing, re-raises the training loop's `Preempted` untouched
@@ -107,8 +108,17 @@ def run_job(run_dir: str | os.PathLike, job_key: str, *, job_id: str | None = No
     if main:
         for key in todo:
             attempts = int(store.state(key).get("attempts", 0)) + 1
-            store.set_state(key, "running", job_id=job_id, host=socket.gethostname(), pid=os.getpid(),
-                            log=log_path, attempts=attempts, started=time.time(), error=None)
+            store.set_state(
+                key,
+                "running",
+                job_id=job_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                log=log_path,
+                attempts=attempts,
+                started=time.time(),
+                error=None,
+            )
     cells = [plan.cell(key) for key in todo]
     try:
         if job.stage in ("intermediate", "target"):
@@ -178,7 +188,14 @@ def _progress(store: RunStore, job: Job) -> int:
     of another torch import crashed the process with SIGSEGV in the soak)."""
     if job.stage in ("intermediate", "target"):
         root = store.checkpoints_dir(job.cells[0])
-        steps = [int(p.name[len("step-"):]) for p in root.glob("step-*")
-                 if p.name[len("step-"):].isdigit() and (p / "complete.json").is_file()] if root.is_dir() else []
+        steps = (
+            [
+                int(p.name[len("step-") :])
+                for p in root.glob("step-*")
+                if p.name[len("step-") :].isdigit() and (p / "complete.json").is_file()
+            ]
+            if root.is_dir()
+            else []
+        )
         return max(steps, default=0)
     return sum(1 for key in job.cells if store.is_done(key))

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,9 +42,15 @@ def _check_format(format: str) -> None:
         raise ValueError(f"unknown format {format!r}; known: {', '.join(AUTO_CLASSES)}")
 
 
-def build_model(format: str, model_name_or_path: str, *, num_labels: int | None = None,
-                label_names: tuple[str, ...] | None = None, num_choices: int | None = None,
-                revision: str | None = None):
+def build_model(
+    format: str,
+    model_name_or_path: str,
+    *,
+    num_labels: int | None = None,
+    label_names: tuple[str, ...] | None = None,
+    num_choices: int | None = None,
+    revision: str | None = None,
+):
     """The Hugging Face model for a format, its head new: AutoModelFor{SequenceClassification,
     MultipleChoice, TokenClassification, QuestionAnswering}, or the bare encoder (AutoModel) for
     retrieval. `label_names` (or `num_labels`) sizes classification and tagging heads; multiple
@@ -56,8 +63,11 @@ def build_model(format: str, model_name_or_path: str, *, num_labels: int | None 
         if label_names:
             if num_labels is not None and num_labels != len(label_names):
                 raise ValueError(f"num_labels={num_labels} but {len(label_names)} label_names")
-            kwargs.update(num_labels=len(label_names), id2label=dict(enumerate(label_names)),
-                          label2id={name: i for i, name in enumerate(label_names)})
+            kwargs.update(
+                num_labels=len(label_names),
+                id2label=dict(enumerate(label_names)),
+                label2id={name: i for i, name in enumerate(label_names)},
+            )
         elif num_labels:
             kwargs["num_labels"] = num_labels
         else:
@@ -124,7 +134,12 @@ class ClassificationHead(_Head):
         self.out = nn.Linear(hidden_size, num_labels)
 
     def spec(self) -> dict:
-        return {"format": self.format, "hidden_size": self.hidden_size, "num_labels": self.num_labels, "dropout": self.dropout_p}
+        return {
+            "format": self.format,
+            "hidden_size": self.hidden_size,
+            "num_labels": self.num_labels,
+            "dropout": self.dropout_p,
+        }
 
     def forward(self, encoder, input_ids, attention_mask, labels=None, **_):
         hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
@@ -141,15 +156,20 @@ class MultipleChoiceHead(_Head):
     def __init__(self, hidden_size: int, dropout: float = 0.1):
         super().__init__()
         self.hidden_size, self.dropout_p = hidden_size, dropout
-        self.dense, self.dropout, self.out = nn.Linear(hidden_size, hidden_size), nn.Dropout(dropout), nn.Linear(hidden_size, 1)
+        self.dense, self.dropout, self.out = (
+            nn.Linear(hidden_size, hidden_size),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_size, 1),
+        )
 
     def spec(self) -> dict:
         return {"format": self.format, "hidden_size": self.hidden_size, "dropout": self.dropout_p}
 
     def forward(self, encoder, input_ids, attention_mask, labels=None, **_):
         batch, choices, length = input_ids.shape
-        hidden = encoder(input_ids=input_ids.reshape(-1, length),
-                         attention_mask=attention_mask.reshape(-1, length)).last_hidden_state[:, 0]
+        hidden = encoder(
+            input_ids=input_ids.reshape(-1, length), attention_mask=attention_mask.reshape(-1, length)
+        ).last_hidden_state[:, 0]
         logits = self.out(self.dropout(torch.tanh(self.dense(hidden)))).reshape(batch, choices)
         loss = nn.functional.cross_entropy(logits, labels, ignore_index=-100) if labels is not None else None
         return HeadOutput(loss=loss, logits=logits)
@@ -166,14 +186,21 @@ class TaggingHead(_Head):
         self.dropout, self.out = nn.Dropout(dropout), nn.Linear(hidden_size, num_labels)
 
     def spec(self) -> dict:
-        return {"format": self.format, "hidden_size": self.hidden_size, "num_labels": self.num_labels, "dropout": self.dropout_p}
+        return {
+            "format": self.format,
+            "hidden_size": self.hidden_size,
+            "num_labels": self.num_labels,
+            "dropout": self.dropout_p,
+        }
 
     def forward(self, encoder, input_ids, attention_mask, labels=None, **_):
         hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         logits = self.out(self.dropout(hidden))
         loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
+            loss = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100
+            )
         return HeadOutput(loss=loss, logits=logits)
 
 
@@ -196,10 +223,16 @@ class QAHead(_Head):
         loss = None
         if start_positions is not None and end_positions is not None:
             length = start_logits.size(1)
-            loss = (nn.functional.cross_entropy(start_logits, start_positions.clamp(0, length - 1))
-                    + nn.functional.cross_entropy(end_logits, end_positions.clamp(0, length - 1))) / 2
-        return HeadOutput(loss=loss, logits=torch.stack([start_logits, end_logits], -1),
-                          start_logits=start_logits, end_logits=end_logits)
+            loss = (
+                nn.functional.cross_entropy(start_logits, start_positions.clamp(0, length - 1))
+                + nn.functional.cross_entropy(end_logits, end_positions.clamp(0, length - 1))
+            ) / 2
+        return HeadOutput(
+            loss=loss,
+            logits=torch.stack([start_logits, end_logits], -1),
+            start_logits=start_logits,
+            end_logits=end_logits,
+        )
 
 
 class RetrievalHead(_Head):
@@ -219,7 +252,9 @@ class RetrievalHead(_Head):
         return HeadOutput(loss=loss, logits=logits)
 
 
-_HEAD_CLASSES = {cls.format: cls for cls in (ClassificationHead, MultipleChoiceHead, TaggingHead, QAHead, RetrievalHead)}
+_HEAD_CLASSES = {
+    cls.format: cls for cls in (ClassificationHead, MultipleChoiceHead, TaggingHead, QAHead, RetrievalHead)
+}
 
 
 def make_head(format: str, hidden_size: int, *, num_labels: int | None = None, dropout: float = 0.1) -> nn.Module:
@@ -252,8 +287,9 @@ class MultiTaskModel(nn.Module):
         self.heads = nn.ModuleDict(dict(heads))
 
     @classmethod
-    def from_tasks(cls, model_name_or_path: str, tasks: Mapping[str, tuple[str, int | None]], *,
-                   revision: str | None = None) -> "MultiTaskModel":
+    def from_tasks(
+        cls, model_name_or_path: str, tasks: Mapping[str, tuple[str, int | None]], *, revision: str | None = None
+    ) -> MultiTaskModel:
         """Encoder from a pretrained model + a new head per task: tasks = {name: (format, num_labels)}."""
         from transformers import AutoModel
 
@@ -277,7 +313,7 @@ class MultiTaskModel(nn.Module):
         write_json_atomic(out / HEADS_SPEC, {name: head.spec() for name, head in self.heads.items()})
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> "MultiTaskModel":
+    def from_pretrained(cls, path: str | os.PathLike) -> MultiTaskModel:
         """A MultiTaskModel saved with save_pretrained."""
         from transformers import AutoModel
 
@@ -327,7 +363,7 @@ def init_from_intermediate(target_model, intermediate_dir: str | os.PathLike) ->
     for key, value in source.items():
         for p in prefixes:
             if key.startswith(p):
-                key = key[len(p):]
+                key = key[len(p) :]
                 break
         stripped[key] = value
     target_state = base.state_dict()
@@ -342,13 +378,17 @@ def init_from_intermediate(target_model, intermediate_dir: str | os.PathLike) ->
             tensor.copy_(stripped[key])
             copied.append(key)
     if mismatched:
-        raise ValueError(f"{folder}: encoder weights do not fit the target model (another model size or "
-                         f"tokenizer?): {'; '.join(mismatched[:5])}")
+        raise ValueError(
+            f"{folder}: encoder weights do not fit the target model (another model size or "
+            f"tokenizer?): {'; '.join(mismatched[:5])}"
+        )
     needed = [k for k in target_state if k.startswith(("embeddings.", "encoder."))]
     missing = [k for k in needed if k not in copied]
     if missing:
-        raise ValueError(f"{folder}: holds no encoder weights for {len(missing)} of the target's encoder "
-                         f"tensors (e.g. {missing[:3]}); is it an XLM-R checkpoint?")
+        raise ValueError(
+            f"{folder}: holds no encoder weights for {len(missing)} of the target's encoder "
+            f"tensors (e.g. {missing[:3]}); is it an XLM-R checkpoint?"
+        )
     names = {id(t): n for n, t in target_model.state_dict(keep_vars=True).items()}
     base_vars = base.state_dict(keep_vars=True)
     return [names.get(id(base_vars[k]), k) for k in copied]

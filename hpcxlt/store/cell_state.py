@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from hpcxlt.io import read_json, write_json_atomic
 
@@ -83,12 +84,17 @@ class CellStates:
             raise ValueError(f"log_pattern {log_pattern!r} must contain {JOB_ID_FIELD}")
         names = self._record_names()
         seq = int(names[-1].split(".")[0]) + 1 if names else 1
-        record = {"seq": seq, "submitted": time.time(), "log_pattern": log_pattern,
-                  "cells": {key: [job_id, array] for key, (job_id, array) in cells.items()}}
+        record = {
+            "seq": seq,
+            "submitted": time.time(),
+            "log_pattern": log_pattern,
+            "cells": {key: [job_id, array] for key, (job_id, array) in cells.items()},
+        }
         while True:
             try:
-                write_json_atomic(self.submissions_dir / f"{seq:06d}.json", {**record, "seq": seq}, indent=None,
-                                  replace=False)
+                write_json_atomic(
+                    self.submissions_dir / f"{seq:06d}.json", {**record, "seq": seq}, indent=None, replace=False
+                )
                 return seq
             except FileExistsError:  # another writer took this number: records are never replaced
                 seq += 1
@@ -106,8 +112,9 @@ class CellStates:
         except FileNotFoundError:
             present = set()
         entries = self.submissions()
-        return {key: _newer(self._own(key) if key in present else {"state": "pending"}, entries.get(key))
-                for key in keys}
+        return {
+            key: _newer(self._own(key) if key in present else {"state": "pending"}, entries.get(key)) for key in keys
+        }
 
     def _own(self, key: str) -> dict[str, Any]:
         """What the cell's own file says; pending without one (or with one cut short by a crash)."""
@@ -129,7 +136,16 @@ class CellStates:
 def _newer(state: dict[str, Any], entry: Submitted | None) -> dict[str, Any]:
     """`state` updated by a submission entry that is newer than what the state continues."""
     if entry is not None and entry.seq > int(state.get("submission", 0)):
-        state.update(state="submitted", job_id=entry.job_id, array=entry.array, log=entry.log,
-                     submitted=entry.submitted, updated=entry.submitted, submission=entry.seq, requeues=0,
-                     error=None, traceback=None)
+        state.update(
+            state="submitted",
+            job_id=entry.job_id,
+            array=entry.array,
+            log=entry.log,
+            submitted=entry.submitted,
+            updated=entry.submitted,
+            submission=entry.seq,
+            requeues=0,
+            error=None,
+            traceback=None,
+        )
     return state

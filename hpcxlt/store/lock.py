@@ -90,7 +90,7 @@ class RunLock:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
         return f"`hpcxlt {holder.get('command')}` (host {holder.get('host')}, pid {holder.get('pid')}, since {since})"
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         deadline = time.time() + self.wait_s
         told = False
         while not self._create(self.path, self.holder):
@@ -99,8 +99,10 @@ class RunLock:
                 self._break(holder)
                 continue
             if time.time() > deadline:
-                raise RunDirError(f"{self.path.parent} is locked by {self.describe(holder)}; wait for it to finish, "
-                                  f"or remove {self.path} if that process is gone")
+                raise RunDirError(
+                    f"{self.path.parent} is locked by {self.describe(holder)}; wait for it to finish, "
+                    f"or remove {self.path} if that process is gone"
+                )
             if not told:
                 print(f"waiting for the run directory lock held by {self.describe(holder)}", file=sys.stderr)
                 told = True

@@ -11,8 +11,9 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from hpcxlt.config import ExperimentConfig, config_to_dict, dump_yaml, parse_config
 from hpcxlt.grid.plan import Plan
@@ -20,6 +21,7 @@ from hpcxlt.io import read_json, write_json_atomic, write_text_atomic
 from hpcxlt.store.cell_state import CellStates
 from hpcxlt.store.errors import RunDirError
 from hpcxlt.store.lock import LOCK_FILE, RunLock
+
 
 class RunStore:
     """Paths and state of one run directory."""
@@ -127,11 +129,15 @@ class RunStore:
         if changed or dropped:
             problems = []
             if changed:
-                problems.append(f"{len(changed)} planned cell(s) would change: {', '.join(changed[:8])}"
-                                + (" ..." if len(changed) > 8 else ""))
+                problems.append(
+                    f"{len(changed)} planned cell(s) would change: {', '.join(changed[:8])}"
+                    + (" ..." if len(changed) > 8 else "")
+                )
             if dropped:
-                problems.append(f"{len(dropped)} planned cell(s) would disappear: {', '.join(dropped[:8])}"
-                                + (" ..." if len(dropped) > 8 else ""))
+                problems.append(
+                    f"{len(dropped)} planned cell(s) would disappear: {', '.join(dropped[:8])}"
+                    + (" ..." if len(dropped) > 8 else "")
+                )
             raise RunDirError(
                 f"{self.root} holds a different experiment (config differs at: {', '.join(differing[:5])}); "
                 f"{'; '.join(problems)}. A run can only grow (more seeds, arms, targets, languages): use a new "
@@ -217,7 +223,8 @@ class RunStore:
             elif not overwrite and old.get("config_hash") != new[ident].get("config_hash"):
                 raise RunDirError(
                     f"{path}:{line} holds a {ident[1]} result for {ident[0]} of a different config "
-                    f"({old.get('config_hash')} != {new[ident].get('config_hash')}); pass overwrite=True to replace it")
+                    f"({old.get('config_hash')} != {new[ident].get('config_hash')}); pass overwrite=True to replace it"
+                )
         text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in [*kept, *records])
         return write_text_atomic(path, text)
 
@@ -233,7 +240,7 @@ class RunStore:
             if record.get("key") in wanted:
                 wanted[record["key"]].append(record)
         for path in sorted(self.results_dir.glob("*.json")):  # the folder listed once, not once per cell
-            key = path.name[:-len(".json")].rsplit(".", 1)[0]
+            key = path.name[: -len(".json")].rsplit(".", 1)[0]
             if key in wanted:
                 wanted[key].append(read_json(path))
         return wanted
@@ -241,8 +248,9 @@ class RunStore:
     def result_files(self) -> Iterator[Path]:
         """Every record file: the jobs' JSON-lines files and older one-record files."""
         if self.results_dir.exists():
-            yield from sorted(p for p in self.results_dir.iterdir() if p.suffix in (".json", ".jsonl")
-                              and not p.name.startswith("."))
+            yield from sorted(
+                p for p in self.results_dir.iterdir() if p.suffix in (".json", ".jsonl") and not p.name.startswith(".")
+            )
 
 
 def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
@@ -255,8 +263,9 @@ def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as err:
-                raise RunDirError(f"{path}:{number}: not a JSON record ({err.msg}); move the file away and "
-                                  "evaluate its cells again") from None
+                raise RunDirError(
+                    f"{path}:{number}: not a JSON record ({err.msg}); move the file away and evaluate its cells again"
+                ) from None
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:

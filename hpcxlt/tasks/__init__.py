@@ -18,6 +18,17 @@ from hpcxlt.tasks.registry import (
 from hpcxlt.tasks.spec import DataRef, TaskSpec
 
 __all__ = [
-    "LANGUAGES", "LOW_RESOURCE_MAX_CLASS", "Language", "UnknownLanguageError", "language", "resource_group",
-    "TASKS", "UnknownTaskError", "get_task", "intermediate_tasks", "target_tasks", "DataRef", "TaskSpec",
+    "LANGUAGES",
+    "LOW_RESOURCE_MAX_CLASS",
+    "Language",
+    "UnknownLanguageError",
+    "language",
+    "resource_group",
+    "TASKS",
+    "UnknownTaskError",
+    "get_task",
+    "intermediate_tasks",
+    "target_tasks",
+    "DataRef",
+    "TaskSpec",
 ]

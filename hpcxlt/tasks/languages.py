@@ -13,9 +13,9 @@ Codes are ISO 639-1 where one exists, else ISO 639-3 (e.g. 'pcm', 'luo'), as in 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 LOW_RESOURCE_MAX_CLASS = 2
 """Joshi classes 0-2 count as low-resource, 3-5 as high-resource (the usual split in follow-up work)."""
@@ -42,50 +42,116 @@ class UnknownLanguageError(ValueError):
 # code: (English name, Joshi class). Grouped by class to make the table easy to check.
 _TABLE: dict[str, tuple[str, int]] = {
     # class 5
-    "ar": ("Arabic", 5), "de": ("German", 5), "en": ("English", 5), "es": ("Spanish", 5),
-    "fr": ("French", 5), "ja": ("Japanese", 5), "zh": ("Chinese (Mandarin)", 5),
+    "ar": ("Arabic", 5),
+    "de": ("German", 5),
+    "en": ("English", 5),
+    "es": ("Spanish", 5),
+    "fr": ("French", 5),
+    "ja": ("Japanese", 5),
+    "zh": ("Chinese (Mandarin)", 5),
     # class 4
-    "eu": ("Basque", 4), "fa": ("Persian", 4), "fi": ("Finnish", 4), "hi": ("Hindi", 4),
-    "hu": ("Hungarian", 4), "it": ("Italian", 4), "ko": ("Korean", 4), "nl": ("Dutch", 4),
-    "pl": ("Polish", 4), "pt": ("Portuguese", 4), "ru": ("Russian", 4), "tr": ("Turkish", 4),
+    "eu": ("Basque", 4),
+    "fa": ("Persian", 4),
+    "fi": ("Finnish", 4),
+    "hi": ("Hindi", 4),
+    "hu": ("Hungarian", 4),
+    "it": ("Italian", 4),
+    "ko": ("Korean", 4),
+    "nl": ("Dutch", 4),
+    "pl": ("Polish", 4),
+    "pt": ("Portuguese", 4),
+    "ru": ("Russian", 4),
+    "tr": ("Turkish", 4),
     "vi": ("Vietnamese", 4),
     # class 3
-    "af": ("Afrikaans", 3), "bg": ("Bulgarian", 3), "bn": ("Bengali", 3), "el": ("Greek", 3),
-    "et": ("Estonian", 3), "he": ("Hebrew", 3), "id": ("Indonesian", 3), "ka": ("Georgian", 3),
-    "kk": ("Kazakh", 3), "lt": ("Lithuanian", 3), "ms": ("Malay", 3), "ro": ("Romanian", 3),
-    "ta": ("Tamil", 3), "th": ("Thai", 3), "tl": ("Tagalog", 3), "uk": ("Ukrainian", 3),
+    "af": ("Afrikaans", 3),
+    "bg": ("Bulgarian", 3),
+    "bn": ("Bengali", 3),
+    "el": ("Greek", 3),
+    "et": ("Estonian", 3),
+    "he": ("Hebrew", 3),
+    "id": ("Indonesian", 3),
+    "ka": ("Georgian", 3),
+    "kk": ("Kazakh", 3),
+    "lt": ("Lithuanian", 3),
+    "ms": ("Malay", 3),
+    "ro": ("Romanian", 3),
+    "ta": ("Tamil", 3),
+    "th": ("Thai", 3),
+    "tl": ("Tagalog", 3),
+    "uk": ("Ukrainian", 3),
     "ur": ("Urdu", 3),
     # class 2
-    "am": ("Amharic", 2), "ha": ("Hausa", 2), "mr": ("Marathi", 2), "pa": ("Punjabi", 2),
-    "sw": ("Swahili", 2), "ti": ("Tigrinya", 2), "tn": ("Tswana", 2), "wo": ("Wolof", 2),
-    "xh": ("Xhosa", 2), "yo": ("Yoruba", 2), "zu": ("Zulu", 2),
+    "am": ("Amharic", 2),
+    "ha": ("Hausa", 2),
+    "mr": ("Marathi", 2),
+    "pa": ("Punjabi", 2),
+    "sw": ("Swahili", 2),
+    "ti": ("Tigrinya", 2),
+    "tn": ("Tswana", 2),
+    "wo": ("Wolof", 2),
+    "xh": ("Xhosa", 2),
+    "yo": ("Yoruba", 2),
+    "zu": ("Zulu", 2),
     # class 1
-    "as": ("Assamese", 1), "ay": ("Aymara", 1), "az": ("Azerbaijani", 1), "bm": ("Bambara", 1),
-    "ee": ("Ewe", 1), "gn": ("Guarani", 1), "gu": ("Gujarati", 1), "ht": ("Haitian Creole", 1),
-    "ig": ("Igbo", 1), "ilo": ("Ilocano", 1), "jv": ("Javanese", 1), "km": ("Khmer", 1),
-    "kn": ("Kannada", 1), "ky": ("Kyrgyz", 1), "lg": ("Luganda", 1), "ln": ("Lingala", 1),
-    "mg": ("Malagasy", 1), "ml": ("Malayalam", 1), "my": ("Burmese", 1), "ne": ("Nepali", 1),
-    "ny": ("Chichewa", 1), "om": ("Oromo", 1), "or": ("Odia", 1), "qu": ("Quechua", 1),
-    "rw": ("Kinyarwanda", 1), "sd": ("Sindhi", 1), "sn": ("Shona", 1), "so": ("Somali", 1),
-    "su": ("Sundanese", 1), "te": ("Telugu", 1), "tg": ("Tajik", 1), "tk": ("Turkmen", 1),
-    "ts": ("Tsonga", 1), "tw": ("Twi", 1),
+    "as": ("Assamese", 1),
+    "ay": ("Aymara", 1),
+    "az": ("Azerbaijani", 1),
+    "bm": ("Bambara", 1),
+    "ee": ("Ewe", 1),
+    "gn": ("Guarani", 1),
+    "gu": ("Gujarati", 1),
+    "ht": ("Haitian Creole", 1),
+    "ig": ("Igbo", 1),
+    "ilo": ("Ilocano", 1),
+    "jv": ("Javanese", 1),
+    "km": ("Khmer", 1),
+    "kn": ("Kannada", 1),
+    "ky": ("Kyrgyz", 1),
+    "lg": ("Luganda", 1),
+    "ln": ("Lingala", 1),
+    "mg": ("Malagasy", 1),
+    "ml": ("Malayalam", 1),
+    "my": ("Burmese", 1),
+    "ne": ("Nepali", 1),
+    "ny": ("Chichewa", 1),
+    "om": ("Oromo", 1),
+    "or": ("Odia", 1),
+    "qu": ("Quechua", 1),
+    "rw": ("Kinyarwanda", 1),
+    "sd": ("Sindhi", 1),
+    "sn": ("Shona", 1),
+    "so": ("Somali", 1),
+    "su": ("Sundanese", 1),
+    "te": ("Telugu", 1),
+    "tg": ("Tajik", 1),
+    "tk": ("Turkmen", 1),
+    "ts": ("Tsonga", 1),
+    "tw": ("Twi", 1),
     # class 0
-    "arq": ("Algerian Arabic", 0), "ary": ("Moroccan Arabic", 0), "bbj": ("Ghomala'", 0),
-    "fon": ("Fon", 0), "luo": ("Luo (Dholuo)", 0), "mos": ("Mossi", 0),
-    "pcm": ("Nigerian Pidgin", 0), "si": ("Sinhala", 0),
+    "arq": ("Algerian Arabic", 0),
+    "ary": ("Moroccan Arabic", 0),
+    "bbj": ("Ghomala'", 0),
+    "fon": ("Fon", 0),
+    "luo": ("Luo (Dholuo)", 0),
+    "mos": ("Mossi", 0),
+    "pcm": ("Nigerian Pidgin", 0),
+    "si": ("Sinhala", 0),
 }
 
-UNCERTAIN: Mapping[str, str] = MappingProxyType({
-    # Why these classes are less sure than the rest; none of them would change the low/high group.
-    "ht": "sources disagree between class 1 and 2 for Haitian Creole",
-    "si": "class 0 as usually cited; some sources give 1",
-    "arq": "Arabic dialect not listed separately in lang2tax; class 0 assumed",
-    "ary": "Arabic dialect not listed separately in lang2tax; class 0 assumed",
-    "bbj": "not listed in lang2tax; class 0 assumed (no NLP resources before MasakhaNER 2.0)",
-    "luo": "not listed in lang2tax under this name; class 0 assumed",
-    "mos": "not listed in lang2tax under this name; class 0 assumed",
-    "pcm": "not listed in lang2tax; class 0 assumed",
-})
+UNCERTAIN: Mapping[str, str] = MappingProxyType(
+    {
+        # Why these classes are less sure than the rest; none of them would change the low/high group.
+        "ht": "sources disagree between class 1 and 2 for Haitian Creole",
+        "si": "class 0 as usually cited; some sources give 1",
+        "arq": "Arabic dialect not listed separately in lang2tax; class 0 assumed",
+        "ary": "Arabic dialect not listed separately in lang2tax; class 0 assumed",
+        "bbj": "not listed in lang2tax; class 0 assumed (no NLP resources before MasakhaNER 2.0)",
+        "luo": "not listed in lang2tax under this name; class 0 assumed",
+        "mos": "not listed in lang2tax under this name; class 0 assumed",
+        "pcm": "not listed in lang2tax; class 0 assumed",
+    }
+)
 """Codes whose class is an assumption or disputed, with the reason."""
 
 LANGUAGES: Mapping[str, Language] = MappingProxyType(

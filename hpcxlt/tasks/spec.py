@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 FORMATS = ("classification", "multiple_choice", "tagging", "qa", "retrieval")
 METRICS = ("accuracy", "seqeval_f1", "squad", "mlqa", "map_at_20")

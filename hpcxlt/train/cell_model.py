@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hpcxlt.config import ExperimentConfig
 from hpcxlt.grid.plan import Cell
@@ -32,7 +33,9 @@ def _num_labels(spec: TaskSpec, label_names: tuple[str, ...]) -> int | None:
     return len(label_names) if spec.format in ("classification", "tagging") else None
 
 
-def model_builder(cfg: ExperimentConfig, setup: CellSetup, label_names: dict[str, tuple[str, ...]]) -> Callable[[], Any]:
+def model_builder(
+    cfg: ExperimentConfig, setup: CellSetup, label_names: dict[str, tuple[str, ...]]
+) -> Callable[[], Any]:
     """A function that builds the cell's fresh model (pretrained encoder, new heads)."""
     from hpcxlt.model import heads
 
@@ -44,8 +47,9 @@ def model_builder(cfg: ExperimentConfig, setup: CellSetup, label_names: dict[str
     return lambda: heads.build_model(spec.format, path, label_names=label_names[spec.name] or None, revision=revision)
 
 
-def build_cell_model(cfg: ExperimentConfig, cell: Cell, store: RunStore, setup: CellSetup,
-                     label_names: dict[str, tuple[str, ...]]) -> tuple[Any, Callable[[], Any], dict | None]:
+def build_cell_model(
+    cfg: ExperimentConfig, cell: Cell, store: RunStore, setup: CellSetup, label_names: dict[str, tuple[str, ...]]
+) -> tuple[Any, Callable[[], Any], dict | None]:
     """(model, builder, init_from): the model a cell starts training from, seeded by the cell's seed.
 
     A target cell of an intermediate arm gets the intermediate model's encoder (its head stays new);
@@ -62,8 +66,17 @@ def build_cell_model(cfg: ExperimentConfig, cell: Cell, store: RunStore, setup: 
         builder = lambda: heads.build_model(spec.format, str(folder), label_names=label_names[spec.name] or None)  # noqa: E731
         model = builder()
         log.info("cell %s: whole model from prelude %s", cell.key, folder)
-        return model, builder, {"cell": previous, "model_dir": str(folder), "checkpoint": info.get("checkpoint"),
-                                "step": info.get("step"), "whole_model": True}
+        return (
+            model,
+            builder,
+            {
+                "cell": previous,
+                "model_dir": str(folder),
+                "checkpoint": info.get("checkpoint"),
+                "step": info.get("step"),
+                "whole_model": True,
+            },
+        )
     builder = model_builder(cfg, setup, label_names)
     ckpt.seed_everything(cell.seed)  # the new heads' initialization depends only on the seed
     model = builder()
@@ -77,8 +90,17 @@ def build_cell_model(cfg: ExperimentConfig, cell: Cell, store: RunStore, setup: 
     encoder_host = model.encoder if isinstance(model, heads.MultiTaskModel) else model
     copied = heads.init_from_intermediate(encoder_host, folder)
     log.info("cell %s: encoder from %s (%d tensors), head new", cell.key, folder, len(copied))
-    return model, builder, {"cell": source, "model_dir": str(folder), "checkpoint": info.get("checkpoint"),
-                            "step": info.get("step"), "tensors": len(copied)}
+    return (
+        model,
+        builder,
+        {
+            "cell": source,
+            "model_dir": str(folder),
+            "checkpoint": info.get("checkpoint"),
+            "step": info.get("step"),
+            "tensors": len(copied),
+        },
+    )
 
 
 def export_model(builder: Callable[[], Any], checkpoint: Path, out: Path, tokenizer) -> Path:
@@ -97,7 +119,9 @@ def export_model(builder: Callable[[], Any], checkpoint: Path, out: Path, tokeni
     # non-persistent buffers (position ids) are rebuilt by the model itself; anything else must match
     missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
     if missing or unexpected:
-        raise RuntimeError(f"{checkpoint}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise RuntimeError(
+            f"{checkpoint}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     # what an earlier, interrupted export of this checkpoint left is replaced
     publish_dir(out, lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)), replace=True)
     log.info("exported %s to %s in %.1f s", checkpoint, out, time.perf_counter() - started)

@@ -6,8 +6,8 @@ languages, and the cells whose models it starts from.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from hpcxlt.config import ExperimentConfig, TrainConfig, arm_train_config, target_train_config
 from hpcxlt.grid.plan import Cell
@@ -37,16 +37,25 @@ def cell_setup(cfg: ExperimentConfig, cell: Cell) -> CellSetup:
         arm = cfg.arm(cell.arm)
         specs = tuple(get_task(t) for t in arm.tasks)
         languages = {s.name: tuple(arm.languages.get(s.name, s.train_languages)) for s in specs}
-        return CellSetup(train=arm_train_config(cfg, arm), specs=specs, languages=languages, multi_task=True,
-                         examples=dict(arm.examples))
+        return CellSetup(
+            train=arm_train_config(cfg, arm),
+            specs=specs,
+            languages=languages,
+            multi_task=True,
+            examples=dict(arm.examples),
+        )
     if cell.stage == "target":
         if not cell.target:
             raise ValueError(f"cell {cell.key}: a target cell names no target task")
         spec = get_task(cell.trains or cell.target)  # a prelude cell trains on its prelude task
         if not spec.has_training_data():
             raise ValueError(f"cell {cell.key}: task {spec.name!r} has no training data to fine-tune on")
-        return CellSetup(train=target_train_config(cfg, cell.target), specs=(spec,),
-                         languages={spec.name: tuple(spec.train_languages)}, multi_task=spec.format == "retrieval")
+        return CellSetup(
+            train=target_train_config(cfg, cell.target),
+            specs=(spec,),
+            languages={spec.name: tuple(spec.train_languages)},
+            multi_task=spec.format == "retrieval",
+        )
     raise ValueError(f"cell {cell.key}: stage {cell.stage!r} is not a training stage (intermediate or target)")
 
 

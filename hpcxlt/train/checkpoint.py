@@ -56,6 +56,7 @@ def step_of(path: str | os.PathLike) -> int:
 
 # -- RNG ---------------------------------------------------------------------------------------------
 
+
 def capture_rng() -> dict[str, Any]:
     """Every RNG that can change what the next step computes (dropout, shuffling, sampling)."""
     state: dict[str, Any] = {
@@ -84,6 +85,7 @@ def seed_everything(seed: int) -> None:
 
 
 # -- validity and lookup -----------------------------------------------------------------------------
+
 
 def problem(folder: str | os.PathLike) -> str | None:
     """Why `folder` is not a usable checkpoint, or None when it is complete and every file has its recorded size."""
@@ -116,7 +118,7 @@ def list_checkpoints(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         return []
     for old in root.glob(f"{OLD_PREFIX}step-*"):
-        final = root / old.name[len(OLD_PREFIX):]
+        final = root / old.name[len(OLD_PREFIX) :]
         if not final.exists() and STEP_DIR.match(final.name) and dist.is_main():
             os.replace(old, final)
     found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.match(p.name)]
@@ -140,6 +142,7 @@ def read_state(folder: str | os.PathLike) -> dict[str, Any]:
 
 # -- save / load -------------------------------------------------------------------------------------
 
+
 def _own_files(tmp: Path) -> dict[str, int]:
     """The files this rank sees under `tmp`, made durable, with their sizes. Every rank sees at least the
     files it wrote itself, so the union over ranks covers the checkpoint even where a shared file
@@ -155,7 +158,7 @@ def _own_files(tmp: Path) -> dict[str, int]:
     return files
 
 
-def save_checkpoint(engine: "Engine", root: str | os.PathLike, state: dict[str, Any]) -> Path:
+def save_checkpoint(engine: Engine, root: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write a complete checkpoint of `engine` + `state` as root/step-<state['step']> (collective).
 
     Every rank writes its DeepSpeed shard and its own RNG states and reports the files it sees; rank 0
@@ -200,7 +203,7 @@ def save_checkpoint(engine: "Engine", root: str | os.PathLike, state: dict[str, 
     return final
 
 
-def load_checkpoint(engine: "Engine", folder: str | os.PathLike) -> dict[str, Any]:
+def load_checkpoint(engine: Engine, folder: str | os.PathLike) -> dict[str, Any]:
     """Restore `engine` and this rank's RNG states from `folder`; return the trainer state (collective)."""
     folder = Path(folder)
     state = read_state(folder)
@@ -216,7 +219,9 @@ def load_checkpoint(engine: "Engine", folder: str | os.PathLike) -> dict[str, An
     except (OSError, pickle.UnpicklingError, RuntimeError) as err:
         raise RuntimeError(f"{rng_file}: cannot restore RNG states ({err})") from err
     if engine.global_step != int(state["step"]):
-        raise RuntimeError(f"{folder}: DeepSpeed restored step {engine.global_step}, trainer state says {state['step']}")
+        raise RuntimeError(
+            f"{folder}: DeepSpeed restored step {engine.global_step}, trainer state says {state['step']}"
+        )
     return state
 
 

@@ -35,6 +35,7 @@ def export_env(d: DistEnv, environ: Any = None) -> None:
 
 # -- queries that work with and without a process group -------------------------------------------
 
+
 def _initialized() -> bool:
     import torch.distributed as tdist
 

@@ -16,9 +16,10 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -83,14 +84,16 @@ def ds_config(
         zero["stage3_gather_16bit_weights_on_model_save"] = False
     else:
         zero = {k: v for k, v in zero.items() if not k.startswith("stage3_")}
-    cfg.update({
-        "train_micro_batch_size_per_gpu": train.micro_batch_size,
-        "gradient_accumulation_steps": train.grad_accum,
-        "gradient_clipping": float(train.max_grad_norm),
-        "zero_optimization": zero,
-        # torch's AdamW is exact and well tested under ZeRO; DeepSpeed only allow-lists its own optimizers
-        "zero_allow_untested_optimizer": True,
-    })
+    cfg.update(
+        {
+            "train_micro_batch_size_per_gpu": train.micro_batch_size,
+            "gradient_accumulation_steps": train.grad_accum,
+            "gradient_clipping": float(train.max_grad_norm),
+            "zero_optimization": zero,
+            # torch's AdamW is exact and well tested under ZeRO; DeepSpeed only allow-lists its own optimizers
+            "zero_allow_untested_optimizer": True,
+        }
+    )
     cfg.setdefault("steps_per_print", 10**9)  # we log ourselves, once every log_every steps
     cfg.setdefault("wall_clock_breakdown", False)
     if precision == "bf16":
@@ -132,8 +135,12 @@ def init_distributed(env: dist.DistEnv | None = None) -> dist.DistEnv:
     # auto_mpi_discovery would overwrite MASTER_ADDR with `hostname -I` (not loopback); we already set it
     # an explicit timeout (site key dist_timeout_s): a rank that never arrives, or a collective that hangs on a
     # wrong interface, fails the job within it instead of holding the allocation until the time limit
-    deepspeed.init_distributed(dist_backend="nccl" if device_type() == "cuda" else "gloo", auto_mpi_discovery=False,
-                               verbose=False, timeout=datetime.timedelta(seconds=dist.dist_timeout_s()))
+    deepspeed.init_distributed(
+        dist_backend="nccl" if device_type() == "cuda" else "gloo",
+        auto_mpi_discovery=False,
+        verbose=False,
+        timeout=datetime.timedelta(seconds=dist.dist_timeout_s()),
+    )
     return env
 
 
@@ -148,7 +155,9 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     return [g for g in groups if g["params"]]
 
 
-def linear_schedule(optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def linear_schedule(
+    optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up to the peak lr over `warmup_steps`, then linear decay to zero at `total_steps`."""
 
     def factor(step: int) -> float:
@@ -192,14 +201,25 @@ class Engine:
         self.train = train
         self.total_steps = total_steps
         self.precision = resolve_precision(precision or train.precision)
-        self.config = ds_config(train, precision=self.precision, persistence_threshold=persistence_threshold,
-                                base=base_config if base_config is not None else load_base_config())
+        self.config = ds_config(
+            train,
+            precision=self.precision,
+            persistence_threshold=persistence_threshold,
+            base=base_config if base_config is not None else load_base_config(),
+        )
         optimizer = torch.optim.AdamW(
-            param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.999), eps=1e-8,
+            param_groups(model, train.weight_decay),
+            lr=train.lr,
+            betas=(0.9, 0.999),
+            eps=1e-8,
         )
         scheduler = linear_schedule(optimizer, warmup_steps=warmup_steps(train, total_steps), total_steps=total_steps)
         self.ds, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=self.config, dist_init_required=False,
+            model=model,
+            optimizer=optimizer,
+            lr_scheduler=scheduler,
+            config=self.config,
+            dist_init_required=False,
         )
         self.device = self.ds.device
 
@@ -256,7 +276,10 @@ class Engine:
     def load(self, root: str | os.PathLike, tag: str) -> None:
         """Restore model, optimizer, scheduler and step counters from root/tag (collective)."""
         path, _ = self.ds.load_checkpoint(
-            str(root), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True,
+            str(root),
+            tag=tag,
+            load_optimizer_states=True,
+            load_lr_scheduler_states=True,
         )
         if path is None:
             raise RuntimeError(f"DeepSpeed could not load checkpoint {Path(root) / tag}")

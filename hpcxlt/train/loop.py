@@ -12,10 +12,11 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -193,22 +194,40 @@ def train_loop(
         mixture.load_state_dict(state["data"])
         selection = {**FRESH_SELECTION, **state.get("best", {}), **state.get("selection", {})}
         train_log.truncate_after(engine.global_step)
-        train_log.write({"event": "resume", "step": engine.global_step, "checkpoint": str(resumed),
-                         "world_size": dist.get_world_size(), "hosts": hosts})
+        train_log.write(
+            {
+                "event": "resume",
+                "step": engine.global_step,
+                "checkpoint": str(resumed),
+                "world_size": dist.get_world_size(),
+                "hosts": hosts,
+            }
+        )
         log.info("resumed from %s at step %d", resumed, engine.global_step)
     else:
         train_log.truncate_after(-1)  # a fresh start: nothing from an attempt that died before its first checkpoint
-        train_log.write({
-            "event": "start", "step": 0, "total_steps": cfg.total_steps, "world_size": dist.get_world_size(),
-            "hosts": hosts, "sampling": {"rule": mixture.rule, "probabilities": mixture.probabilities}, **(extra_state or {}),
-        })
+        train_log.write(
+            {
+                "event": "start",
+                "step": 0,
+                "total_steps": cfg.total_steps,
+                "world_size": dist.get_world_size(),
+                "hosts": hosts,
+                "sampling": {"rule": mixture.rule, "probabilities": mixture.probabilities},
+                **(extra_state or {}),
+            }
+        )
 
     # batches drawn ahead in a thread, pinned on GPUs; the data state a checkpoint records is the consumed one
     prefetcher = Prefetcher(mixture, depth=cfg.prefetch, pin=engine.device.type == "cuda")
 
     def state_now() -> dict[str, Any]:
-        return {"step": engine.global_step, "data": prefetcher.state_dict(), "selection": dict(selection),
-                **(extra_state or {})}
+        return {
+            "step": engine.global_step,
+            "data": prefetcher.state_dict(),
+            "selection": dict(selection),
+            **(extra_state or {}),
+        }
 
     def dev_evaluation(step: int) -> bool:
         """Evaluate, log, update the selection state; True when this evaluation is the new best."""
@@ -220,9 +239,18 @@ def train_loop(
             selection.update(metric=metric, step=step, bad_evals=0)
         else:
             selection["bad_evals"] += 1
-        train_log.write({"event": "eval", "step": step, "metric": metric, "best": improved,
-                         "best_metric": selection["metric"], "best_step": selection["step"],
-                         "bad_evals": selection["bad_evals"], **details})
+        train_log.write(
+            {
+                "event": "eval",
+                "step": step,
+                "metric": metric,
+                "best": improved,
+                "best_metric": selection["metric"],
+                "best_step": selection["step"],
+                "bad_evals": selection["bad_evals"],
+                **details,
+            }
+        )
         return improved
 
     last_saved: Path | None = resumed
@@ -249,8 +277,18 @@ def train_loop(
             step = engine.global_step
             window_steps += 1
             if step % cfg.log_every == 0 or step == cfg.total_steps:
-                _log_window(train_log, engine, prefetcher.counts(), tasks, loss_sums, batches, tokens, examples,
-                            time.perf_counter() - window_start, window_steps)
+                _log_window(
+                    train_log,
+                    engine,
+                    prefetcher.counts(),
+                    tasks,
+                    loss_sums,
+                    batches,
+                    tokens,
+                    examples,
+                    time.perf_counter() - window_start,
+                    window_steps,
+                )
                 loss_sums.zero_()
                 batches = [0] * len(tasks)
                 tokens = examples = 0
@@ -260,15 +298,27 @@ def train_loop(
             stop = signum > 0
             save = stop or bool(cfg.save_every and step % cfg.save_every == 0)
             # no dev evaluation once a stop signal is seen: the signal's grace time is for the checkpoint
-            if (evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.total_steps
-                    and not stop):
+            if (
+                evaluate is not None
+                and cfg.eval_every
+                and step % cfg.eval_every == 0
+                and step < cfg.total_steps
+                and not stop
+            ):
                 if dev_evaluation(step) and cfg.select_best:
                     save = True  # the best model must survive pruning and be exportable at the end
                 if cfg.patience and selection["bad_evals"] >= cfg.patience:
                     selection["stopped"] = True  # saved below, so a rerun goes straight to the end
                     save = True
-                    train_log.write({"event": "early_stop", "step": step, "patience": cfg.patience,
-                                     "best_step": selection["step"], "best_metric": selection["metric"]})
+                    train_log.write(
+                        {
+                            "event": "early_stop",
+                            "step": step,
+                            "patience": cfg.patience,
+                            "best_step": selection["step"],
+                            "best_metric": selection["metric"],
+                        }
+                    )
             if save:
                 last_saved = _save(engine, cfg, state_now(), _kept_step(cfg, selection))
             if stop:
@@ -284,11 +334,25 @@ def train_loop(
         last_saved = _save(engine, cfg, state_now(), _kept_step(cfg, selection))
     best_step = _kept_step(cfg, selection)
     best_ckpt = cfg.checkpoint_dir / ckpt.step_name(best_step) if best_step is not None else None
-    train_log.write({"event": "end", "step": step, "counts": prefetcher.counts(), "realized": prefetcher.realized(),
-                     "best": {"metric": selection["metric"], "step": selection["step"]}, "selection": selection})
-    return LoopResult(step=step, final_checkpoint=last_saved, best_checkpoint=best_ckpt, counts=prefetcher.counts(),
-                      best_metric=selection["metric"], selection=dict(selection),
-                      resumed_from=str(resumed) if resumed else None)
+    train_log.write(
+        {
+            "event": "end",
+            "step": step,
+            "counts": prefetcher.counts(),
+            "realized": prefetcher.realized(),
+            "best": {"metric": selection["metric"], "step": selection["step"]},
+            "selection": selection,
+        }
+    )
+    return LoopResult(
+        step=step,
+        final_checkpoint=last_saved,
+        best_checkpoint=best_ckpt,
+        counts=prefetcher.counts(),
+        best_metric=selection["metric"],
+        selection=dict(selection),
+        resumed_from=str(resumed) if resumed else None,
+    )
 
 
 FRESH_SELECTION = {"metric": None, "step": None, "bad_evals": 0, "stopped": False}
@@ -314,9 +378,18 @@ def _save(engine: Engine, cfg: LoopConfig, state: dict[str, Any], best_step: int
     return folder
 
 
-def _log_window(train_log: TrainLog, engine: Engine, counts: dict[str, dict[str, int]], tasks: list[str],
-                loss_sums: torch.Tensor, batches: list[int], tokens: int, examples: int, seconds: float,
-                steps: int) -> None:
+def _log_window(
+    train_log: TrainLog,
+    engine: Engine,
+    counts: dict[str, dict[str, int]],
+    tasks: list[str],
+    loss_sums: torch.Tensor,
+    batches: list[int],
+    tokens: int,
+    examples: int,
+    seconds: float,
+    steps: int,
+) -> None:
     # the one sync point: the loss sums and this rank's host counts summed over ranks, then read to the host
     host = torch.tensor([*batches, float(tokens), float(examples)], dtype=torch.float64).to(loss_sums.device)
     packed = torch.cat([loss_sums, host])

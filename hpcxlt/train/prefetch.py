@@ -43,8 +43,13 @@ def _prepare(mixture: Mixture, pin: bool) -> Prepared:
     stream, batch = mixture.next()
     if pin:
         batch = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}
-    return Prepared(stream=stream, batch=batch, tokens=count_tokens(batch),
-                    examples=len(next(iter(batch.values()))), data_state=mixture.state_dict())
+    return Prepared(
+        stream=stream,
+        batch=batch,
+        tokens=count_tokens(batch),
+        examples=len(next(iter(batch.values()))),
+        data_state=mixture.state_dict(),
+    )
 
 
 class Prefetcher:
@@ -102,7 +107,7 @@ class Prefetcher:
             self._thread.join(timeout=10)
             self._thread = None
 
-    def __enter__(self) -> "Prefetcher":
+    def __enter__(self) -> Prefetcher:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -46,20 +46,24 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     world = launched.world_size
     setup = cell_setup(cfg, cell)
     train = setup.train
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model.name_or_path,
-                                              **({"revision": cfg.model.revision} if cfg.model.revision else {}))
+    tokenizer = AutoTokenizer.from_pretrained(
+        cfg.model.name_or_path, **({"revision": cfg.model.revision} if cfg.model.revision else {})
+    )
     # the data first, the process group after it (see build_streams)
     allocation = example_allocation(cfg, setup) if setup.examples else {}  # read once: streams and the log
     streams, label_names = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world, allocation=allocation)
     dev_streams = None
     if train.eval_every and train.select_by == "loss":
         dev_langs = {s.name: (dev_language(setup.languages[s.name]),) for s in setup.specs}
-        dev_streams, _ = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world, split="dev", languages=dev_langs)
+        dev_streams, _ = build_streams(
+            cfg, setup, tokenizer, seed=cell.seed, world=world, split="dev", languages=dev_langs
+        )
     init_distributed(launched)
     sizes = {s.key: s.size for s in streams}
     probabilities, rule = mixture_probabilities(cfg, cell, setup, sizes)
     total_steps = train.max_steps or epochs_to_steps(
-        sizes, epochs=train.epochs, global_batch=train.micro_batch_size * world, grad_accum=train.grad_accum)
+        sizes, epochs=train.epochs, global_batch=train.micro_batch_size * world, grad_accum=train.grad_accum
+    )
 
     model, builder, init_from = build_cell_model(cfg, cell, store, setup, label_names)
     engine = Engine(model, train, total_steps=total_steps)
@@ -68,27 +72,65 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     forward_kwargs = (lambda task: {"task": task}) if setup.multi_task else None
     evaluate = None
     if train.eval_every:  # 'last' still logs the dev metric at each evaluation
-        evaluate = dev_loss(dev_streams, forward_kwargs) if train.select_by == "loss" else dev_metric(
-            cfg, setup.specs, setup.languages, tokenizer, multi_task=setup.multi_task, max_length=train.max_length,
-            doc_stride=train.doc_stride)
+        evaluate = (
+            dev_loss(dev_streams, forward_kwargs)
+            if train.select_by == "loss"
+            else dev_metric(
+                cfg,
+                setup.specs,
+                setup.languages,
+                tokenizer,
+                multi_task=setup.multi_task,
+                max_length=train.max_length,
+                doc_stride=train.doc_stride,
+            )
+        )
     loop_cfg = LoopConfig(
-        total_steps=total_steps, checkpoint_dir=store.checkpoints_dir(cell.key), log_path=store.train_log_path(cell.key),
-        save_every=train.save_every, keep_last=train.keep_last, log_every=max(1, min(50, total_steps // 50)),
-        eval_every=train.eval_every, greater_is_better=train.select_by != "loss", select_best=train.select_by != "last",
-        patience=train.patience, min_delta=train.min_delta,
+        total_steps=total_steps,
+        checkpoint_dir=store.checkpoints_dir(cell.key),
+        log_path=store.train_log_path(cell.key),
+        save_every=train.save_every,
+        keep_last=train.keep_last,
+        log_every=max(1, min(50, total_steps // 50)),
+        eval_every=train.eval_every,
+        greater_is_better=train.select_by != "loss",
+        select_best=train.select_by != "last",
+        patience=train.patience,
+        min_delta=train.min_delta,
     )
     encoder_config = getattr(model, "config", None) or model.encoder.config
-    extra = {"cell": cell.key, "seed": cell.seed, "fingerprint": cell.fingerprint, "init_from": init_from,
-             "stream_sizes": sizes, "attention": getattr(encoder_config, "_attn_implementation", None),
-             "examples": allocation or None,
-             "precision": engine.precision, "zero_stage": train.zero_stage,
-             "selection_rule": {"by": train.select_by, "eval_every": train.eval_every, "patience": train.patience,
-                           "min_delta": train.min_delta}}
-    tracker = Tracker.for_cell(cfg, cell.key, store.cell_dir(cell.key), store.root, cell.fingerprint) \
-        if dist.is_main() else None
+    extra = {
+        "cell": cell.key,
+        "seed": cell.seed,
+        "fingerprint": cell.fingerprint,
+        "init_from": init_from,
+        "stream_sizes": sizes,
+        "attention": getattr(encoder_config, "_attn_implementation", None),
+        "examples": allocation or None,
+        "precision": engine.precision,
+        "zero_stage": train.zero_stage,
+        "selection_rule": {
+            "by": train.select_by,
+            "eval_every": train.eval_every,
+            "patience": train.patience,
+            "min_delta": train.min_delta,
+        },
+    }
+    tracker = (
+        Tracker.for_cell(cfg, cell.key, store.cell_dir(cell.key), store.root, cell.fingerprint)
+        if dist.is_main()
+        else None
+    )
     try:
-        result = train_loop(engine, mixture, loop_cfg, forward_kwargs=forward_kwargs, evaluate=evaluate,
-                            extra_state=extra, on_record=tracker.record if tracker else None)
+        result = train_loop(
+            engine,
+            mixture,
+            loop_cfg,
+            forward_kwargs=forward_kwargs,
+            evaluate=evaluate,
+            extra_state=extra,
+            on_record=tracker.record if tracker else None,
+        )
     finally:
         if tracker is not None:
             tracker.close()
@@ -97,13 +139,23 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     selected_by = train.select_by if train.eval_every and result.best_checkpoint else "last"
     if dist.is_main():
         export_model(builder, source, store.model_dir(cell.key), tokenizer)
-        store.mark_done(cell.key, {
-            "step": result.step, "checkpoint": ckpt.step_name(ckpt.step_of(source)), "model": str(store.model_dir(cell.key)),
-            "selection": {"by": selected_by, "step": ckpt.step_of(source),
-                          "metric": result.best_metric if selected_by != "last" else None,
-                          "stopped_early": bool(result.selection.get("stopped"))},
-            "init_from": init_from, "world_size": world,
-            "resumed_from": result.resumed_from, "counts": result.counts,
-        })
+        store.mark_done(
+            cell.key,
+            {
+                "step": result.step,
+                "checkpoint": ckpt.step_name(ckpt.step_of(source)),
+                "model": str(store.model_dir(cell.key)),
+                "selection": {
+                    "by": selected_by,
+                    "step": ckpt.step_of(source),
+                    "metric": result.best_metric if selected_by != "last" else None,
+                    "stopped_early": bool(result.selection.get("stopped")),
+                },
+                "init_from": init_from,
+                "world_size": world,
+                "resumed_from": result.resumed_from,
+                "counts": result.counts,
+            },
+        )
         shutil.rmtree(store.checkpoints_dir(cell.key), ignore_errors=True)
     dist.barrier()

@@ -16,8 +16,9 @@ length-grouped order per epoch; each rank takes every world_size-th example of t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -180,8 +181,12 @@ class Mixture:
                 f"checkpoint data state has streams {sorted(state['streams'])}, this run has {sorted(self.keys)}"
             )
         self.draws = int(state["draws"])
-        self.position = {k: {"epoch": int(v["epoch"]), "position": int(v["position"])} for k, v in state["streams"].items()}
-        self.counts = {k: {"batches": int(v["batches"]), "examples": int(v["examples"])} for k, v in state["counts"].items()}
+        self.position = {
+            k: {"epoch": int(v["epoch"]), "position": int(v["position"])} for k, v in state["streams"].items()
+        }
+        self.counts = {
+            k: {"batches": int(v["batches"]), "examples": int(v["examples"])} for k, v in state["counts"].items()
+        }
 
     def realized(self) -> dict[str, float]:
         """Share of drawn batches per stream so far."""

@@ -19,8 +19,9 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from statistics import fmean
-from typing import Any, Callable
+from typing import Any
 
 from hpcxlt.config import ExperimentConfig
 from hpcxlt.grid.plan import dev_language
@@ -56,8 +57,16 @@ def _predictor(module, spec: TaskSpec, multi_task: bool) -> tuple[Any, int | Non
     return HeadView(module, spec.name), None
 
 
-def dev_metric(cfg: ExperimentConfig, specs: tuple[TaskSpec, ...], languages: dict[str, tuple[str, ...]],
-               tokenizer, *, multi_task: bool, max_length: int, doc_stride: int) -> Callable[[Any], dict[str, Any]]:
+def dev_metric(
+    cfg: ExperimentConfig,
+    specs: tuple[TaskSpec, ...],
+    languages: dict[str, tuple[str, ...]],
+    tokenizer,
+    *,
+    multi_task: bool,
+    max_length: int,
+    doc_stride: int,
+) -> Callable[[Any], dict[str, Any]]:
     """evaluate(engine) -> {'metric': mean dev score (points, higher is better), 'dev': {task: score}, 'seconds'}."""
     from hpcxlt.evaluate.predict import InferenceSettings, predict_split
     from hpcxlt.evaluate.scoring import dev_metrics, dev_score
@@ -74,9 +83,13 @@ def dev_metric(cfg: ExperimentConfig, specs: tuple[TaskSpec, ...], languages: di
             for spec in specs:
                 model, layer = _predictor(module, spec, multi_task)
                 settings = InferenceSettings(
-                    batch_size=cfg.eval.batch_size, max_length=max_length, doc_stride=doc_stride,
-                    retrieval_layer=cfg.eval.retrieval_layer if layer is None else layer, inference_mode=False,
-                    sharded=True)
+                    batch_size=cfg.eval.batch_size,
+                    max_length=max_length,
+                    doc_stride=doc_stride,
+                    retrieval_layer=cfg.eval.retrieval_layer if layer is None else layer,
+                    inference_mode=False,
+                    sharded=True,
+                )
                 lang = dev_langs[spec.name]
                 prediction = predict_split(spec, lang, "dev", model, tokenizer, cfg.data, settings, pools={})
                 metrics = dev_metrics(spec, lang, prediction.labels, prediction.predictions)
@@ -85,8 +98,12 @@ def dev_metric(cfg: ExperimentConfig, specs: tuple[TaskSpec, ...], languages: di
             module.train(was_training)
         seconds = time.perf_counter() - started
         if dist.is_main():
-            log.info("dev metric at step %d: %s (%.1f s)", engine.global_step,
-                     ", ".join(f"{k} {v:.2f}" for k, v in scores.items()), seconds)
+            log.info(
+                "dev metric at step %d: %s (%.1f s)",
+                engine.global_step,
+                ", ".join(f"{k} {v:.2f}" for k, v in scores.items()),
+                seconds,
+            )
         return {"metric": fmean(scores.values()), "dev": scores, "seconds": round(seconds, 3)}
 
     return evaluate
@@ -105,7 +122,9 @@ def dev_loss(streams, forward_kwargs: Callable[[str], dict] | None) -> Callable[
                 weight = len(local)
                 # a rank without examples still runs a forward (ZeRO-3 gathers parameters collectively)
                 rows = [stream.dataset[int(i)] for i in (local or list(global_batch)[:1])]
-                out = engine.forward_eval(stream.collate(rows), **(forward_kwargs(stream.task) if forward_kwargs else {}))
+                out = engine.forward_eval(
+                    stream.collate(rows), **(forward_kwargs(stream.task) if forward_kwargs else {})
+                )
                 total[0] += out["loss"].double() * weight
                 total[1] += weight
         if world > 1:

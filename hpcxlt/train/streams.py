@@ -8,7 +8,7 @@ examples an arm's budget gives each language, and the probabilities its batches 
 from __future__ import annotations
 
 import zlib
-from typing import Mapping
+from collections.abc import Mapping
 
 from hpcxlt.config import ExperimentConfig
 from hpcxlt.grid.plan import Cell
@@ -21,10 +21,17 @@ def _stream_seed(seed: int, key: str) -> int:
     return zlib.crc32(f"{seed}/{key}".encode())
 
 
-def build_streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, world: int, split: str = "train",
-                  languages: dict[str, tuple[str, ...]] | None = None,
-                  allocation: Mapping[str, Mapping[str, int]] | None = None,
-                  ) -> tuple[list[Stream], dict[str, tuple[str, ...]]]:
+def build_streams(
+    cfg: ExperimentConfig,
+    setup: CellSetup,
+    tokenizer,
+    *,
+    seed: int,
+    world: int,
+    split: str = "train",
+    languages: dict[str, tuple[str, ...]] | None = None,
+    allocation: Mapping[str, Mapping[str, int]] | None = None,
+) -> tuple[list[Stream], dict[str, tuple[str, ...]]]:
     """One length-grouped stream per (task, language) of training features; also the label names per task.
     `allocation` (`example_allocation`, computed here for the train split when not given) caps the
     examples each budgeted language contributes.
@@ -36,8 +43,16 @@ def build_streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: i
     """
     if allocation is None:
         allocation = example_allocation(cfg, setup) if split == "train" and setup.examples else {}
-    return _streams(cfg, setup, tokenizer, seed=seed, world=world, split=split, languages=languages or setup.languages,
-                    allocation=allocation)
+    return _streams(
+        cfg,
+        setup,
+        tokenizer,
+        seed=seed,
+        world=world,
+        split=split,
+        languages=languages or setup.languages,
+        allocation=allocation,
+    )
 
 
 def example_allocation(cfg: ExperimentConfig, setup: CellSetup) -> dict[str, dict[str, int]]:
@@ -53,9 +68,17 @@ def example_allocation(cfg: ExperimentConfig, setup: CellSetup) -> dict[str, dic
     return out
 
 
-def _streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, world: int, split: str,
-             languages: dict[str, tuple[str, ...]], allocation: Mapping[str, Mapping[str, int]],
-             ) -> tuple[list[Stream], dict[str, tuple[str, ...]]]:
+def _streams(
+    cfg: ExperimentConfig,
+    setup: CellSetup,
+    tokenizer,
+    *,
+    seed: int,
+    world: int,
+    split: str,
+    languages: dict[str, tuple[str, ...]],
+    allocation: Mapping[str, Mapping[str, int]],
+) -> tuple[list[Stream], dict[str, tuple[str, ...]]]:
     from hpcxlt.data.collate import LengthGroupedBatchSampler, PadCollator, model_inputs
     from hpcxlt.data.features import MODEL_INPUTS, feature_lengths, load_features
 
@@ -67,26 +90,49 @@ def _streams(cfg: ExperimentConfig, setup: CellSetup, tokenizer, *, seed: int, w
             limit = allocation.get(spec.name, {}).get(lang)
             if limit == 0:
                 continue  # the budget is used up by the other languages (sizes were uneven)
-            fs = load_features(spec, lang, split, tokenizer, cfg.data, max_length=train.max_length,
-                               doc_stride=train.doc_stride, train=True, examples_limit=limit)
+            fs = load_features(
+                spec,
+                lang,
+                split,
+                tokenizer,
+                cfg.data,
+                max_length=train.max_length,
+                doc_stride=train.doc_stride,
+                train=True,
+                examples_limit=limit,
+            )
             features = fs.features.select_columns([c for c in MODEL_INPUTS if c in fs.features.column_names])
             label_names[spec.name] = tuple(fs.label_names)
             if len(features) == 0:
                 raise ValueError(f"{spec.name}/{lang}/{split}: no {split} examples after featurization")
             sampler = LengthGroupedBatchSampler(
-                feature_lengths(features), train.micro_batch_size * world,
-                seed=_stream_seed(seed, stream_key(spec.name, lang)), num_replicas=1)
-            streams.append(Stream(task=spec.name, lang=lang, dataset=features, epoch_batches=sampler.epoch_batches,
-                                  collate=lambda rows: model_inputs(collator(rows))))
+                feature_lengths(features),
+                train.micro_batch_size * world,
+                seed=_stream_seed(seed, stream_key(spec.name, lang)),
+                num_replicas=1,
+            )
+            streams.append(
+                Stream(
+                    task=spec.name,
+                    lang=lang,
+                    dataset=features,
+                    epoch_batches=sampler.epoch_batches,
+                    collate=lambda rows: model_inputs(collator(rows)),
+                )
+            )
     return streams, label_names
 
 
-def mixture_probabilities(cfg: ExperimentConfig, cell: Cell, setup: CellSetup,
-                          sizes: Mapping[str, int]) -> tuple[dict[str, float], str]:
+def mixture_probabilities(
+    cfg: ExperimentConfig, cell: Cell, setup: CellSetup, sizes: Mapping[str, int]
+) -> tuple[dict[str, float], str]:
     """(probability of each stream, rule): an intermediate mix samples by its arm's rule; any other cell
     (one task, its languages' streams) in proportion to the streams' sizes, as one concatenated set would."""
     from hpcxlt.config import SamplingConfig
 
-    sampling = cfg.arm(cell.arm).sampling if setup.multi_task and cell.stage == "intermediate" else \
-        SamplingConfig(rule="proportional")
+    sampling = (
+        cfg.arm(cell.arm).sampling
+        if setup.multi_task and cell.stage == "intermediate"
+        else SamplingConfig(rule="proportional")
+    )
     return stream_probabilities(sizes, sampling), sampling.rule

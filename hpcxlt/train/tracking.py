@@ -46,8 +46,10 @@ def require_packages(tracking: TrackingConfig) -> None:
     import importlib.util
 
     if tracking.wandb and importlib.util.find_spec("wandb") is None:
-        raise TrackingError("tracking.wandb is on but the `wandb` package is not installed in this environment: "
-                            "`pip install wandb` (the same environment the jobs use), or set tracking.wandb: false")
+        raise TrackingError(
+            "tracking.wandb is on but the `wandb` package is not installed in this environment: "
+            "`pip install wandb` (the same environment the jobs use), or set tracking.wandb: false"
+        )
 
 
 def run_id(run_root: str | Path, cell_key: str) -> str:
@@ -67,8 +69,13 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
         return out
     if "loss" not in record or record.get("event"):
         return out
-    for key, name in (("loss", "train/loss"), ("lr", "train/lr"), ("grad_norm", "train/grad_norm"),
-                      ("samples_per_s", "speed/samples_per_s"), ("tokens_per_s", "speed/tokens_per_s")):
+    for key, name in (
+        ("loss", "train/loss"),
+        ("lr", "train/lr"),
+        ("grad_norm", "train/grad_norm"),
+        ("samples_per_s", "speed/samples_per_s"),
+        ("tokens_per_s", "speed/tokens_per_s"),
+    ):
         if record.get(key) is not None:
             out[name] = float(record[key])
     for task, value in (record.get("loss_per_task") or {}).items():
@@ -79,8 +86,9 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
 class Tracker:
     """Writes each train-log record's curves to TensorBoard (and W&B); opened lazily by the first record."""
 
-    def __init__(self, folder: Path, tracking: TrackingConfig, *, wandb_id: str, name: str, group: str,
-                 config: dict[str, Any]):
+    def __init__(
+        self, folder: Path, tracking: TrackingConfig, *, wandb_id: str, name: str, group: str, config: dict[str, Any]
+    ):
         self.folder, self.tracking = Path(folder), tracking
         self.wandb_id, self.name, self.group, self.config = wandb_id, name, group, config
         self._writer = None
@@ -88,9 +96,15 @@ class Tracker:
         self._last_wandb_step = -1
 
     @classmethod
-    def for_cell(cls, cfg, cell_key: str, cell_dir: Path, run_root: Path, fingerprint: str) -> "Tracker":
-        return cls(cell_dir, cfg.tracking, wandb_id=run_id(run_root, cell_key), name=f"{cfg.name}/{cell_key}",
-                   group=cfg.name, config={"cell": cell_key, "fingerprint": fingerprint, "experiment": cfg.name})
+    def for_cell(cls, cfg, cell_key: str, cell_dir: Path, run_root: Path, fingerprint: str) -> Tracker:
+        return cls(
+            cell_dir,
+            cfg.tracking,
+            wandb_id=run_id(run_root, cell_key),
+            name=f"{cfg.name}/{cell_key}",
+            group=cfg.name,
+            config={"cell": cell_key, "fingerprint": fingerprint, "experiment": cfg.name},
+        )
 
     def _open(self, resumed_at: int | None) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -105,9 +119,17 @@ class Tracker:
                 raise TrackingError(f"tracking.wandb is on but `wandb` cannot be imported here: {err}") from None
             (self.folder / WANDB_DIR).mkdir(parents=True, exist_ok=True)
             self._wandb = wandb.init(
-                project=self.tracking.wandb_project, entity=self.tracking.wandb_entity, id=self.wandb_id,
-                resume="allow", name=self.name, group=self.group, config=self.config,
-                dir=str(self.folder / WANDB_DIR), mode=self.tracking.wandb_mode, reinit="finish_previous")
+                project=self.tracking.wandb_project,
+                entity=self.tracking.wandb_entity,
+                id=self.wandb_id,
+                resume="allow",
+                name=self.name,
+                group=self.group,
+                config=self.config,
+                dir=str(self.folder / WANDB_DIR),
+                mode=self.tracking.wandb_mode,
+                reinit="finish_previous",
+            )
             self._last_wandb_step = resumed_at + 1 if resumed_at is not None else -1
 
     def record(self, record: dict[str, Any]) -> None:
