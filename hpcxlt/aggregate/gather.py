@@ -77,7 +77,11 @@ class World:
         return self.comm.bcast(obj, root=0) if self.comm is not None else obj
 
     def scatter(self, items: list[Any] | None) -> Any:
-        return self.comm.scatter(items, root=0) if self.comm is not None else items[0]
+        if self.comm is not None:
+            return self.comm.scatter(items, root=0)
+        if items is None:
+            raise ValueError("scatter without MPI: this process is rank 0 and must pass the items")
+        return items[0]
 
     def gather(self, obj: Any) -> list[Any] | None:
         return self.comm.gather(obj, root=0) if self.comm is not None else [obj]
@@ -178,7 +182,7 @@ class Gathered:
         return path if entry.line is None else f"{path}:{entry.line}"
 
 
-def list_record_files(results_dir: str | os.PathLike) -> list[str]:
+def list_record_files(results_dir: str | os.PathLike[str]) -> list[str]:
     """Sorted names of the record files (*.json, *.jsonl) in `results_dir`; hidden temporaries are skipped."""
     try:
         with os.scandir(results_dir) as entries:
@@ -240,7 +244,7 @@ def read_block(results_dir: str, names: list[str], offset: int, qa_convention: s
         groups[group] = (seed, lang, score, file + offset, line)
     for group, rows in slow.items():
         seeds, row_langs, scores, files, lines = zip(*rows)
-        arrays = (
+        arrays: tuple[np.ndarray, ...] = (
             np.array(seeds, dtype=np.int64),
             np.array([code.setdefault(l, len(code)) for l in row_langs], dtype=np.int32),
             np.array(scores, dtype=np.float64),
@@ -276,9 +280,11 @@ def gather_records(
     """
     clock = time.perf_counter()
     timings: dict[str, float] = {}
-    blocks = None
+    blocks: list[tuple[str, list[str], int, str | None]] | None = None
     names: list[str] = []
     if world.rank == 0:
+        if results_dir is None:
+            raise ValueError("gather_records: rank 0 must pass the results folder")
         folder = os.fspath(results_dir)
         names = list_record_files(folder)
         workers = readers(world.size)
@@ -309,6 +315,8 @@ def gather_records(
     timings["gather"] = time.perf_counter() - clock
     if world.rank != 0:
         return None, None
+    if payloads is None:
+        raise GatherError("the gather returned no payloads on rank 0")
     if task_error is not None:
         raise task_error
     failed = [p["error"] for p in payloads if "error" in p]

@@ -124,6 +124,8 @@ def aggregate(run_dir: str | os.PathLike, options: Options = Options(), *, world
     )
     if world.rank != 0:
         return None
+    if setup is None or gathered is None:  # rank 0 has both (a set-up failure was raised above)
+        raise ValueError("aggregate: rank 0 is missing its set-up or the gathered records")
     clock = time.perf_counter()
     report = _build(setup, options, gathered, eval_blocks, world)
     timings = {"setup": setup_s, **gathered.timings, "tables": time.perf_counter() - clock}

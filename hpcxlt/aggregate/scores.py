@@ -96,6 +96,11 @@ def planned_eval_blocks(plan_path: str | os.PathLike) -> list[EvalBlock]:
         return [(c["arm"], c["target"], c["seed"], (c["lang"],)) for c in data["cells"] if c["stage"] == "eval"]
     except (KeyError, TypeError) as err:
         raise ValueError(f"{plan_path}: not a plan written by `hpcxlt submit` (field {err} missing)") from None
+    except orjson.JSONDecodeError as err:
+        from hpcxlt.store import RunDirError
+        from hpcxlt.store.run_dir import PLAN_RESTORE
+
+        raise RunDirError(f"{plan_path} is not valid JSON ({err}); it holds {PLAN_RESTORE}") from None
 
 
 class ScoreBook:

@@ -168,7 +168,7 @@ def _units(languages: Sequence[PairedLanguage], parallel: bool) -> tuple[list[np
             if a != b:
                 parent[a] = b
     # units numbered in the order their first key appears: without clusters, the order of the keys
-    index: dict[str, int] = {}
+    index = {}
     units = []
     for lang_keys in keys:
         units.append(np.array([index.setdefault(root(key), len(index)) for key in lang_keys], dtype=np.int64))

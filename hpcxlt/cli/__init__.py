@@ -65,6 +65,27 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("DATASETS_VERBOSITY", "error")
 
 
+def _writing_refused(err: OSError) -> bool:
+    """A file could not be written or created for a reason the user can mend (no traceback for these)."""
+    import errno
+
+    return err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
+
+def _refused_write(args: argparse.Namespace, err: OSError) -> str:
+    """One line: which file, why, and what to do. Every write of hpcxlt is atomic (a temporary file renamed
+    into place), so a refused write leaves what was there as it was."""
+    import errno
+
+    where = err.filename or "a file"
+    why = {errno.EROFS: "the file system is read-only", errno.ENOSPC: "the disk is full",
+           errno.EDQUOT: "the disk quota is used up"}.get(err.errno, "permission denied")
+    hint = {"aggregate": "; `--out DIR` writes the tables to a folder you can write"}.get(args.command, "")
+    if args.command in ("submit", "resume") and err.errno in (errno.EACCES, errno.EPERM):
+        hint = "; choose a --run-dir you can write (and its parent folder), or ask its owner for group write access"
+    return f"{where}: {why}; nothing was changed{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     parser = build_parser()
@@ -76,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ConfigError, UserError, RunDirError) as err:
         print(f"hpcxlt {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if not _writing_refused(err):
+            raise
+        print(f"hpcxlt {args.command}: error: {_refused_write(args, err)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # `hpcxlt plan ... | head` closed our stdout: not an error worth a traceback

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from typing import Any
 
 from hpcxlt.cli import add_override_argument
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     grid = plan(cfg)
     costs = {c.stage: c for c in estimate(cfg, grid)}
     counts = grid.counts()
-    arrays = []
+    arrays: list[dict[str, Any]] = []
     for stage in STAGES:
         jobs = grid.stage_jobs(stage)
         if not jobs:
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 "dependency": "element-wise (aftercorr/afterok per task)" if upstream else "none",
             }
         )
-    summary = {
+    summary: dict[str, Any] = {
         "experiment": cfg.name,
         "description": cfg.description,
         "arms": [arm.name for arm in cfg.arms],
@@ -147,10 +148,12 @@ def example_budgets(cfg, prepared: str | None) -> tuple[dict, str]:
     rows, source = train_rows(cfg, sorted(pairs), prepared)
     out = {}
     for arm in arms:
-        tasks, total = {}, 0
+        tasks: dict[str, dict[str, Any]] = {}
+        total: int | None = 0
         for task, budget in arm.examples.items():
             sizes = {lang: rows[(task, lang)] for lang in arm_languages(cfg, arm.name)[task]}
-            per_language = allocate(budget, sizes) if None not in sizes.values() else None
+            known = {lang: size for lang, size in sizes.items() if size is not None}
+            per_language = allocate(budget, known) if len(known) == len(sizes) else None
             realized = sum(per_language.values()) if per_language is not None else None
             tasks[task] = {"budget": budget, "realized": realized, "per_language": per_language}
             total = None if realized is None or total is None else total + realized

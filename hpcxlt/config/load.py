@@ -14,14 +14,17 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from hpcxlt.config.errors import ConfigError
 from hpcxlt.config.schema import ArmConfig, ExperimentConfig, TrainConfig
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def _type_name(tp: Any) -> str:
@@ -40,7 +43,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     if tp is Any or tp is object:
         return value
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, path)
+        # A type hint is a class, never a dataclass instance.
+        return from_dict(typing.cast("type[DataclassInstance]", tp), value, path)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected a list, got {value!r}")

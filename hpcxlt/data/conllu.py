@@ -119,7 +119,9 @@ def read_conllu(path: str | Path, lang: str, tag_names: tuple[str, ...] = ()) ->
             empty = sum(token == "_" for token in tokens)
             if empty == 0 or empty < len(tokens) - 1:
                 sentences.append((tokens, tags))
-        words.clear(), heads.clear(), multiword.clear()
+        words.clear()
+        heads.clear()
+        multiword.clear()
 
     for number, line in enumerate(text_lines(path, problems), 1):
         if not line.strip():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,7 +221,7 @@ def _items(tokenizer, queries: list[dict], candidates: list[dict], max_length: i
     }
 
 
-_FEATURIZERS = {
+_FEATURIZERS: dict[str, Callable[..., Any]] = {
     "classification": _classification,
     "multiple_choice": _multiple_choice,
     "tagging": _tagging,

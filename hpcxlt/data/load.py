@@ -8,6 +8,8 @@ schema's columns, with unlabelled classification rows dropped and the configured
 
 from __future__ import annotations
 
+from typing import cast
+
 from hpcxlt.config.schema import DataConfig
 from hpcxlt.data.hub import describe, hub_ref, load_ref
 from hpcxlt.data.local import (
@@ -23,7 +25,7 @@ from hpcxlt.data.local import (
     rows_to_dataset,
 )
 from hpcxlt.data.schemas import check_columns
-from hpcxlt.tasks.spec import SPLITS, TaskSpec
+from hpcxlt.tasks.spec import SPLITS, DataRef, TaskSpec
 
 
 def _drop_unlabelled(dataset, spec: TaskSpec):
@@ -98,8 +100,8 @@ def candidates_fingerprint(spec: TaskSpec, data_cfg: DataConfig) -> str:
     if data_cfg.source == "local":
         path = local_candidates_file(spec, data_cfg)
         return f"local:{path.suffix}:{file_fingerprint(path)}"
-    dataset = load_candidates(spec, data_cfg)
-    return f"hub:{describe(spec.candidates)}:{dataset._fingerprint}"
+    dataset = load_candidates(spec, data_cfg)  # raises when the task has no candidate pool
+    return f"hub:{describe(cast(DataRef, spec.candidates))}:{dataset._fingerprint}"
 
 
 def available(spec: TaskSpec, data_cfg: DataConfig) -> dict[str, tuple[str, ...]]:

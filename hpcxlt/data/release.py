@@ -33,11 +33,18 @@ def downloads_allowed() -> Iterator[None]:
         _ALLOWED.reset(token)
 
 
+def _url(ref: DataRef) -> str:
+    if ref.url is None:
+        raise ValueError(f"{ref.hf_id}: this data reference names no release file (its url is missing)")
+    return ref.url
+
+
 def cache_path(ref: DataRef) -> Path:
     import datasets
 
-    key = ref.sha256 or hashlib.sha256(ref.url.encode()).hexdigest()
-    return Path(datasets.config.HF_DATASETS_CACHE) / "hpcxlt-releases" / key[:16] / Path(ref.url).name
+    url = _url(ref)
+    key = ref.sha256 or hashlib.sha256(url.encode()).hexdigest()
+    return Path(datasets.config.HF_DATASETS_CACHE) / "hpcxlt-releases" / key[:16] / Path(url).name
 
 
 def _sha256(path: Path) -> str:
@@ -61,7 +68,7 @@ def release_file(ref: DataRef, where: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with urllib.request.urlopen(ref.url, timeout=TIMEOUT_S) as response, open(tmp, "wb") as out:
+        with urllib.request.urlopen(_url(ref), timeout=TIMEOUT_S) as response, open(tmp, "wb") as out:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
         found = _sha256(tmp)

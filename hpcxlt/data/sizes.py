@@ -33,7 +33,7 @@ def train_rows(
     cap = cfg.data.max_train_examples
     out: dict[tuple[str, str], int | None] = {}
     manifest = read_json(folder / MANIFEST) if folder is not None and (folder / MANIFEST).is_file() else {}
-    if "entries" in manifest:  # prepare's manifest (a synthetic benchmark's has other keys)
+    if folder is not None and "entries" in manifest:  # prepare's manifest (a synthetic benchmark's has other keys)
         entries = manifest["entries"]
         for task, lang in pairs:
             rows = entries.get(f"{task}/{lang}/train", {}).get("rows")

@@ -410,7 +410,8 @@ def resource_share(resource_class: int | None) -> float:
 
 def _script_letters(script: str) -> str:
     """20 letters of `script` standing in for LETTERS (assigned, non-combining letters only)."""
-    out, code = [], SCRIPT_STARTS[script]
+    out: list[str] = []
+    code = SCRIPT_STARTS[script]
     while len(out) < len(LETTERS):
         char = chr(code)
         if unicodedata.category(char) in ("Lo", "Ll", "Lu") and not unicodedata.combining(char):

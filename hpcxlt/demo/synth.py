@@ -297,6 +297,8 @@ def _squad(ctx: _Ctx, rng: random.Random, index: int) -> dict:
             answer_text = " ".join(rendered[start:end])
         words += rendered
     context = " ".join(words)
+    if answer_start is None or answer_text is None:
+        raise ValueError(f"answer sentence {answer_sentence} is not among the {len(sentences)} sentences")
     assert context[answer_start : answer_start + len(answer_text)] == answer_text
     row = {
         "id": f"{ctx.id_prefix}{index:06d}",

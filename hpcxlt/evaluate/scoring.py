@@ -11,7 +11,7 @@ F1 only: `qa_convention="f1"` gives that.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
@@ -43,7 +43,10 @@ def category_tasks() -> dict[str, tuple[str, ...]]:
     """XTREME-R category -> its tasks, in CATEGORIES order (from the registry's `category`)."""
     groups: dict[str, list[str]] = {category: [] for category in CATEGORIES}
     for task in XTREME_R_TASKS:
-        groups[get_task(task).category].append(task)
+        category = get_task(task).category
+        if category is None:
+            raise ValueError(f"XTREME-R task {task!r} has no category in the registry")
+        groups[category].append(task)
     return {category: tuple(tasks) for category, tasks in groups.items()}
 
 
@@ -86,7 +89,7 @@ def dev_metrics(spec: TaskSpec, lang: str, labels: Any, predictions: Any) -> dic
         return language_metrics(spec.name, lang, labels, predictions)
     if spec.metric == "accuracy" and spec.format == "tagging":
         return M.accuracy([t for tags in labels for t in tags], [t for tags in predictions for t in tags])
-    scorers = {
+    scorers: dict[str, Callable[[Any, Any], dict[str, float]]] = {
         "accuracy": M.accuracy,
         "seqeval_f1": M.seqeval_f1,
         "squad": M.squad_em_f1,

@@ -78,6 +78,8 @@ def estimate(cfg: ExperimentConfig, plan: Plan) -> list[StageCost]:
         inter += _run_samples(examples, arm_train_config(cfg, arm))
     target = 0
     for cell in plan.stage_cells("target"):
+        if cell.target is None:
+            raise ValueError(f"target cell {cell.key} names no target task")
         examples = _train_examples(cfg, cell.trains or cell.target, ("en",))
         target += _run_samples(examples, target_train_config(cfg, cell.target))
     evals = len(plan.stage_cells("eval")) * cfg.cost.eval_examples_per_language * len(cfg.eval.splits)

@@ -137,7 +137,9 @@ class Plan:
             cells = [self.cell(key) for key in job.cells]
             first = cells[0]
             if any(
-                (c.arm, c.target, c.seed, c.deps, c.key)
+                c.target is None  # every eval cell has a target and a language
+                or c.lang is None
+                or (c.arm, c.target, c.seed, c.deps, c.key)
                 != (first.arm, first.target, first.seed, job.deps, eval_key(c.arm, c.target, c.seed, c.lang))
                 for c in cells
             ):

@@ -99,7 +99,10 @@ def seeds_needed(
     test set's se alone is too large). The detectable effect falls with the seeds: a binary search."""
 
     def enough(seeds: int) -> bool:
-        return detectable_effect(seed_sd, seeds, se_examples, alpha=alpha, power=power) <= effect
+        found = detectable_effect(seed_sd, seeds, se_examples, alpha=alpha, power=power)
+        if found is None:  # the search only tries 2..MAX_SEEDS seeds
+            raise ValueError(f"{seeds} seeds: no effect is detectable with fewer than 2")
+        return found <= effect
 
     if not enough(MAX_SEEDS):
         return None

@@ -28,7 +28,11 @@ def launch_path(store: RunStore):
 def read_launch(store: RunStore) -> dict[str, Any] | None:
     """The launch record, or None for a run directory that was never submitted."""
     path = launch_path(store)
-    return read_json(path) if path.exists() else None
+    if not path.exists():
+        return None
+    return store.read_record(path, "how the run was submitted (executor, site): submit it again with "
+                                   "`hpcxlt submit DIR/config.yaml --run-dir DIR [--site SITE | --local]` "
+                                   "(done cells are kept, queued jobs are found by their ids)")
 
 
 def write_launch(

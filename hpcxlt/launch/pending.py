@@ -46,7 +46,7 @@ def pending_work(
     """
     unfinished = unfinished_jobs(store, plan)
     ids = recorded_job_ids(store, unfinished)
-    queued = {key for key, jid in ids.items() if jid and jid in alive}
+    queued = {key: jid for key, jid in ids.items() if jid and jid in alive}  # job key -> its live Slurm id
     out = Pending()
     submit: set[str] = set()
     unfinished_keys = {job.key for job in unfinished}
@@ -58,23 +58,23 @@ def pending_work(
         if job.key not in queued:
             out.jobs.append(job)
             submit.add(job.key)
-        elif alive[ids[job.key]] in WAITING_STATES and any(d in submit for d in job.deps):
-            out.cancel.append(ids[job.key])  # it waits for an id that will never succeed
+        elif alive[queued[job.key]] in WAITING_STATES and any(d in submit for d in job.deps):
+            out.cancel.append(queued[job.key])  # it waits for an id that will never succeed
             out.jobs.append(job)
             submit.add(job.key)
-    out.external = {d: ids[d] for job in out.jobs for d in job.deps if d in queued and d not in submit}
+    out.external = {d: queued[d] for job in out.jobs for d in job.deps if d in queued and d not in submit}
     out.cells = sum(1 for job in out.jobs for key in job.cells if not store.is_done(key))
     if with_aggregate:
         agg = aggregate_state(store)
-        agg_id = agg.get("job_id")
+        agg_id: str | None = agg.get("job_id")
         agg_queued = agg.get("state") != "done" and agg_id in alive
         evals_resubmitted = any(job.stage == "eval" for job in out.jobs)
-        if agg_queued and evals_resubmitted and alive[agg_id] in WAITING_STATES:
+        if agg_queued and evals_resubmitted and agg_id is not None and alive[agg_id] in WAITING_STATES:
             out.cancel.append(agg_id)
             agg_queued = False
         if agg.get("state") != "done" and not agg_queued:
             out.aggregate = True
             out.aggregate_external = sorted(
-                ids[j.key] for j in unfinished if j.stage == "eval" and j.key in queued and j.key not in submit
+                queued[j.key] for j in unfinished if j.stage == "eval" and j.key in queued and j.key not in submit
             )
     return out

@@ -106,7 +106,7 @@ def _duration(seconds: float | None) -> str:
 
 def progress_rows(progress: dict[str, dict[str, Any] | None]) -> list[tuple[str, ...]]:
     """Display rows: cell, step/total (percent), loss, dev metric (best), samples/s, ETA."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for key, p in progress.items():
         if p is None:
             rows.append((key, "starting", "", "", "", ""))

@@ -121,7 +121,7 @@ def expand_ids(text: str) -> list[str]:
     if not match:
         return [text.strip()]
     base, ranges = match.groups()
-    out = []
+    out: list[str] = []
     for part in ranges.split(","):
         lo, _, hi = part.partition("-")
         out.extend(f"{base}_{i}" for i in range(int(lo), int(hi or lo) + 1))

@@ -16,13 +16,15 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from hpcxlt.grid.plan import Job
 from hpcxlt.launch.pending import Pending
 from hpcxlt.store import RunStore
 
 
 def split_wave(store: RunStore, pending: Pending, room: int) -> tuple[Pending, int]:
     """(the wave that fits in `room` queue places, how many jobs wait for later waves)."""
-    kept, taken = [], set()
+    kept: list[Job] = []
+    taken: set[str] = set()
     waiting = {job.key for job in pending.jobs}  # an upstream job outside this set is done or queued
     for job in pending.jobs:
         if len(kept) >= room:

@@ -23,6 +23,11 @@ from hpcxlt.store.errors import RunDirError
 from hpcxlt.store.lock import LOCK_FILE, RunLock
 
 
+PLAN_RESTORE = ("the plan, derived from config.yaml: remove plan.json, then `hpcxlt submit DIR/config.yaml "
+                "--run-dir DIR` writes it again (done cells are kept)")
+"""What a broken plan.json holds and how to restore it (said by every reader of the file)."""
+
+
 class RunStore:
     """Paths and state of one run directory."""
 
@@ -156,7 +161,15 @@ class RunStore:
     def load_plan(self) -> Plan:
         if not self.plan_path.exists():
             raise RunDirError(f"{self.root} is not a run directory (no plan.json); create one with `hpcxlt submit`")
-        return Plan.from_dict(read_json(self.plan_path))
+        return Plan.from_dict(self.read_record(self.plan_path, PLAN_RESTORE))
+
+    def read_record(self, path: Path, restore: str) -> Any:
+        """A JSON file of the run directory; one that cannot be parsed (cut short by a full disk, edited by
+        hand) is a RunDirError naming the file and how to restore it, not a traceback."""
+        try:
+            return read_json(path)
+        except ValueError as err:
+            raise RunDirError(f"{path} is not valid JSON ({err}); it holds {restore}") from None
 
     # -- cell state ---------------------------------------------------------------------------
     def is_done(self, key: str) -> bool:
