@@ -41,8 +41,9 @@ def _as_nobody(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
     home.mkdir(exist_ok=True)
     os.chmod(home, 0o777)
     env = {**os.environ, "HOME": str(home), "MPLCONFIGDIR": str(home), "HF_HOME": str(home / "hf")}
-    return subprocess.run([*NOBODY, sys.executable, "-m", "hpcxlt", *argv], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [*NOBODY, sys.executable, "-m", "hpcxlt", *argv], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
+    )
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -53,8 +54,13 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 def readonly_run(shared_tmp):
     """A finished-looking run directory owned by root, readable by everyone, writable by root only."""
     tmp_path = shared_tmp
-    store = make_run(tmp_path / "run", arms=[{"name": "none"}, {"name": "en", "tasks": ["mnli"]}],
-                     targets={"xnli": ["en", "de"]}, seeds=[1, 2], score=lambda *_: 60.0)
+    store = make_run(
+        tmp_path / "run",
+        arms=[{"name": "none"}, {"name": "en", "tasks": ["mnli"]}],
+        targets={"xnli": ["en", "de"]},
+        seeds=[1, 2],
+        score=lambda *_: 60.0,
+    )
     for path in tmp_path.rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     return store
@@ -78,8 +84,15 @@ def test_aggregate_of_a_run_directory_you_cannot_write(readonly_run, shared_tmp)
 def test_local_submit_into_a_run_directory_you_cannot_write(readonly_run, shared_tmp):
     tmp_path = shared_tmp
     before = _snapshot(readonly_run.root)
-    done = _as_nobody(tmp_path, "submit", str(readonly_run.config_path), "--run-dir", str(readonly_run.root),
-                      "--local", "--no-progress")
+    done = _as_nobody(
+        tmp_path,
+        "submit",
+        str(readonly_run.config_path),
+        "--run-dir",
+        str(readonly_run.root),
+        "--local",
+        "--no-progress",
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "permission denied" in done.stderr and "choose a --run-dir you can write" in done.stderr
     assert _snapshot(readonly_run.root) == before

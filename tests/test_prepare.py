@@ -227,3 +227,43 @@ def test_resume_runs_the_same_submit_checks_as_submit(tmp_path, capsys):
     code = main(["resume", str(store.root), "--site", str(path), "--dry-run"])
     err = capsys.readouterr().err
     assert code == 2 and "is offline" in err and str(store.root) in err
+
+
+@pytest.mark.parametrize(
+    "env,why",
+    [
+        ({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
+        ({"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}, "http://127.0.0.1:9 does not answer"),
+    ],
+)
+def test_prepare_without_the_hub_fails_at_once_with_the_ways_out(tmp_path, env, why):
+    """One probe of the hub endpoint (a closed loopback port here), not every split retried: the message
+    names the reason and the ways out, and nothing is written."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "prepared"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpcxlt",
+            "prepare",
+            str(CONFIGS / "demo.yaml"),
+            "-o",
+            "data.source=hub",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"the Hugging Face hub cannot be reached from this machine ({why}" in done.stderr
+    assert "data.hub_mirror" in done.stderr and "data.source: local" in done.stderr
+    assert not out.exists()

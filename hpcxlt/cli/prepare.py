@@ -41,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
 
         total = len(plan_needs(cfg))
         progress = lambda items: tqdm(items, total=total, desc="prepare", unit="split", file=sys.stderr)  # noqa: E731
-    report = prepare(cfg, args.out, features=args.features, progress=progress)
+    from hpcxlt.cli import UserError
+    from hpcxlt.data.prepare import HubUnreachableError
+
+    try:
+        report = prepare(cfg, args.out, features=args.features, progress=progress)
+    except HubUnreachableError as err:
+        raise UserError(str(err)) from None
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         return 0 if report.ok else 1

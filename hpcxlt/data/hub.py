@@ -20,6 +20,7 @@ revision) and `<mirror>/<owner>/<name>@<revision>` (e.g. `allenai/social_i_qa@re
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from hpcxlt.data.local import DataNotFoundError
@@ -102,6 +103,28 @@ def _snapshot_cache(folder: Path) -> str:
         stat = path.stat()
         digest.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "hpcxlt-mirror" / digest.hexdigest())
+
+
+HUB_PROBE_TIMEOUT_S = 10
+
+
+def hub_unreachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face hub cannot be reached from here (None: it answered). One request to the
+    endpoint (HF_ENDPOINT, else huggingface.co), any HTTP answer counting as reachable: `prepare` asks once
+    instead of letting `datasets` retry every split for half a minute on a machine with no network."""
+    import urllib.error
+    import urllib.request
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (urllib.error.URLError, OSError) as err:
+        return f"{endpoint} does not answer ({getattr(err, 'reason', err)})"
+    return None
 
 
 def load_ref(ref: DataRef, spec: TaskSpec, lang: str, split: str, *, mirror: str | None = None):

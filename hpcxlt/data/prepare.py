@@ -33,7 +33,7 @@ from hpcxlt.config.schema import DataConfig
 from hpcxlt.data import schemas
 from hpcxlt.data.cache import quiet_datasets
 from hpcxlt.data.features import TAG_SET_FILE
-from hpcxlt.data.hub import describe, hub_ref
+from hpcxlt.data.hub import describe, hub_ref, hub_unreachable
 from hpcxlt.data.local import CANDIDATES_STEM, data_root, file_fingerprint, local_candidates_file, local_file
 from hpcxlt.data.release import downloads_allowed
 from hpcxlt.grid.plan import arm_languages, dev_language, eval_languages
@@ -221,6 +221,18 @@ def _up_to_date(manifest: dict, need: Need, source: str, root: Path) -> bool:
     )
 
 
+def _known_current(manifest: dict, need: Need, data_cfg: DataConfig, root: Path) -> bool:
+    """True when the prepared copy of `need` is known to be up to date (nothing to fetch for it)."""
+    try:
+        return _up_to_date(manifest, need, source_of(get_task(need.task), need, data_cfg), root)
+    except Exception:  # a split the source lacks is reported by the loop, with the others
+        return False
+
+
+class HubUnreachableError(RuntimeError):
+    """The hub is needed and cannot be reached: said once, before anything is fetched."""
+
+
 def prepare(
     cfg: ExperimentConfig,
     out: str | os.PathLike,
@@ -234,6 +246,16 @@ def prepare(
     report = PrepareReport(out=str(root))
     manifest_path = root / MANIFEST
     manifest = read_json(manifest_path) if manifest_path.is_file() else {"entries": {}}
+    if cfg.data.source == "hub" and not cfg.data.hub_mirror:
+        stale = [n for n in plan_needs(cfg) if not _known_current(manifest, n, cfg.data, root)]
+        why = hub_unreachable() if stale else None
+        if why:
+            raise HubUnreachableError(
+                f"the Hugging Face hub cannot be reached from this machine ({why}); {len(stale)} split(s) need it and "
+                f"nothing was fetched or written. Run `hpcxlt prepare` where the hub is reachable (a login node), or "
+                "point data.hub_mirror at a folder of hub snapshots (docs/data.md, 'A hub mirror'), or use "
+                "data.source: local with your own release files (docs/data.md, 'Bringing your own copies')"
+            )
     staged: dict[Need, tuple[Path, dict]] = {}
     root.parent.mkdir(parents=True, exist_ok=True)
     created = not root.exists()

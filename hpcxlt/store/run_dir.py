@@ -23,8 +23,10 @@ from hpcxlt.store.errors import RunDirError
 from hpcxlt.store.lock import LOCK_FILE, RunLock
 
 
-PLAN_RESTORE = ("the plan, derived from config.yaml: remove plan.json, then `hpcxlt submit DIR/config.yaml "
-                "--run-dir DIR` writes it again (done cells are kept)")
+PLAN_RESTORE = (
+    "the plan, derived from config.yaml: remove plan.json, then `hpcxlt submit DIR/config.yaml "
+    "--run-dir DIR` writes it again (done cells are kept)"
+)
 """What a broken plan.json holds and how to restore it (said by every reader of the file)."""
 
 
