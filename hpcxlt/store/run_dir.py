@@ -22,7 +22,6 @@ from hpcxlt.store.cell_state import CellStates
 from hpcxlt.store.errors import RunDirError
 from hpcxlt.store.lock import LOCK_FILE, RunLock
 
-
 PLAN_RESTORE = (
     "the plan, derived from config.yaml: remove plan.json, then `hpcxlt submit DIR/config.yaml "
     "--run-dir DIR` writes it again (done cells are kept)"
