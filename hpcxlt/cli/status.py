@@ -122,6 +122,8 @@ def report(status: dict, cells: bool) -> str:
         out(
             f"aggregation: {agg.get('state')}"
             + (f" (job {agg['job_id']}, log {agg.get('log')})" if agg.get("job_id") else "")
+            + (f" ({agg['tables']})" if agg.get("tables") else "")
+            + (f"; {agg['note']}" if agg.get("note") else "")
         )
     if status.get("progress"):
         from tabulate import tabulate
@@ -133,8 +135,18 @@ def report(status: dict, cells: bool) -> str:
         for cell in status["failed"]:
             out(f"  {cell['key']}: {cell['error'] or 'no error recorded'}")
             out(f"    log: {cell['log'] or '-'}")
+    working = status.get("working")
+    if working:
+        out(f"\nat work now: `hpcxlt {working.get('command')}` (host {working.get('host')}, pid {working.get('pid')})")
     if status["done"]:
-        out("\nall cells done")
+        if agg.get("state") == "done" and not agg.get("note"):
+            out("\nall cells done; the tables are written")
+        elif agg.get("state") in ("submitted", "running"):
+            out("\nall cells done; the aggregation job is on its way")
+        else:
+            out(f"\nall cells done: `hpcxlt aggregate {status['run_dir']}` writes the tables")
+    elif working and status["executor"] == "local":
+        pass  # a local run is still working through the grid: nothing to resume yet
     elif status["counts"]["failed"] or status["counts"]["cancelled"] or status["counts"]["pending"]:
         out(f"\n`hpcxlt resume {status['run_dir']}` resubmits what is neither done nor queued")
     if cells:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from typing import Any
 
 from hpcxlt.launch.base import aggregate_state, read_launch
@@ -45,4 +46,7 @@ def cancel_run(run_dir: str | os.PathLike) -> dict[str, Any]:
             cells += 1
     for pid in pids:
         os.kill(pid, signal.SIGTERM)
+    for key, s in states.items():  # what was stopped says so (it read as 'pending, interrupted' before)
+        if s.get("state") == "running" and s.get("pid") and int(s["pid"]) in pids:
+            store.set_state(key, "cancelled", reason="stopped by `hpcxlt cancel`", cancelled=time.time())
     return {"executor": executor or "local", "jobs": [str(p) for p in sorted(pids)], "cells": cells}

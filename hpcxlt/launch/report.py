@@ -94,6 +94,12 @@ def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[st
             counts[cells[key]["state"]] += 1
         stages[stage] = {"cells": len(keys), "jobs": len(plan.stage_jobs(stage)), "counts": stage_counts}
     agg = aggregate_state(store)
+    if agg.get("state") == "pending" and store.tables_json.is_file():
+        # a local run (or `hpcxlt aggregate` by hand) writes the tables without a job's state file
+        agg = {"state": "done", "tables": str(store.tables_json), "finished": store.tables_json.stat().st_mtime}
+        newest = max((p.stat().st_mtime for p in store.result_files()), default=0.0)
+        if newest > agg["finished"]:
+            agg["note"] = "records were written after the tables: `hpcxlt aggregate` brings them up to date"
     if queue_info["checked"] and agg.get("job_id") and agg.get("state") in ("submitted", "running"):
         if agg["job_id"] in alive:
             agg["state"] = "running" if alive[agg["job_id"]] in _RUNNING_QUEUE else "submitted"
@@ -112,8 +118,10 @@ def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[st
         for key, info in cells.items()
         if info["state"] == "failed"
     ]
+    holder = store.lock_holder()
     return {
         "run_dir": str(store.root),
+        "working": holder,
         "experiment": cfg.name,
         "executor": executor,
         "done": counts["done"] == len(plan.cells),

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from hpcxlt.io import read_json, write_json_atomic
 
-STATES = ("pending", "submitted", "running", "done", "failed")
+STATES = ("pending", "submitted", "running", "done", "failed", "cancelled")
 SUBMISSIONS_DIR = "submissions"
 JOB_ID_FIELD = "{job_id}"
 """Placeholder in a record's log pattern for the job id (the log's name holds it)."""

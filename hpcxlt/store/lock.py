@@ -83,6 +83,13 @@ class RunLock:
         finally:
             breaker.unlink(missing_ok=True)
 
+    def live_holder(self) -> dict | None:
+        """Who holds the lock now (None: nobody, or a stale holder that is gone)."""
+        holder = self._read()
+        if holder is None or self._stale(holder):
+            return None
+        return holder
+
     @staticmethod
     def describe(holder: dict | None) -> str:
         if not holder:

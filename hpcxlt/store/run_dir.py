@@ -208,6 +208,10 @@ class RunStore:
         return self.cell_states.record_submission(cells, log_pattern=log_pattern)
 
     # -- lock -------------------------------------------------------------------------------------
+    def lock_holder(self) -> dict[str, Any] | None:
+        """The live holder of the run directory's lock (a submit, resume or cancel at work), or None."""
+        return RunLock(self.root / LOCK_FILE, "status").live_holder()
+
     @contextlib.contextmanager
     def lock(self, command: str, *, wait_s: float = 300.0) -> Iterator[None]:
         """Hold the run directory's lock while `command` submits, resumes or cancels (RunLock)."""

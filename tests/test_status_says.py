@@ -1,0 +1,76 @@
+"""What `hpcxlt status` tells a researcher about a local run: the aggregation done when its tables exist, a run
+still at work (no `resume` advice then), a cancelled cell as cancelled, and the way to the tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from hpcxlt.aggregate.run import Options, aggregate
+from hpcxlt.launch.base import write_launch
+from hpcxlt.launch.cancel import cancel_run
+from tests.aggregate_fixture import make_run
+from tests.launch_assets import run_cli
+
+ARMS = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]}]
+
+
+def _run(tmp_path):
+    store = make_run(tmp_path / "run", arms=ARMS, targets={"xnli": ["en", "de"]}, seeds=[1], score=lambda *_: 60.0)
+    write_launch(store, "local")
+    for cell in store.load_plan().cells:
+        store.mark_done(cell.key)
+    return store
+
+
+def _status(store) -> tuple[dict, str]:
+    code, out = run_cli("status", str(store.root), "--json")
+    assert code == 0
+    code, text = run_cli("status", str(store.root))
+    assert code == 0
+    return json.loads(out), text
+
+
+def test_all_done_points_to_aggregate_then_the_tables_count_as_the_aggregation(tmp_path):
+    store = _run(tmp_path)
+    status, text = _status(store)
+    assert status["done"] and status["aggregate"]["state"] == "pending"
+    assert f"`hpcxlt aggregate {store.root}` writes the tables" in text
+    aggregate(store.root, Options(plots=False))
+    status, text = _status(store)
+    assert status["aggregate"]["state"] == "done" and status["aggregate"]["tables"] == str(store.tables_json)
+    assert "all cells done; the tables are written" in text and "resume" not in text
+
+
+def test_a_local_run_at_work_is_named_and_not_told_to_resume(tmp_path):
+    store = _run(tmp_path)
+    cell = store.load_plan().stage_cells("eval")[0].key
+    (store.cell_dir(cell) / "done.json").unlink()
+    store.set_state(cell, "pending")
+    with store.lock("submit"):
+        status, text = _status(store)
+    assert status["working"]["command"] == "submit"
+    assert "at work now: `hpcxlt submit`" in text and "hpcxlt resume" not in text
+    status, text = _status(store)  # the lock given back: now resume is the advice
+    assert status["working"] is None and f"`hpcxlt resume {store.root}`" in text
+
+
+def test_a_cell_stopped_by_cancel_shows_as_cancelled(tmp_path):
+    store = _run(tmp_path)
+    cell = store.load_plan().stage_cells("eval")[0].key
+    (store.cell_dir(cell) / "done.json").unlink()
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+
+        store.set_state(cell, "running", pid=worker.pid, host=socket.gethostname(), started=time.time())
+        stopped = cancel_run(store.root)
+        assert stopped["cells"] == 1 and stopped["jobs"] == [str(worker.pid)]
+        worker.wait(timeout=30)
+    finally:
+        worker.kill()
+    status, text = _status(store)
+    assert status["counts"]["cancelled"] == 1 and status["counts"]["pending"] == 0
+    assert "cancelled" in text and f"`hpcxlt resume {store.root}`" in text
