@@ -74,3 +74,33 @@ def test_a_cell_stopped_by_cancel_shows_as_cancelled(tmp_path):
     status, text = _status(store)
     assert status["counts"]["cancelled"] == 1 and status["counts"]["pending"] == 0
     assert "cancelled" in text and f"`hpcxlt resume {store.root}`" in text
+
+
+def test_a_record_cut_short_is_not_done_and_the_next_run_evaluates_it_again(tmp_path):
+    """A job's results file whose line was cut: status no longer says all done, and resume puts the line
+    aside (nothing lost), un-does exactly that cell and evaluates it again."""
+    import orjson
+
+    store = make_run(
+        tmp_path / "run", arms=ARMS, targets={"xnli": ["en", "de"]}, seeds=[1], score=lambda *_: 60.0, layout="jobs"
+    )
+    write_launch(store, "local")
+    for cell in store.load_plan().cells:
+        store.mark_done(cell.key)
+    job = store.load_plan().stage_jobs("eval")[0]
+    path = store.job_results_path(job.key)
+    lines = path.read_text().splitlines()
+    cut = orjson.loads(lines[-1])["key"]
+    path.write_text("\n".join(lines[:-1] + [lines[-1][:40]]) + "\n")
+    status, text = _status(store)
+    assert not status["done"] and status["counts"]["failed"] == 1
+    assert "cannot be read" in text and f"line {len(lines)} is not a JSON record" in text
+    assert store.repair_records(store.load_plan()) == [cut]
+    aside = list(path.parent.glob(f"{path.name}.unreadable-*"))
+    assert len(aside) == 1 and aside[0].read_text() == lines[-1][:40] + "\n"
+    assert [orjson.loads(line)["key"] for line in path.read_text().splitlines()] == [
+        orjson.loads(line)["key"] for line in lines[:-1]
+    ]
+    assert not store.is_done(cut) and all(store.is_done(k) for k in job.cells if k != cut)
+    status, _ = _status(store)
+    assert status["counts"]["pending"] == 1 and status["counts"]["failed"] == 0

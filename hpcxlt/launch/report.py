@@ -57,6 +57,7 @@ def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[st
             queue_info["error"] = str(err)
 
     host = socket.gethostname()
+    unreadable = store.unreadable_records(plan)
     cells: dict[str, dict[str, Any]] = {}
     for cell in plan.cells:
         rec = states[cell.key]
@@ -72,6 +73,11 @@ def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[st
                     state = "failed"
                 else:
                     state = "cancelled"
+        if cell.key in unreadable:
+            state, note = (
+                "failed",
+                f"done, but its record cannot be read ({unreadable[cell.key]}): `hpcxlt resume` evaluates it again",
+            )
         elif state == "running" and executor == "local" and rec.get("host") == host and rec.get("pid"):
             if not _pid_alive(int(rec["pid"])):
                 state, note = "pending", "interrupted (its process is gone); `hpcxlt resume` continues it"

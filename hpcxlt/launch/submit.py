@@ -78,6 +78,7 @@ def launch_slurm(
             store, plan, experiment, site, site_raw, dry_run=True, aggregate=aggregate, out=out, next_wave=next_wave
         )
     with store.lock(command):
+        _redo_unreadable(store, plan, out)
         return _launch_slurm(
             store, plan, experiment, site, site_raw, dry_run=False, aggregate=aggregate, out=out, next_wave=next_wave
         )
@@ -111,7 +112,7 @@ def _launch_slurm(
     if alive and not dry_run:
         # jobs left held by a submission that died before releasing them would wait forever
         recorded = recorded_ids | {aggregate_state(store).get("job_id")}
-        stuck = sorted(recorded & queue.held_jobs())
+        stuck = sorted(queue.held_jobs() & recorded)
         if stuck:
             queue.release({queue.array_root(j) for j in stuck})
             print(f"released {len(stuck)} job(s) left held by an interrupted submission", file=out)
@@ -176,6 +177,17 @@ def _queued_now(dry_run: bool) -> dict[str, str]:
     return queue.alive_jobs()
 
 
+def _redo_unreadable(store: RunStore, plan: Plan, out: TextIO | None) -> None:
+    """Done cells whose record cannot be read are evaluated again (their unreadable lines kept aside)."""
+    again = store.repair_records(plan)
+    if again:
+        print(
+            f"{len(again)} done cell(s) had no readable record and are evaluated again: {', '.join(again[:5])}"
+            + (" ..." if len(again) > 5 else ""),
+            file=out or sys.stdout,
+        )
+
+
 def launch_local(
     store: RunStore,
     plan: Plan,
@@ -192,6 +204,7 @@ def launch_local(
     if dry_run:
         return _launch_local(store, plan, dry_run=True, progress=progress, out=out)
     with store.lock(command):
+        _redo_unreadable(store, plan, out)
         return _launch_local(store, plan, dry_run=False, progress=progress, out=out)
 
 

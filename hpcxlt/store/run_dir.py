@@ -263,6 +263,60 @@ class RunStore:
                 wanted[key].append(read_json(path))
         return wanted
 
+    def unreadable_records(self, plan: Plan) -> dict[str, str]:
+        """Done evaluation cells whose record cannot be read, with why: a line of their job's file that is not
+        JSON (cut short, edited by hand), or no record at all. Such a cell is done in name only: status says
+        so and `repair_records` makes the next submission evaluate it again."""
+        problems: dict[str, str] = {}
+        for job in plan.stage_jobs("eval"):
+            done = [key for key in job.cells if self.is_done(key)]
+            if not done:
+                continue
+            path = self.job_results_path(job.key)
+            found, bad = self._readable_records(path)
+            for key in done:
+                if key not in found and not any(self.results_dir.glob(f"{key}.*.json")):
+                    problems[key] = f"{path}: line {bad[0]} is not a JSON record" if bad else f"{path}: no record"
+        return problems
+
+    def repair_records(self, plan: Plan) -> list[str]:
+        """Make the cells `unreadable_records` names not done, so they are evaluated again; a job file's
+        unreadable lines are kept aside (`<file>.unreadable-<time>`), its readable ones stay in place."""
+        problems = self.unreadable_records(plan)
+        for job_key in {plan.job_of(key).key for key in problems}:
+            path = self.job_results_path(job_key)
+            found, bad = self._readable_records(path)
+            if bad:
+                lines = path.read_text(encoding="utf-8").splitlines()
+                write_text_atomic(
+                    path.with_name(f"{path.name}.unreadable-{int(time.time())}"),
+                    "\n".join(lines[n - 1] for n in bad) + "\n",
+                )
+                write_text_atomic(
+                    path, "".join(line + "\n" for n, line in enumerate(lines, 1) if n not in bad and line.strip())
+                )
+        for key in problems:
+            (self.cell_dir(key) / "done.json").unlink(missing_ok=True)
+            self.set_state(key, "pending", reason=f"evaluated again: {problems[key]}")
+        return sorted(problems)
+
+    @staticmethod
+    def _readable_records(path: Path) -> tuple[set[str], list[int]]:
+        """(keys with a readable record, numbers of the lines that are not JSON) of one job's file."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return set(), []
+        keys, bad = set(), []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                keys.add(json.loads(line).get("key"))
+            except (json.JSONDecodeError, AttributeError):
+                bad.append(number)
+        return keys, bad
+
     def result_files(self) -> Iterator[Path]:
         """Every record file: the jobs' JSON-lines files and older one-record files."""
         if self.results_dir.exists():
