@@ -106,3 +106,42 @@ def test_reuse_from_runs_none_of_the_shared_cells_again(tmp_path, assets, finish
         mine = store.cell_records(cell.key, plan)
         assert theirs and [(r["split"], r["metrics"]) for r in mine] == [(r["split"], r["metrics"]) for r in theirs]
     assert (store.model_dir("target.en.xnli.s1") / "model.safetensors").is_file()  # linked, not retrained
+
+
+def test_reused_models_outlive_the_source_run_and_the_dry_run_counts_what_would_still_run(tmp_path, assets, finished):
+    """Reused models are hard links (the same bytes, no copy), never symbolic links: deleting the other run
+    leaves this one whole. The dry run counts the reuse: a plan the other run covers would run nothing."""
+    import json
+    import shutil
+
+    tmp, first = finished
+    source = tmp_path / "source"
+    shutil.copytree(first.root, source, symlinks=True)
+    config = write_config(tmp_path, experiment(assets, name="grow"))  # the same experiment: all reusable
+    run_dir = tmp_path / "run"
+    code, dry = _submit(config, run_dir, "--reuse-from", str(source), "--dry-run", "--json")
+    assert code == 0, dry[-3000:]
+    cells = len(RunStore(source).load_plan().cells)
+    assert f"would reuse {cells} done cell(s)" in dry
+    assert json.loads(dry.strip().splitlines()[-1])["jobs"] == 0
+    code, out = _submit(config, run_dir, "--reuse-from", str(source))
+    assert code == 0 and _ran_jobs(out) == 0 and f"reused {cells} done cell(s)" in out, out[-3000:]
+    store = RunStore(run_dir)
+    model = store.model_dir("target.en.xnli.s1") / "model.safetensors"
+    theirs = RunStore(source).model_dir("target.en.xnli.s1") / "model.safetensors"
+    assert not store.model_dir("target.en.xnli.s1").is_symlink() and model.stat().st_ino == theirs.stat().st_ino
+    shutil.rmtree(source)
+    assert model.is_file() and model.stat().st_nlink == 1
+    code, status = _submit_status(run_dir)
+    assert code == 0 and json.loads(status)["done"] is True
+
+
+def _submit_status(run_dir: Path) -> tuple[int, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "status", str(run_dir), "--json"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc.returncode, proc.stdout

@@ -83,7 +83,14 @@ def run(args: argparse.Namespace) -> int:
         from hpcxlt.launch.reuse import link_done_cells
 
         if args.dry_run:
-            print(f"would reuse the done cells of {args.reuse_from} whose fingerprints equal this plan's")
+            from hpcxlt.launch.reuse import reusable
+
+            try:
+                would = [cell.key for cell, _ in reusable(store, grid, RunStore(args.reuse_from))]
+            except RunDirError as err:
+                raise UserError(str(err)) from None
+            print(f"would reuse {len(would)} done cell(s) of {args.reuse_from} whose fingerprints equal this plan's")
+            store = store.assuming_done(would)  # the dry run below counts only what would still run
         else:
             try:
                 linked = link_done_cells(store, grid, RunStore(args.reuse_from))

@@ -3,10 +3,11 @@ fingerprints equal this plan's, instead of training and evaluating them again.
 
 A fingerprint hashes everything that determines a cell's result (model, data, hyperparameters, seed and
 its upstream cells' fingerprints; `hpcxlt.grid.plan`), so equal fingerprints mean equal work: phang2020
-and lowres share their `none`, `mnli` and `squad` cells, for instance. A reused training cell links the
-other run's exported model (no copy of the weights); a reused evaluation cell gets the other run's
-per-language records (rewritten under this run's key) and its test predictions and gold labels in the
-official layout. Each reused cell's done marker names where it came from.
+and lowres share their `none`, `mnli` and `squad` cells, for instance. A reused training cell gets the
+other run's exported model as hard links (no copy of the weights on the same file system, a copy across
+file systems; never a symbolic link: deleting the other run must not empty this one); a reused
+evaluation cell gets the other run's per-language records (rewritten under this run's key) and its test
+predictions, gold labels and example clusters. Each reused cell's done marker names where it came from.
 """
 
 from __future__ import annotations
@@ -20,17 +21,22 @@ from hpcxlt.grid.plan import Cell, Plan
 from hpcxlt.store import RunDirError, RunStore
 
 
-def link_done_cells(store: RunStore, plan: Plan, other: RunStore) -> list[str]:
-    """Mark this run's cells done from `other`'s done cells with equal fingerprints; return their keys."""
+def reusable(store: RunStore, plan: Plan, other: RunStore) -> list[tuple[Cell, Cell]]:
+    """(this run's cell, the other run's done cell with its fingerprint) for every cell not done here."""
     if other.root == store.root:
         raise RunDirError(f"--reuse-from names the run directory itself ({store.root})")
-    other_plan = other.load_plan()
-    done = {cell.fingerprint: cell for cell in other_plan.cells if other.is_done(cell.key)}
-    pairs = [
+    done = {cell.fingerprint: cell for cell in other.load_plan().cells if other.is_done(cell.key)}
+    return [
         (cell, done[cell.fingerprint])
         for cell in plan.cells
         if cell.fingerprint in done and not store.is_done(cell.key)
     ]
+
+
+def link_done_cells(store: RunStore, plan: Plan, other: RunStore) -> list[str]:
+    """Mark this run's cells done from `other`'s done cells with equal fingerprints; return their keys."""
+    pairs = reusable(store, plan, other)
+    other_plan = other.load_plan()
     # Training cells first (plan order: a cell's upstream is linked before it), then evaluation cells a
     # job at a time: each of the other run's job files is read once and each of ours written once, not
     # once per cell (a job evaluates every language of its target).
@@ -54,18 +60,34 @@ def _mark_reused(store: RunStore, cell: Cell, other: RunStore, source: Cell) -> 
     store.mark_done(cell.key, {**info, "key": cell.key, "reused_from": str(other.cell_dir(source.key))})
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link (the same bytes, no space), or a copy where the two runs are on different file systems."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def _link_model(store: RunStore, cell: Cell, other: RunStore, source: Cell) -> None:
     folder = store.cell_dir(cell.key)
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("model", "train_log.jsonl"):
-        target, link = other.cell_dir(source.key) / name, folder / name
+        target, mine = other.cell_dir(source.key) / name, folder / name
         if not target.exists():
             continue
-        if link.is_symlink() or link.is_file():
-            link.unlink()
-        elif link.exists():
-            shutil.rmtree(link)  # what an unfinished attempt here left behind
-        os.symlink(target, link)
+        # built beside, then moved into place: an interrupted reuse leaves no half model
+        staging = folder / f".{name}.reuse-{os.getpid()}"
+        if target.is_dir():
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(target, staging, copy_function=_link_or_copy, symlinks=False)
+        else:
+            staging.unlink(missing_ok=True)
+            _link_or_copy(str(target), str(staging))
+        if mine.is_symlink() or mine.is_file():
+            mine.unlink()
+        elif mine.exists():
+            shutil.rmtree(mine)  # what an unfinished attempt here left behind
+        os.replace(staging, mine)
 
 
 def _copy_evaluations(
@@ -103,8 +125,10 @@ def _copy_official_files(store: RunStore, cell: Cell, other: RunStore, source: C
         target = submission.file_path(submission_dir(store, cell.arm, cell.seed), task, lang)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(predictions, target)
-    labels = submission.file_path(other.labels_dir, task, lang)
-    mine = submission.file_path(store.labels_dir, task, lang)
-    if labels.is_file() and not mine.is_file():
-        mine.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(labels, mine)
+    for theirs, mine in (
+        (submission.file_path(other.labels_dir, task, lang), submission.file_path(store.labels_dir, task, lang)),
+        (other.example_groups_path(task, lang), store.example_groups_path(task, lang)),
+    ):
+        if theirs.is_file() and not mine.is_file():
+            mine.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(theirs, mine)

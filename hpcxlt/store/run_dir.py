@@ -35,6 +35,7 @@ class RunStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
         self._cells = str(self.root / "cells")
+        self._assumed_done: frozenset[str] = frozenset()
         self.cell_states = CellStates(self.root)
 
     # -- layout -------------------------------------------------------------------------------
@@ -175,7 +176,16 @@ class RunStore:
     # -- cell state ---------------------------------------------------------------------------
     def is_done(self, key: str) -> bool:
         # plain os.path: submission and status ask this for every cell, and pathlib costs 20 us a call
-        return os.path.exists(f"{self._cells}/{key}/done.json")
+        return key in self._assumed_done or os.path.exists(f"{self._cells}/{key}/done.json")
+
+    def assuming_done(self, keys: Iterable[str]) -> RunStore:
+        """A view of this run directory in which `keys` count as done too (what a dry run of --reuse-from
+        would find after the reuse); nothing is written."""
+        import copy
+
+        view = copy.copy(self)
+        view._assumed_done = frozenset(keys) | self._assumed_done
+        return view
 
     def mark_done(self, key: str, info: dict[str, Any] | None = None) -> None:
         """Write the done marker (last step of a cell) and set its state to done."""
