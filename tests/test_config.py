@@ -111,12 +111,30 @@ def test_dump_yaml_round_trips(config_file):
         ("target.min_delta=-1", "target.min_delta: must be >= 0"),
     ],
 )
-def test_bad_values_name_file_key_and_allowed(config_file, override, message):
+def test_bad_values_name_file_key_and_allowed(config_file, override, message, tmp_path):
+    # a bad value set on the command line is blamed on the -o that set it
     with pytest.raises(ConfigError) as err:
         load_config(config_file, [override])
     text = str(err.value)
-    assert text.startswith(f"{config_file}: ")
-    assert message in text
+    key, _, value = override.partition("=")
+    # blamed on the -o that set the bad value; on the file where the message is about another key (data.source
+    # local needs the file's data.root) or about the override's own path (an index past the list)
+    about_the_key = override not in ("data.source=local", "arms.9.name=x")
+    assert text.startswith(f"-o {override}: " if about_the_key else f"{config_file}: ") and message in text
+    if not about_the_key:
+        return
+    # the same value written in the file is blamed on the file
+    import yaml
+
+    from hpcxlt.config.load import _set_dotted
+
+    data = yaml.safe_load(config_file.read_text())
+    _set_dotted(data, key, yaml.safe_load(value))
+    in_file = tmp_path / "in-file.yaml"
+    in_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_config(in_file)
+    assert str(err.value).startswith(f"{in_file}: ") and message in str(err.value)
 
 
 def test_missing_required_key(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from hpcxlt.cli import add_override_argument
@@ -52,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from hpcxlt.grid.plan import STAGES, plan
 
     cfg = load_experiment(args.config, args.override)
+    if args.data is not None and not Path(args.data).expanduser().is_dir():
+        from hpcxlt.cli import UserError
+
+        raise UserError(f"--data {args.data}: no such folder (it takes a folder written by `hpcxlt prepare`)")
     grid = plan(cfg)
     costs = {c.stage: c for c in estimate(cfg, grid)}
     counts = grid.counts()

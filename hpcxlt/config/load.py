@@ -170,7 +170,20 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     try:
         return parse_config(data, overrides)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise blame(path, overrides, err) from None
+
+
+def blame(path: str | os.PathLike, overrides: list[str] | tuple[str, ...], err: ConfigError) -> ConfigError:
+    """The error prefixed with where the bad value came from: the `-o KEY=VALUE` that set it, else the file."""
+    import re
+
+    text = str(err)
+    dotted = re.sub(r"\[(\d+)\]", r".\1", text)  # arms[1].name is what -o arms.1.name sets
+    for override in reversed(overrides):  # the last override of a key is the one that counts
+        key = override.partition("=")[0].strip()
+        if key and any(dotted.startswith(f"{key}{end}") for end in (":", ".", "[")):
+            return ConfigError(f"-o {override}: {text}")
+    return ConfigError(f"{path}: {text}")
 
 
 def _with_train_overrides(base: TrainConfig, overrides: Mapping[str, Any], path: str) -> TrainConfig:

@@ -6,6 +6,7 @@ import difflib
 import os
 
 from hpcxlt.config import ConfigError, ExperimentConfig, load_config
+from hpcxlt.config.load import blame
 from hpcxlt.tasks.registry import TASKS
 
 
@@ -75,5 +76,5 @@ def load_experiment(path: str | os.PathLike, overrides: list[str] | tuple[str, .
     try:
         check_experiment(cfg)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise blame(path, overrides, err) from None
     return cfg
