@@ -343,12 +343,22 @@ def resource(book: ScoreBook, split: str) -> Table:
 # --- (e) best arm per target ------------------------------------------------------------------------
 
 
+def _xtreme_r(book: ScoreBook, split: str, choice: dict[str, str]) -> SeedStat:
+    """The XTREME-R suite score of `choice` (suite_stats always has it; only categories may be None)."""
+    stat = book.suite_stats(split, choice)["xtreme_r"]
+    if stat is None:
+        raise ValueError(f"{split}: the suite statistics have no XTREME-R score")
+    return stat
+
+
 def best_arm(book: ScoreBook, split: str) -> Table:
     candidates = [arm for arm in book.arms if arm != book.baseline]
     if not candidates:
         return _table("best_arm", "Best arm per target", [], ["target"], [], ["no intermediate arm to choose from"], [])
     dev_planned = "dev" in book.splits
-    rows, display, figures = [], [], []
+    rows: list[dict[str, Any]] = []
+    display: list[tuple[Any, ...]] = []
+    figures: list[SeedStat | PairedTest] = []
     choice: dict[str, str] = {}
     oracle = False
     for target in book.targets:
@@ -372,7 +382,9 @@ def best_arm(book: ScoreBook, split: str) -> Table:
         score = scored[best]
         base = book.task_stat(split, book.baseline, target) if book.baseline else None
         delta = _paired_over_seeds(book, split, best, book.baseline, target) if book.baseline else None
-        figures += [score] + ([delta] if delta else [])
+        figures.append(score)
+        if delta:
+            figures.append(delta)
         rows.append(
             {
                 "target": target,
@@ -386,7 +398,7 @@ def best_arm(book: ScoreBook, split: str) -> Table:
             }
         )
         display.append((target, best, label, score, base, delta))
-    suite = book.suite_stats(split, choice)["xtreme_r"]
+    suite = _xtreme_r(book, split, choice)
     figures.append(suite)
     rows.append(
         {
@@ -398,7 +410,7 @@ def best_arm(book: ScoreBook, split: str) -> Table:
         }
     )
     display.append(("XTREME-R", "best per target", None, suite, None, None))
-    singles = {arm: book.suite_stats(split, {t: arm for t in book.targets})["xtreme_r"] for arm in book.arms}
+    singles = {arm: _xtreme_r(book, split, {t: arm for t in book.targets}) for arm in book.arms}
     ranked = [arm for arm in candidates if singles[arm].mean is not None]
     if ranked:
         top = max(ranked, key=lambda arm: (singles[arm].mean, -book.arms.index(arm)))

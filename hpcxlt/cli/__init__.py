@@ -82,7 +82,7 @@ def _refused_write(args: argparse.Namespace, err: OSError) -> str:
         errno.EROFS: "the file system is read-only",
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is used up",
-    }.get(err.errno, "permission denied")
+    }.get(err.errno or 0, "permission denied")
     hint = {"aggregate": "; `--out DIR` writes the tables to a folder you can write"}.get(args.command, "")
     if args.command in ("submit", "resume") and err.errno in (errno.EACCES, errno.EPERM):
         hint = "; choose a --run-dir you can write (and its parent folder), or ask its owner for group write access"

@@ -57,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
         if args.site:
             site, raw = load_site(args.site), yaml.safe_load(open(args.site, encoding="utf-8"))
         else:
-            record = launch["site"]
+            record = (launch or {}).get("site")
+            if not record:
+                raise UserError(f"{store.root} records no site profile: resume it with --site SITE.yaml")
             site, raw = site_from_record(record), record["data"]
         try:
             result = launch_slurm(

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_experiment(args.config, args.override)
     grid = plan(cfg)
-    site = site_raw = None
+    site = None
+    site_raw: dict = {}
     if args.site:
         from hpcxlt.config.load import read_yaml
         from hpcxlt.launch.site import SiteError, parse_site

@@ -175,6 +175,8 @@ def source_of(spec: TaskSpec, need: Need, data_cfg: DataConfig) -> str:
         )
         return f"local:{path.name}:{file_fingerprint(path)}"
     ref = spec.candidates if need.split == CANDIDATES else hub_ref(spec, need.lang, need.split)
+    if ref is None:  # plan_needs asks for candidates only of tasks that have a pool
+        raise ValueError(f"task {spec.name!r} has no shared candidate pool")
     parts = [describe(ref)] + [describe(extra) for extra in ref.concat]
     return "hub:" + " + ".join(parts) + (f" ids {ref.id_prefix}*" if ref.id_prefix else "")
 
@@ -349,7 +351,7 @@ def prepare_features(cfg: ExperimentConfig, out: str | os.PathLike) -> int:
 
 def feature_requests(cfg: ExperimentConfig) -> list[tuple[TaskSpec, str, str, bool, int, int]]:
     """(spec, lang, split, train mode, max_length, doc_stride) of every feature set the jobs load."""
-    requests = set()
+    requests: set[tuple[str, str, str, bool, int, int]] = set()
     for arm in cfg.arms:
         if arm.is_baseline:
             continue
@@ -369,7 +371,10 @@ def feature_requests(cfg: ExperimentConfig) -> list[tuple[TaskSpec, str, str, bo
             requests.add((task, need.lang, need.split, False, train.max_length, train.doc_stride))
         if Need(task, "*", CANDIDATES) in needs:
             requests.add((task, "*", CANDIDATES, False, train.max_length, train.doc_stride))
-    return [(get_task(task), *rest) for task, *rest in sorted(requests)]
+    return [
+        (get_task(task), lang, split, train, length, stride)
+        for task, lang, split, train, length, stride in sorted(requests)
+    ]
 
 
 __all__ = [

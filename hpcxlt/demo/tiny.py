@@ -107,10 +107,10 @@ def train_tokenizer(lines: list[str], vocab_size: int, *, split_punctuation: boo
     from tokenizers import Tokenizer, pre_tokenizers
     from tokenizers.models import BPE
     from tokenizers.trainers import BpeTrainer
-    from transformers import XLMRobertaTokenizerFast
+    from transformers import XLMRobertaTokenizer  # tokenizers-backed in transformers 5 (...Fast is its alias)
 
     raw = Tokenizer(BPE(unk_token="<unk>"))
-    # The same pre-tokenisation XLMRobertaTokenizerFast applies, so training and use agree.
+    # The same pre-tokenisation XLMRobertaTokenizer applies, so training and use agree.
     raw.pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.WhitespaceSplit(),
@@ -121,13 +121,13 @@ def train_tokenizer(lines: list[str], vocab_size: int, *, split_punctuation: boo
     trainer = BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
     raw.train_from_iterator(lines, trainer=trainer)
     ids = raw.get_vocab()
-    pieces = sorted(ids, key=ids.get)
+    pieces = sorted(ids, key=ids.__getitem__)
     if pieces[: len(SPECIAL_TOKENS)] != list(SPECIAL_TOKENS):
         raise RuntimeError(f"tokenizer training put the special tokens out of order: {pieces[:5]}")
     # Equal scores (a tiny tie-break by merge order, earlier = more frequent) -> fewest pieces.
     vocab = [(piece, 0.0) for piece in SPECIAL_TOKENS]
     vocab += [(piece, -1.0 - 1e-4 * rank) for rank, piece in enumerate(pieces[len(SPECIAL_TOKENS) :])]
-    return XLMRobertaTokenizerFast(vocab=vocab)
+    return XLMRobertaTokenizer(vocab=vocab)
 
 
 def is_built(out: str | os.PathLike) -> bool:

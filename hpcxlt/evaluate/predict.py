@@ -154,7 +154,7 @@ def _tagging(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
                 words[word] = names[tag]
         uncovered += sum(1 for w in words if w is None)
         pred.append([fallback if w is None else w for w in words])
-    notes = ()
+    notes: tuple[str, ...] = ()
     if uncovered:
         notes = (f"{spec.name}/{lang}/{split}: {uncovered} words beyond the model's length limit got {fallback!r}",)
     return Prediction(

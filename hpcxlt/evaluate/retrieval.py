@@ -256,6 +256,8 @@ def predict_retrieval(
             "relevant candidate in the pool and are not scored",
         )
     k = 1 if spec.metric == "accuracy" else MAP_K
+    labels: list[str] | dict[str, list[str]]
+    predictions: list[str] | dict[str, list[str]]
     ranked = top_k(queries.vectors[answerable], candidates.vectors, k, device=device_of(model))
     if spec.metric == "accuracy":
         # Tatoeba's official files hold the index of the English sentence, one line per query.

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcxlt.config import ExperimentConfig, target_train_config
 from hpcxlt.grid.plan import Cell
@@ -28,6 +28,9 @@ from hpcxlt.io import write_json_atomic
 from hpcxlt.store import RunStore
 from hpcxlt.tasks.registry import get_task
 from hpcxlt.tasks.spec import TaskSpec
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ class ModelCache:
     `loads` counts the from_pretrained calls, so a job can show it loaded its model once.
     """
 
-    def __init__(self, device=None):
+    def __init__(self, device: torch.device | str | None = None) -> None:
         self.device = device
         self.loads = 0
         self._current: LoadedModel | None = None
@@ -237,6 +240,8 @@ def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: Lo
     from hpcxlt.evaluate import scoring, submission
     from hpcxlt.evaluate.predict import predict_split
 
+    if cell.target is None or cell.lang is None:
+        raise ValueError(f"cell {cell.key}: an eval cell needs a target task and a language")
     spec = get_task(cell.target)
     settings = inference_settings(cfg, spec, loaded)
     records = []

@@ -30,9 +30,12 @@ def read_launch(store: RunStore) -> dict[str, Any] | None:
     path = launch_path(store)
     if not path.exists():
         return None
-    return store.read_record(path, "how the run was submitted (executor, site): submit it again with "
-                                   "`hpcxlt submit DIR/config.yaml --run-dir DIR [--site SITE | --local]` "
-                                   "(done cells are kept, queued jobs are found by their ids)")
+    return store.read_record(
+        path,
+        "how the run was submitted (executor, site): submit it again with "
+        "`hpcxlt submit DIR/config.yaml --run-dir DIR [--site SITE | --local]` "
+        "(done cells are kept, queued jobs are found by their ids)",
+    )
 
 
 def write_launch(

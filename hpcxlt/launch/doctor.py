@@ -25,10 +25,10 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from hpcxlt.io import write_text_atomic
 from hpcxlt.launch import queue
@@ -90,6 +90,15 @@ class Diagnosis:
         data["ok"] = self.ok
         data["checks"] = [asdict(c) for c in self.checks]
         return data
+
+
+class _Summary(TypedDict):
+    """The Diagnosis fields every outcome of `diagnose` shares."""
+
+    site: str
+    stage: str
+    nodes: int
+    tasks_per_node: int
 
 
 # -- the job ----------------------------------------------------------------------------------------------
@@ -366,7 +375,7 @@ def diagnose(
     stage: str = "intermediate",
     nodes: int | None = None,
     base_dir: Path,
-    paths: list[str] = (),
+    paths: Sequence[str] = (),
     timeout_s: int | None = None,
     wait_s: float = 600,
     on_state: Callable[[str], None] | None = None,
@@ -380,7 +389,7 @@ def diagnose(
     timeout_s = timeout_s or min(site.dist_timeout_s, 120)
     started = time.monotonic()
     base = Path(base_dir).absolute()
-    summary = dict(site=site.source or site.name, stage=stage, nodes=nodes, tasks_per_node=tasks)
+    summary = _Summary(site=site.source or site.name, stage=stage, nodes=nodes, tasks_per_node=tasks)
     try:
         base.mkdir(parents=True, exist_ok=True)
         probe = base / f"{PROBE_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"

@@ -51,6 +51,7 @@ class _JobLog:
     def __init__(self, path: Path):
         self.path = path
         self.handler: logging.Handler | None = None
+        self._old_level: int | None = None
 
     def __enter__(self) -> _JobLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,10 +46,10 @@ def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[st
     if executor == "slurm" and use_queue:
         try:
             alive = queue.alive_jobs()
-            gone = {
-                s.get("job_id")
+            gone: set[str] = {
+                s["job_id"]
                 for s in states.values()
-                if s["state"] in ("submitted", "running") and s.get("job_id") and s.get("job_id") not in alive
+                if s["state"] in ("submitted", "running") and s.get("job_id") and s["job_id"] not in alive
             }
             acct = queue.accounting(gone) if gone else {}
             queue_info["checked"] = True

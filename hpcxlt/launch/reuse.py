@@ -120,6 +120,8 @@ def _copy_evaluations(
 
 def _copy_official_files(store: RunStore, cell: Cell, other: RunStore, source: Cell) -> None:
     task, lang = cell.target, cell.lang
+    if task is None or lang is None:
+        raise ValueError(f"{cell.key}: an evaluation cell without a target and language")
     predictions = submission.file_path(submission_dir(other, source.arm, source.seed), task, lang)
     if predictions.is_file():
         target = submission.file_path(submission_dir(store, cell.arm, cell.seed), task, lang)

@@ -302,11 +302,11 @@ def submit(
                 except Exception as err:
                     failed = failed or (spec, err)
             if failed is not None:
-                spec, err = failed
+                spec, error = failed
                 submitted = [jid for names in ids.values() for jid in names]
                 if submitted:
                     queue.cancel({queue.array_root(j) for j in submitted})
-                message = err.args[0] if err.args else str(err)
+                message = error.args[0] if error.args else str(error)
                 raise SubmitError(
                     f"sbatch refused {spec.name} ({spec.stage}, {len(spec.jobs)} tasks): {str(message).strip()[:800]}"
                     + (
@@ -314,7 +314,7 @@ def submit(
                         if ids
                         else ""
                     )
-                ) from err
+                ) from error
     cells: dict[str, tuple[str, str]] = {}
     for spec in specs:
         for key, jid in zip(spec.jobs, ids[spec.name]):

@@ -136,9 +136,9 @@ def run_job(
     if main:
         unfinished = [key for key in todo if not store.is_done(key)]
         if unfinished:
-            err = JobError(f"job {job_key} returned but left cells without a done marker: {', '.join(unfinished)}")
-            mark_failed(store, unfinished, err, log_path)
-            raise err
+            error = JobError(f"job {job_key} returned but left cells without a done marker: {', '.join(unfinished)}")
+            mark_failed(store, unfinished, error, log_path)
+            raise error
     return {"job": job_key, "ran": todo, "skipped": skipped}
 
 

@@ -10,11 +10,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 from transformers.utils import ModelOutput
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 AUTO_CLASSES = {
     "classification": "AutoModelForSequenceClassification",
@@ -252,7 +255,7 @@ class RetrievalHead(_Head):
         return HeadOutput(loss=loss, logits=logits)
 
 
-_HEAD_CLASSES = {
+_HEAD_CLASSES: dict[str, type[_Head]] = {
     cls.format: cls for cls in (ClassificationHead, MultipleChoiceHead, TaggingHead, QAHead, RetrievalHead)
 }
 
@@ -308,9 +311,9 @@ class MultiTaskModel(nn.Module):
         from hpcxlt.io import write_json_atomic
 
         out = Path(out)
-        self.encoder.save_pretrained(out)
+        cast("PreTrainedModel", self.encoder).save_pretrained(out)  # a Hugging Face encoder (from_tasks)
         torch.save({name: head.state_dict() for name, head in self.heads.items()}, out / HEADS_FILE)
-        write_json_atomic(out / HEADS_SPEC, {name: head.spec() for name, head in self.heads.items()})
+        write_json_atomic(out / HEADS_SPEC, {name: cast(_Head, head).spec() for name, head in self.heads.items()})
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> MultiTaskModel:

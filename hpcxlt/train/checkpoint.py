@@ -19,6 +19,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -225,7 +226,7 @@ def load_checkpoint(engine: Engine, folder: str | os.PathLike) -> dict[str, Any]
     return state
 
 
-def prune(root: str | os.PathLike, *, keep_last: int, keep: set[int] = frozenset()) -> list[Path]:
+def prune(root: str | os.PathLike, *, keep_last: int, keep: Set[int] = frozenset()) -> list[Path]:
     """Delete all but the newest `keep_last` checkpoints and the steps in `keep` (e.g. the best); rank 0 only."""
     if not dist.is_main():
         return []

@@ -146,7 +146,8 @@ def init_distributed(env: dist.DistEnv | None = None) -> dist.DistEnv:
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: decay for weight matrices, none for biases and LayerNorm (BERT/RoBERTa practice)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -231,6 +231,8 @@ def train_loop(
 
     def dev_evaluation(step: int) -> bool:
         """Evaluate, log, update the selection state; True when this evaluation is the new best."""
+        if evaluate is None:
+            raise ValueError("dev_evaluation: the loop was given no evaluate function")
         out = evaluate(engine)
         details = dict(out) if isinstance(out, Mapping) else {"metric": out}
         metric = float(details.pop("metric"))
@@ -323,7 +325,8 @@ def train_loop(
                 last_saved = _save(engine, cfg, state_now(), _kept_step(cfg, selection))
             if stop:
                 train_log.write({"event": "preempted", "step": step, "signal": signal.Signals(signum).name})
-                raise Preempted(step=step, checkpoint=last_saved, signum=signum)
+                # a stop always saves just above, so last_saved is this step's checkpoint
+                raise Preempted(step=step, checkpoint=cast(Path, last_saved), signum=signum)
 
     step = engine.global_step
     improved = False

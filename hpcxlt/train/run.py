@@ -54,7 +54,7 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     streams, label_names = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world, allocation=allocation)
     dev_streams = None
     if train.eval_every and train.select_by == "loss":
-        dev_langs = {s.name: (dev_language(setup.languages[s.name]),) for s in setup.specs}
+        dev_langs: dict[str, tuple[str, ...]] = {s.name: (dev_language(setup.languages[s.name]),) for s in setup.specs}
         dev_streams, _ = build_streams(
             cfg, setup, tokenizer, seed=cell.seed, world=world, split="dev", languages=dev_langs
         )

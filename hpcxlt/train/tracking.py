@@ -23,9 +23,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from hpcxlt.config.schema import TrackingConfig
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+    from wandb.sdk.wandb_run import Run
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +95,8 @@ class Tracker:
     ):
         self.folder, self.tracking = Path(folder), tracking
         self.wandb_id, self.name, self.group, self.config = wandb_id, name, group, config
-        self._writer = None
-        self._wandb = None
+        self._writer: SummaryWriter | None = None
+        self._wandb: Run | None = None
         self._last_wandb_step = -1
 
     @classmethod
@@ -127,7 +131,8 @@ class Tracker:
                 group=self.group,
                 config=self.config,
                 dir=str(self.folder / WANDB_DIR),
-                mode=self.tracking.wandb_mode,
+                # TrackingConfig allows only WANDB_MODES ('offline', 'online')
+                mode=cast(Literal["offline", "online"], self.tracking.wandb_mode),
                 reinit="finish_previous",
             )
             self._last_wandb_step = resumed_at + 1 if resumed_at is not None else -1
@@ -140,8 +145,9 @@ class Tracker:
         if not values:
             return
         step = int(record["step"])
+        writer = cast("SummaryWriter", self._writer)  # opened above
         for name, value in values.items():
-            self._writer.add_scalar(name, value, global_step=step)
+            writer.add_scalar(name, value, global_step=step)
         if self._wandb is not None and step >= self._last_wandb_step:  # W&B refuses steps that go back
             self._wandb.log(values, step=step)
             self._last_wandb_step = step
