@@ -15,12 +15,13 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: help setup demo demo-data plan test test-fast slurm-up slurm-down bench bench-gpu clean
+.PHONY: help setup demo demo-data plan test test-fast lint slurm-up slurm-down bench bench-gpu clean
 
 help:
 	@echo "make demo       set up, build the tiny model + synthetic XTREME-R, run the demo grid, print the tables"
 	@echo "make test       set up (venv, local Slurm cluster) and run the whole test suite"
 	@echo "make test-fast  unit tests only (no Slurm/MPI/DeepSpeed integration)"
+	@echo "make lint       ruff (lint + format check) and mypy"
 	@echo "make slurm-up / slurm-down   start / stop the local Slurm cluster (host node + NODES=2 namespaced nodes)"
 	@echo "make bench      run the CPU benchmark scripts under bench/ (make bench-gpu on a GPU node)"
 
@@ -48,8 +49,14 @@ demo: demo-data
 	$(BIN)/hpcxlt submit configs/demo.yaml --run-dir $(RUN_DIR) --local
 	$(BIN)/mpiexec -n 2 $(BIN)/hpcxlt aggregate $(RUN_DIR) --partial
 
-test: setup slurm-up
+test: setup slurm-up lint
 	source $(SLURM_DIR)/env.sh && $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
+
+# the code's habits (pyproject.toml): ruff lint and format, mypy on hpcxlt/
+lint: setup
+	$(BIN)/ruff check hpcxlt tests bench scripts
+	$(BIN)/ruff format --check hpcxlt tests bench scripts
+	$(BIN)/mypy
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slurm and not mpi and not deepspeed and not slow" $(PYTEST_ARGS)
