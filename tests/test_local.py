@@ -48,21 +48,22 @@ def test_killed_run_resumes_in_dependency_order_and_skips_done_work(tmp_path, as
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         assert time.time() < deadline, "no checkpoint of inter.en.s1 within 4 minutes"
         time.sleep(0.2)
-    # `hpcxlt cancel` sends SIGTERM to the process running the cell: it saves at the next step boundary
+    # each job runs in a process of its own (not the submitting one): `hpcxlt cancel` sends SIGTERM to the
+    # process running the cell, which saves at the next step boundary; the run then stops too
+    job_pid = store.state("inter.en.s1")["pid"]
+    assert job_pid != proc.pid
     capsys.readouterr()
     assert main(["cancel", str(run_dir)]) == 0
-    assert f"sent SIGTERM to local process(es) {proc.pid}" in capsys.readouterr().out
+    assert f"sent SIGTERM to local process(es) {job_pid}" in capsys.readouterr().out
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-3000:]
     assert "interrupted while running inter.en.s1" in out and "hpcxlt resume" in out
     state = store.state("inter.en.s1")
-    assert state["state"] == "pending" and "stopped by SIGTERM" in state["reason"]
+    assert state["state"] == "cancelled" and "hpcxlt cancel" in state["reason"]
     status = _status(run_dir, capsys)
-    assert (
-        status["done"] is False
-        and status["counts"]["done"] == 0
-        and status["counts"]["pending"] == len(plan(store.load_config()).cells)
-    )
+    cells = len(plan(store.load_config()).cells)
+    assert status["done"] is False and status["counts"]["done"] == 0
+    assert status["counts"]["cancelled"] == 1 and status["counts"]["pending"] == cells - 1
 
     # resume (in this process): everything runs, in dependency order, once
     report = run_local(run_dir, progress=False)
@@ -173,3 +174,22 @@ def test_a_finished_run_is_readable_by_the_group_under_umask_022(tmp_path, asset
         and path.stat().st_mode & (0o055 if path.is_dir() else 0o044) != (0o055 if path.is_dir() else 0o044)
     ]
     assert private == [], f"not readable by group/others under umask 022: {private[:10]}"
+
+
+def test_each_job_runs_in_a_process_of_its_own_and_records_its_peak_memory(tmp_path, assets):
+    """Two training cells in one local run: different processes, none of them this one, and the second's
+    peak resident memory within 10% of the first's (one process for both grew with each cell)."""
+    data = experiment(
+        assets,
+        arms=[{"name": "none"}, {"name": "a", "tasks": ["mnli"]}, {"name": "b", "tasks": ["mnli"], "train": {"lr": 5e-4}}],
+        targets={"tasks": ["tatoeba"], "languages": {"tatoeba": ["de"]}},
+    )
+    cfg = parse_config(data)
+    store = RunStore(tmp_path / "run")
+    store.initialize(cfg, plan(cfg))
+    report = run_local(store.root, progress=False)
+    assert report.ok, report
+    first, second = store.done_info("inter.a.s1"), store.done_info("inter.b.s1")
+    pids = {store.state("inter.a.s1")["pid"], store.state("inter.b.s1")["pid"]}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert first["peak_rss_gib"] > 0.1 and abs(second["peak_rss_gib"] - first["peak_rss_gib"]) <= 0.1 * first["peak_rss_gib"]

@@ -22,6 +22,15 @@ from hpcxlt.store.cell_state import CellStates
 from hpcxlt.store.errors import RunDirError
 from hpcxlt.store.lock import LOCK_FILE, RunLock
 
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, in GiB (Linux reports ru_maxrss in KiB). A job runs in a
+    process of its own (a Slurm job, or the local executor's), so at a cell's end it is the job's peak."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 PLAN_RESTORE = (
     "the plan, derived from config.yaml: remove plan.json, then `hpcxlt submit DIR/config.yaml "
     "--run-dir DIR` writes it again (done cells are kept)"
@@ -189,7 +198,8 @@ class RunStore:
 
     def mark_done(self, key: str, info: dict[str, Any] | None = None) -> None:
         """Write the done marker (last step of a cell) and set its state to done."""
-        write_json_atomic(self.cell_dir(key) / "done.json", {"key": key, "finished": time.time(), **(info or {})})
+        info = {"key": key, "finished": time.time(), "peak_rss_gib": round(peak_rss_gib(), 3), **(info or {})}
+        write_json_atomic(self.cell_dir(key) / "done.json", info)
         self.set_state(key, "done")
 
     def done_info(self, key: str) -> dict[str, Any] | None:
