@@ -181,7 +181,11 @@ def test_each_job_runs_in_a_process_of_its_own_and_records_its_peak_memory(tmp_p
     peak resident memory within 10% of the first's (one process for both grew with each cell)."""
     data = experiment(
         assets,
-        arms=[{"name": "none"}, {"name": "a", "tasks": ["mnli"]}, {"name": "b", "tasks": ["mnli"], "train": {"lr": 5e-4}}],
+        arms=[
+            {"name": "none"},
+            {"name": "a", "tasks": ["mnli"]},
+            {"name": "b", "tasks": ["mnli"], "train": {"lr": 5e-4}},
+        ],
         targets={"tasks": ["tatoeba"], "languages": {"tatoeba": ["de"]}},
     )
     cfg = parse_config(data)
@@ -192,4 +196,7 @@ def test_each_job_runs_in_a_process_of_its_own_and_records_its_peak_memory(tmp_p
     first, second = store.done_info("inter.a.s1"), store.done_info("inter.b.s1")
     pids = {store.state("inter.a.s1")["pid"], store.state("inter.b.s1")["pid"]}
     assert len(pids) == 2 and os.getpid() not in pids
-    assert first["peak_rss_gib"] > 0.1 and abs(second["peak_rss_gib"] - first["peak_rss_gib"]) <= 0.1 * first["peak_rss_gib"]
+    assert (
+        first["peak_rss_gib"] > 0.1
+        and abs(second["peak_rss_gib"] - first["peak_rss_gib"]) <= 0.1 * first["peak_rss_gib"]
+    )

@@ -23,7 +23,7 @@ def _run(tmp_path):
     records = [
         {"event": "start", "step": 0, "total_steps": 100, "time": now - 21},
         {"step": 10, "loss": 0.9, "samples_per_s": 30.0, "time": now - 11},
-        {"step": 20, "loss": 0.7, "samples_per_s": 32.0, "time": now - 1},
+        {"step": 20, "loss": 0.7, "samples_per_s": 32.0, "peak_rss_gib": 1.25, "time": now - 1},
         {"event": "eval", "step": 20, "metric": 55.0, "best_metric": 55.0, "time": now},
     ]
     path = store.train_log_path(RUNNING)
@@ -38,7 +38,7 @@ def test_progress_of_a_running_cell_from_its_train_log(tmp_path):
     assert (progress["step"], progress["total_steps"], progress["loss"], progress["dev_metric"]) == (20, 100, 0.7, 55.0)
     assert abs(progress["eta_s"] - 80 * 21 / 20) < 1e-6  # 80 steps left at 21 s per 20 steps of this attempt
     assert progress_rows({RUNNING: progress}) == [
-        (RUNNING, "20/100 (20%)", "0.7000", "55.00 (best 55.00)", "32.0", "1m24s")
+        (RUNNING, "20/100 (20%)", "0.7000", "55.00 (best 55.00)", "32.0", "1.25", "1m24s")
     ]
     assert cell_progress(tmp_path / "nothing.jsonl") is None
 
@@ -50,7 +50,7 @@ def test_status_shows_it_and_watch_redraws_until_told_to_stop(tmp_path, capsys):
     assert status["progress"][RUNNING]["step"] == 20 and status["counts"]["running"] == 1
     assert main(["status", str(store.root), "--watch", "0.01", "--count", "2"]) == 0
     out = capsys.readouterr().out
-    assert f"{RUNNING}" in out and "20/100 (20%)" in out and "1m2" in out
+    assert f"{RUNNING}" in out and "20/100 (20%)" in out and "1m2" in out and "peak" in out and "1.25" in out
     # nothing queued or running: one redraw, then it returns (no waiting)
     store.set_state(RUNNING, "failed", error="test")
     started = time.perf_counter()

@@ -79,6 +79,7 @@ def cell_progress(train_log: str | Path) -> dict[str, Any] | None:
         "dev_metric": evals[-1]["metric"] if evals else None,
         "best_dev_metric": evals[-1].get("best_metric") if evals else None,
         "samples_per_s": steps[-1].get("samples_per_s") if steps else None,
+        "peak_rss_gib": steps[-1].get("peak_rss_gib") if steps else None,
         "eta_s": 0.0 if stopped else eta,
         "early_stopped": stopped,
         "attempt_started": attempt[0]["time"] if attempt else None,
@@ -105,11 +106,11 @@ def _duration(seconds: float | None) -> str:
 
 
 def progress_rows(progress: dict[str, dict[str, Any] | None]) -> list[tuple[str, ...]]:
-    """Display rows: cell, step/total (percent), loss, dev metric (best), samples/s, ETA."""
+    """Display rows: cell, step/total (percent), loss, dev metric (best), samples/s, peak resident GiB, ETA."""
     rows: list[tuple[str, ...]] = []
     for key, p in progress.items():
         if p is None:
-            rows.append((key, "starting", "", "", "", ""))
+            rows.append((key, "starting", "", "", "", "", ""))
             continue
         total = p["total_steps"]
         where = f"{p['step']}/{total} ({100 * p['step'] / total:.0f}%)" if total else str(p["step"])
@@ -126,10 +127,11 @@ def progress_rows(progress: dict[str, dict[str, Any] | None]) -> list[tuple[str,
                 "" if p["loss"] is None else f"{p['loss']:.4f}",
                 dev,
                 "" if p["samples_per_s"] is None else f"{p['samples_per_s']:.1f}",
+                "" if p.get("peak_rss_gib") is None else f"{p['peak_rss_gib']:.2f}",
                 "early stop" if p["early_stopped"] else _duration(p["eta_s"]),
             )
         )
     return rows
 
 
-PROGRESS_HEADER = ("running cell", "step", "loss", "dev metric", "samples/s", "ETA")
+PROGRESS_HEADER = ("running cell", "step", "loss", "dev metric", "samples/s", "peak GiB", "ETA")

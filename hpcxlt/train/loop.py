@@ -373,6 +373,18 @@ def _kept_step(cfg: LoopConfig, selection: dict[str, Any]) -> int | None:
     return selection["step"] if cfg.select_best else None
 
 
+def peak_memory() -> dict[str, float]:
+    """This rank's peak memory so far, in GiB: resident (the process; Linux reports KiB) and, on CUDA, the
+    largest allocated and reserved. Logged at every log step so a cell's memory can be read off its log."""
+    import resource
+
+    out = {"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda_peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        out["cuda_peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
+    return out
+
+
 def _save(engine: Engine, cfg: LoopConfig, state: dict[str, Any], best_step: int | None) -> Path:
     folder = ckpt.save_checkpoint(engine, cfg.checkpoint_dir, state)
     keep = {best_step} if best_step is not None else set()
@@ -420,5 +432,6 @@ def _log_window(
         "steps_in_window": steps,
         "world_size": world,
         "counts": {k: c["batches"] for k, c in counts.items()},
+        **peak_memory(),
     }
     train_log.write(record)
