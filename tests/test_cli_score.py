@@ -178,3 +178,29 @@ def test_unanswered_questions_are_noted_on_stderr(tmp_path, capsys):
     n = len(get_task("xquad").languages)
     assert f"note: {preds / 'xquad'}: {n} of {2 * n} gold ids have no prediction and score 0" in captured.err
     assert "XTREME-R (partial): 50.00" in captured.out
+
+
+def test_a_misnamed_file_is_named_not_passed_over(tmp_path, capsys):
+    preds, labels = build(tmp_path, tasks=("xnli",))
+    (preds / "xnli" / "test-zz.tsv").write_text("entailment\n")
+    assert main(["score", str(preds), "--labels", str(labels), "--partial"]) == 0
+    assert "test-zz.tsv not a file of the layout" in capsys.readouterr().err
+
+
+def test_predictions_in_none_of_the_gold_labels_are_warned_about(tmp_path, capsys):
+    preds, labels = build(tmp_path, tasks=("xnli",))
+    for lang in get_task("xnli").languages:
+        write_predictions(preds, "xnli", lang, ["ENTAILMENT", "NEUTRAL", "NEUTRAL", "NEUTRAL"])
+    assert main(["score", str(preds), "--labels", str(labels), "--partial", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["tasks"]["xnli"]["score"] == 0.0
+    assert "none of its 2 distinct predicted labels" in out.err and "were other names used" in out.err
+
+
+def test_partial_names_a_file_missing_on_one_side_as_such(tmp_path, capsys):
+    preds, labels = build(tmp_path, tasks=("xnli",))
+    file_path(preds, "xnli", "de").unlink()
+    assert main(["score", str(preds), "--labels", str(labels), "--partial"]) == 2
+    err = capsys.readouterr().err
+    assert "file is missing while the other folder has xnli's de file" in err
+    assert "scored on every one of its languages" not in err

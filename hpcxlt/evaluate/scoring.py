@@ -13,12 +13,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from statistics import fmean
 from typing import Any
 
 from hpcxlt.config.schema import QA_CONVENTIONS
 from hpcxlt.evaluate import metrics as M
-from hpcxlt.evaluate.submission import SubmissionError, file_path, id_coverage, read_pair, task_folders
+from hpcxlt.evaluate.submission import (
+    LAYOUT,
+    SubmissionError,
+    file_name,
+    file_path,
+    id_coverage,
+    read_pair,
+    task_folders,
+)
 from hpcxlt.tasks.registry import get_task
 from hpcxlt.tasks.spec import CATEGORIES, TaskSpec
 
@@ -283,6 +292,25 @@ def summarize(
     )
 
 
+def _unknown_predictions(task: str, labels: Any, predictions: Any) -> str | None:
+    """A note when no prediction is one of the labels the gold file uses (other names, another case, ids
+    instead of names): the language then scores 0 although the model may be right."""
+    kind = LAYOUT[task][0]
+    if kind == "tags":
+        gold = {tag for sentence in labels for tag in sentence}
+        said = {tag for sentence in predictions for tag in sentence}
+    elif kind in ("lines", "xcopa"):
+        gold, said = set(map(str, labels)), set(map(str, predictions))
+    else:
+        return None
+    if said and gold and not said & gold:
+        return (
+            f"none of its {len(said)} distinct predicted labels ({', '.join(sorted(said)[:5])}) is a label of the "
+            f"gold file ({', '.join(sorted(gold)[:5])}): it scores 0; were other names used?"
+        )
+    return None
+
+
 def score_submission(
     pred_folder: str | os.PathLike,
     label_folder: str | os.PathLike,
@@ -318,6 +346,18 @@ def score_submission(
         per_task[task] = {}
         gold_ids = missing = unexpected = 0
         skipped = []
+        expected = {file_name(task, lang) for lang in get_task(task).languages}
+        for folder in (pred_folder, label_folder):  # a misnamed file would otherwise be passed over in silence
+            stray = sorted(
+                p.name
+                for p in (Path(folder) / task).iterdir()
+                if p.is_file() and not p.name.startswith(".") and p.name not in expected
+            )
+            if stray:
+                notes.append(
+                    f"{os.path.join(folder, task)}: {', '.join(stray)} not a file of the layout "
+                    f"(test-<lang>.{file_name(task, 'x').rsplit('.', 1)[1]} for a language of {task}), ignored"
+                )
         for lang in get_task(task).languages:
             if partial and not (
                 os.path.exists(file_path(pred_folder, task, lang))
@@ -327,7 +367,18 @@ def score_submission(
                 # out (and the task marked partial); a file on one side only is still a mismatch.
                 skipped.append(lang)
                 continue
-            labels, predictions = read_pair(pred_folder, label_folder, task, lang)
+            try:
+                labels, predictions = read_pair(pred_folder, label_folder, task, lang)
+            except SubmissionError as err:
+                if partial and "file is missing" in str(err):
+                    raise SubmissionError(
+                        f"{err.args[0].split(':')[0]}: file is missing while the other folder has {task}'s {lang} file "
+                        "(--partial leaves out a language missing from both folders, not from one)"
+                    ) from None
+                raise
+            unknown = _unknown_predictions(task, labels, predictions)
+            if unknown:
+                notes.append(f"{file_path(pred_folder, task, lang)}: {unknown}")
             lang_missing, lang_unexpected = id_coverage(labels, predictions)
             gold_ids, missing, unexpected = gold_ids + len(labels), missing + lang_missing, unexpected + lang_unexpected
             try:
