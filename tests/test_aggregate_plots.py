@@ -58,3 +58,21 @@ def test_languages_are_ordered_low_resource_first():
     groups = [group for _, group in ordered]
     assert groups == ["low", "low", "high", "high"]
     assert ordered[-1] == ("en", "high")  # Joshi class 5 comes last
+
+
+def test_no_plots_removes_the_figures_of_an_earlier_aggregation(tmp_path):
+    from hpcxlt.aggregate.run import Options, aggregate
+    from tests.aggregate_fixture import make_run
+
+    store = make_run(
+        tmp_path / "run",
+        arms=[{"name": "none"}, {"name": "en", "tasks": ["mnli"]}],
+        targets={"xnli": ["en", "de"]},
+        seeds=[1, 2],
+        score=lambda arm, *_: 60.0 + (arm == "en"),
+    )
+    aggregate(store.root, Options(plots=True))
+    drawn = sorted(p.name for p in store.tables_dir.glob("*.png"))
+    assert drawn == ["deltas_heatmap.png", "language_deltas_en.png"]
+    aggregate(store.root, Options(plots=False))
+    assert list(store.tables_dir.glob("*.png")) == []

@@ -185,6 +185,11 @@ def _build(setup: _Setup, options: Options, gathered: Gathered, eval_blocks: lis
         for arm in setup.plot_arms:
             path = plots.language_deltas(book, split, arm, out / f"language_deltas_{arm}.png")
             files += [path] if path else []
+    # plots of an earlier aggregation that this one did not draw (--no-plots, an arm no longer plotted)
+    # would show old figures beside new tables
+    for old in [out / "deltas_heatmap.png", *out.glob("language_deltas_*.png")]:
+        if old not in files:
+            old.unlink(missing_ok=True)
     files.append(out / "missing.csv")
     files.append(out / "tables.md")
     files.append(out / "tables.json")
