@@ -89,3 +89,30 @@ def test_scripts_carry_what_the_site_and_the_grid_need(dry_run):
     assert "srun --unbuffered" not in agg
     evals = ":".join(f"@eval.{i}" for i in range(8))
     assert f"#SBATCH --dependency=afterok:{evals}\n" in agg
+
+
+def test_the_array_table_keeps_its_columns_apart_and_says_why_counts_differ_from_plan(tmp_path):
+    """A long task label ('xcopa(siqa first)') never runs into the dependency column, and a first wave says
+    it is one (its counts are smaller than `hpcxlt plan`'s)."""
+    import re
+
+    from tests.launch_assets import run_cli
+
+    code, out = run_cli(
+        "submit",
+        str(CONFIGS / "phang2020.yaml"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--site",
+        str(SITE),
+        "-o",
+        "data.source=local",
+        "-o",
+        f"data.root={tmp_path}",
+        "--dry-run",
+    )
+    assert code == 0
+    head = out.split("\n==> ")[0]
+    rows = [line for line in head.splitlines() if "(siqa first)" in line]
+    assert rows and all(re.search(r"\(siqa first\)\s{2,}\S", line) for line in rows)
+    assert re.search(r"this is the first wave: \d+ more job\(s\) go in later waves \(site max_queued_jobs=500", head)

@@ -193,7 +193,14 @@ def describe(specs: list[ArraySpec], ids: dict[str, list[str]]) -> list[dict[str
 
 
 def dry_run(
-    store: RunStore, plan: Plan, site: SiteProfile, pending: Pending, experiment: str, out: TextIO
+    store: RunStore,
+    plan: Plan,
+    site: SiteProfile,
+    pending: Pending,
+    experiment: str,
+    out: TextIO,
+    *,
+    deferred: int = 0,
 ) -> list[dict[str, Any]]:
     """Print the arrays, their dependencies and the exact sbatch scripts, submitting nothing."""
     specs = plan_specs(store, plan, site, pending)
@@ -208,12 +215,19 @@ def dry_run(
         + (" + the aggregation job" if pending.aggregate else ""),
         file=out,
     )
+    if deferred:  # why these counts are smaller than `hpcxlt plan`'s
+        print(
+            f"this is the first wave: {deferred} more job(s) go in later waves (site max_queued_jobs="
+            f"{site.max_queued_jobs}; a feeder job submits each next wave when the previous one has ended)",
+            file=out,
+        )
     print("(submitted held, released once the run directory records every job id)", file=out)
     print(file=out)
-    print(f"{'array':<18}{'stage':<14}{'tasks':>6}  {'task':<16}dependency", file=out)
+    width = max([len("task"), *(len(row["label"] or "-") for row in rows)]) + 2  # columns never run together
+    print(f"{'array':<18}{'stage':<14}{'tasks':>6}  {'task':<{width}}dependency", file=out)
     for row in rows:
         print(
-            f"{row['name']:<18}{row['stage']:<14}{row['tasks']:>6}  {row['label'] or '-':<16}"
+            f"{row['name']:<18}{row['stage']:<14}{row['tasks']:>6}  {row['label'] or '-':<{width}}"
             f"{row['dependency'] or '-'}",
             file=out,
         )

@@ -140,13 +140,7 @@ def _launch_slurm(
         deferred=deferred,
     )
     if dry_run:
-        result.submissions = slurm.dry_run(store, plan, site, pending, experiment, out)
-        if deferred:
-            print(
-                f"\n{deferred} more job(s) go in later waves (site max_queued_jobs={site.max_queued_jobs}): "
-                "a feeder job submits each next wave when the previous one has ended",
-                file=out,
-            )
+        result.submissions = slurm.dry_run(store, plan, site, pending, experiment, out, deferred=deferred)
         return result
     write_launch(store, "slurm", site_record(site, site_raw), aggregate=aggregate)
     if pending.jobs or pending.aggregate:
