@@ -145,3 +145,47 @@ def _submit_status(run_dir: Path) -> tuple[int, str]:
         timeout=120,
     )
     return proc.returncode, proc.stdout
+
+
+def test_redo_runs_a_cell_and_its_downstream_again_and_keeps_what_they_had(tmp_path, finished):
+    import json
+    import shutil
+
+    _, first = finished
+    run_dir = tmp_path / "run"
+    shutil.copytree(first.root, run_dir, symlinks=True)
+    store = RunStore(run_dir)
+    plan = store.load_plan()
+    evals = [c.key for c in plan.cells if c.deps == ("target.en.xnli.s1",)]
+    assert evals  # the target's evaluations hang from it
+    before = {key: store.done_info(key) for key in ["target.en.xnli.s1", *evals]}
+    dry = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "redo", str(run_dir), "target.en.xnli.s1", "--dry-run", "--json"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    summary = json.loads(dry.stdout.strip().splitlines()[-1])
+    assert summary["keys"] == ["target.en.xnli.s1", *evals] and summary["done_now"] == 1 + len(evals)
+    assert {key: store.done_info(key) for key in before} == before  # a dry run changes nothing
+    done = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "redo", str(run_dir), "target.en.xnli.s1"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert f"ran {1 + len({plan.job_of(k).key for k in evals})} jobs" in done.stdout
+    (kept,) = (run_dir / "cells").glob(".redo-*")
+    assert (kept / "target.en.xnli.s1" / "model" / "model.safetensors").is_file()  # nothing lost
+    assert json.loads((kept / "target.en.xnli.s1" / "done.json").read_text()) == before["target.en.xnli.s1"]
+    for key in before:
+        assert store.is_done(key) and store.done_info(key)["finished"] > before[key]["finished"]
+    for key in evals:
+        assert len(store.cell_records(key, plan)) == len(first.cell_records(key, first.load_plan()))
+    assert list((run_dir / "results").glob(".redo-*/*.jsonl"))
+    untouched = [c.key for c in plan.cells if c.key not in before]
+    assert all(store.done_info(k) == first.done_info(k) for k in untouched)

@@ -22,6 +22,7 @@ COMMANDS = {
     "submit": "submit",
     "status": "status",
     "resume": "resume",
+    "redo": "redo",
     "cancel": "cancel",
     "doctor": "doctor",
     "completion": "completion",
