@@ -256,3 +256,18 @@ def test_score_equals_the_official_scorer_on_its_own_mock_submission(capsys):
         assert udpos == pytest.approx(70.3980581069904, abs=1e-9) and udpos != pytest.approx(
             OFFICIAL_UDPOS_F1_SEQEVAL_0
         )
+
+
+def test_xtremes_own_udpos_tsv_read_as_a_conll_file_gives_its_lines(tmp_path):
+    """XTREME's preprocessed `token<TAB>tag` file (the gold German PUD conversion) through the `.conll` reader:
+    every non-empty line one token, sentences at the empty lines, counted from the file's own structure."""
+    release = real_dir() / "udpos" / "de_pud-ud-test.xtreme-gold.tsv"
+    folder = tmp_path / "udpos" / "de"
+    folder.mkdir(parents=True)
+    (folder / "test.conll").write_bytes(release.read_bytes())
+    rows = load_split(get_task("udpos"), "de", "test", DataConfig(source="local", root=str(tmp_path)))
+    blocks = [b for b in release.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    expected = [[line.split("\t") for line in b.strip("\n").split("\n")] for b in blocks]
+    assert len(rows) == len(expected)
+    assert rows["tokens"] == [[f[0] for f in b] for b in expected]
+    assert rows["pos_tags"] == [[f[-1] for f in b] for b in expected]
