@@ -25,6 +25,7 @@ COMMANDS = {
     "redo": "redo",
     "cancel": "cancel",
     "doctor": "doctor",
+    "init-site": "init_site",
     "completion": "completion",
 }
 
