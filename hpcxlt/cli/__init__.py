@@ -25,6 +25,8 @@ COMMANDS = {
     "redo": "redo",
     "cancel": "cancel",
     "doctor": "doctor",
+    "runs": "runs",
+    "compare": "runs",
     "init-site": "init_site",
     "completion": "completion",
 }
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMANDS.values():
+    for module_name in dict.fromkeys(COMMANDS.values()):  # a module may add several commands (runs, compare)
         importlib.import_module(f"hpcxlt.cli.{module_name}").add_parser(sub)
     return parser
 
