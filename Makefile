@@ -15,7 +15,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: help setup demo demo-data plan test test-fast lint slurm-up slurm-down bench bench-gpu clean
+.PHONY: help setup demo demo-data plan test test-fast lint browser slurm-up slurm-down bench bench-gpu clean
 
 help:
 	@echo "make demo       set up, build the tiny model + synthetic XTREME-R, run the demo grid, print the tables"
@@ -49,8 +49,12 @@ demo: demo-data
 	$(BIN)/hpcxlt submit configs/demo.yaml --run-dir $(RUN_DIR) --local
 	$(BIN)/mpiexec -n 2 $(BIN)/hpcxlt aggregate $(RUN_DIR) --partial
 
-test: setup slurm-up lint
+test: setup slurm-up browser lint
 	source $(SLURM_DIR)/env.sh && $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
+
+# the report's test renders it in a real headless browser (Debian's chromium; root, apt)
+browser:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 # the code's habits (pyproject.toml): ruff lint and format, mypy on hpcxlt/
 lint: setup

@@ -25,6 +25,7 @@ COMMANDS = {
     "redo": "redo",
     "cancel": "cancel",
     "doctor": "doctor",
+    "report": "report",
     "runs": "runs",
     "compare": "runs",
     "init-site": "init_site",
@@ -48,36 +49,13 @@ class UserError(Exception):
     """A mistake in the user's input: printed as one clear line, exit status 2, no traceback."""
 
 
-def version() -> str:
-    """The installed version, and the git commit of a checkout (what a report's provenance names)."""
-    import subprocess
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as installed
-    from pathlib import Path
-
-    try:
-        number = installed("hpcxlt")
-    except PackageNotFoundError:
-        number = "unknown"
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        commit = ""
-    return f"{number} (git {commit})" if commit and (root / ".git").exists() else number
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpcxlt",
         description="Intermediate-task training sweeps on XTREME-R: plan, submit, resume, score, aggregate.",
     )
+    from hpcxlt import version
+
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in dict.fromkeys(COMMANDS.values()):  # a module may add several commands (runs, compare)
