@@ -96,6 +96,10 @@ def test_every_cell_is_done_and_the_aggregation_ran(grid_run):
     assert status["done"] is True and status["executor"] == "slurm"
     assert status["counts"]["done"] == status["cells"] == 2 + 2 + 4 and status["failed"] == []
     assert status["aggregate"]["state"] == "done"
+    # hours used, from sacct over every attempt (a CPU cluster: no GPU-hours), beside the plan's estimate
+    cost = status["cost"]
+    assert all(c["used_hours"] > 0 and c["used_gpu_hours"] == 0 for c in cost.values())
+    assert all(c["remaining_gpu_hours"] == 0 for c in cost.values())
     assert (grid_run["run_dir"] / "tables" / "tables.json").exists()
     # the whole submission was one aligned array per stage + the aggregation
     assert "submitted 6 jobs (8 cells) in 4 sbatch submissions (3 arrays) + the aggregation job" in grid_run["submit"]

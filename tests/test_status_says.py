@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from hpcxlt.aggregate.run import Options, aggregate
 from hpcxlt.launch.base import write_launch
 from hpcxlt.launch.cancel import cancel_run
@@ -104,3 +106,21 @@ def test_a_record_cut_short_is_not_done_and_the_next_run_evaluates_it_again(tmp_
     assert not store.is_done(cut) and all(store.is_done(k) for k in job.cells if k != cut)
     status, _ = _status(store)
     assert status["counts"]["pending"] == 1 and status["counts"]["failed"] == 0
+
+
+def test_status_shows_the_hours_used_per_stage_beside_the_plans_estimate(tmp_path):
+    store = _run(tmp_path)
+    plan = store.load_plan()
+    now = time.time()
+    for job in plan.jobs:  # each job: started an hour ago, done half an hour later
+        for key in job.cells:
+            store.set_state(key, "done", started=now - 3600)
+            info = store.done_info(key)
+            (store.cell_dir(key) / "done.json").write_text(json.dumps({**info, "finished": now - 1800}))
+    status, text = _status(store)
+    cost = status["cost"]
+    jobs = {stage: len(plan.stage_jobs(stage)) for stage in cost}
+    for stage, c in cost.items():
+        assert c["used_hours"] == pytest.approx(0.5 * jobs[stage])  # hand-worked: half an hour a job
+        assert c["used_gpu_hours"] is None and c["remaining_gpu_hours"] == 0 and c["cells_done"] == c["cells"]
+    assert "used GPU-h" in text and "plan GPU-h" in text

@@ -54,12 +54,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> dict:
+    from hpcxlt.launch.cost_used import cost_used
     from hpcxlt.launch.progress import running_progress
     from hpcxlt.launch.report import run_status
     from hpcxlt.store import RunStore
 
     status = run_status(args.run_dir, use_queue=not args.no_queue)
-    status["progress"] = running_progress(RunStore(args.run_dir), status)
+    store = RunStore(args.run_dir)
+    status["progress"] = running_progress(store, status)
+    executor = status["executor"] if not args.no_queue or status["executor"] != "slurm" else None
+    status["cost"] = cost_used(store, store.load_plan(), store.load_config(), executor)
     if not args.cells:
         status.pop("cell_states")
     return status
@@ -125,6 +129,16 @@ def report(status: dict, cells: bool) -> str:
             + (f" ({agg['tables']})" if agg.get("tables") else "")
             + (f"; {agg['note']}" if agg.get("note") else "")
         )
+    if status.get("cost"):
+        out("")
+        out(
+            f"{'cost':<14}{'used h':>9}{'used GPU-h':>12}{'plan GPU-h':>12}{'left GPU-h':>12}  (plan: hpcxlt plan's estimate)"
+        )
+        for stage, c in status["cost"].items():
+            gpu = "-" if c["used_gpu_hours"] is None else f"{c['used_gpu_hours']:.2f}"
+            plan_h = "-" if c["estimate_gpu_hours"] is None else f"{c['estimate_gpu_hours']:.2f}"
+            left = "-" if c["remaining_gpu_hours"] is None else f"{c['remaining_gpu_hours']:.2f}"
+            out(f"{stage:<14}{c['used_hours']:>9.2f}{gpu:>12}{plan_h:>12}{left:>12}")
     if status.get("progress"):
         from tabulate import tabulate
 

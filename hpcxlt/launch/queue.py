@@ -187,6 +187,34 @@ def accounting(job_ids: Iterable[str]) -> dict[str, dict[str, str]]:
     return info
 
 
+def usage(job_ids: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Job id -> {'hours': wall hours, 'gpu_hours': wall hours x GPUs} over every attempt of it (sacct -D
+    lists each requeued attempt: a preempted attempt's hours were spent too)."""
+    roots = sorted({array_root(j) for j in job_ids if j})
+    wanted = set(job_ids)
+    out: dict[str, dict[str, float]] = {}
+    fields = ["JobID", "ElapsedRaw", "AllocTRES"]
+    for start in range(0, len(roots), 500):
+        chunk = roots[start : start + 500]
+        text = _run(["sacct", "-X", "-D", "-n", "-P", "-o", ",".join(fields), "-j", ",".join(chunk)])
+        for line in text.splitlines():
+            values = line.split("|")
+            if len(values) != len(fields) or not values[1].isdigit():
+                continue
+            job, seconds, tres = values[0], int(values[1]), values[2]
+            gpus = sum(
+                int(item.split("=")[1])
+                for item in tres.split(",")
+                if item.split("=")[0] in ("gres/gpu", "gpu") and item.split("=")[1].isdigit()
+            )
+            for jid in expand_ids(job):
+                if jid in wanted:
+                    entry = out.setdefault(jid, {"hours": 0.0, "gpu_hours": 0.0})
+                    entry["hours"] += seconds / 3600
+                    entry["gpu_hours"] += seconds * gpus / 3600
+    return out
+
+
 def cancel(job_ids: Iterable[str], *, signal: str | None = None) -> None:
     ids = sorted(set(job_ids))
     for start in range(0, len(ids), 1000):

@@ -77,6 +77,14 @@ class CellStates:
             self._index, self._names = index, names
         return self._index
 
+    def every_job_id(self) -> dict[str, set[str]]:
+        """Cell key -> every Slurm job id any submission gave it (a resubmitted cell has several)."""
+        out: dict[str, set[str]] = {}
+        for name in self._record_names():
+            for cell, (job_id, _array) in read_json(self.submissions_dir / name)["cells"].items():
+                out.setdefault(cell, set()).add(job_id)
+        return out
+
     def record_submission(self, cells: Mapping[str, tuple[str, str]], *, log_pattern: str) -> int:
         """Write one record: cell -> (job id, array name); `log_pattern` names the job's log with
         `{job_id}` in place of the id. Returns the record's number (one more than any before)."""
