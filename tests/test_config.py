@@ -151,3 +151,33 @@ def test_unreadable_and_invalid_yaml(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_init_config_writes_every_key_with_its_meaning_and_the_result_plans(tmp_path):
+    """The template comes from the schema: every field of every section is a key with its docstring beside it,
+    and the file loads and plans as written."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from hpcxlt.config import schema
+    from hpcxlt.config.template import field_docs
+    from hpcxlt.grid.experiment import load_experiment
+    from tests.paths import ROOT
+
+    out = tmp_path / "exp.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "init-config", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    for cls in (schema.ExperimentConfig, schema.DataConfig, schema.TrainConfig, schema.StatsConfig):
+        for f in dataclasses.fields(cls):
+            assert f"{f.name}:" in text, f"{cls.__name__}.{f.name} missing from the template"
+            assert field_docs(cls)[f.name] in text
+    cfg = load_experiment(out)
+    assert cfg.name == "my-experiment" and [a.name for a in cfg.arms] == ["none", "en", "en_lowres"]
+    plan = subprocess.run(
+        [sys.executable, "-m", "hpcxlt", "plan", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert plan.returncode == 0, plan.stderr

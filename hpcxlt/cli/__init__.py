@@ -29,6 +29,7 @@ COMMANDS = {
     "runs": "runs",
     "compare": "runs",
     "init-site": "init_site",
+    "init-config": "init_config",
     "completion": "completion",
 }
 
