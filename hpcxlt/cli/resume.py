@@ -102,17 +102,5 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print("nothing to resume: every cell is done")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "executor": result.executor,
-                    "dry_run": args.dry_run,
-                    "jobs": result.jobs,
-                    "cells": result.cells,
-                    "submissions": len(result.submissions),
-                    "aggregate": result.aggregate,
-                    "exit_code": result.exit_code,
-                }
-            )
-        )
+        print(json.dumps(result.summary(dry_run=args.dry_run)))
     return result.exit_code

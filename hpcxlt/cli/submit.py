@@ -118,19 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.dry_run and result.exit_code == 0:
             print(f"ran {result.jobs} jobs ({result.cells} cells) locally; results in {store.root}")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "executor": result.executor,
-                    "dry_run": args.dry_run,
-                    "jobs": result.jobs,
-                    "cells": result.cells,
-                    "submissions": len(result.submissions),
-                    "aggregate": result.aggregate,
-                    "exit_code": result.exit_code,
-                }
-            )
-        )
+        print(json.dumps(result.summary(dry_run=args.dry_run)))
     return result.exit_code
 
 

@@ -40,6 +40,18 @@ class LaunchResult:
     exit_code: int = 0
     """0 when everything submitted (or, locally, ran) fine."""
 
+    def summary(self, *, dry_run: bool) -> dict[str, Any]:
+        """The JSON line `submit --json` and `resume --json` print."""
+        return {
+            "executor": self.executor,
+            "dry_run": dry_run,
+            "jobs": self.jobs,
+            "cells": self.cells,
+            "submissions": len(self.submissions),
+            "aggregate": self.aggregate,
+            "exit_code": self.exit_code,
+        }
+
 
 def site_record(site: SiteProfile, raw: dict[str, Any]) -> dict[str, Any]:
     return {"source": site.source, "data": raw}
