@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 import yaml
 
 from hpcxlt.launch.init_site import Cluster, Partition, profile_text
@@ -14,12 +15,18 @@ from tests.paths import CONFIGS
 from tests.slurm_fixture import slurm_cluster  # noqa: F401
 
 
-def test_on_the_local_cluster_the_profile_names_its_partitions_and_accounts_and_submits(slurm_cluster, tmp_path):
+@pytest.mark.slurm
+def test_on_the_local_cluster_the_profile_names_its_partitions_and_accounts_and_submits(
+    slurm_cluster, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])  # what the command's sinfo and sacctmgr read
     out = tmp_path / "here.yaml"
     code, text = run_cli("init-site", str(out))
     assert code == 0 and out.is_file()
     site = load_site(out)
-    partitions = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True).stdout.split()
+    partitions = subprocess.run(
+        ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True, env=slurm_cluster
+    ).stdout.split()
     default = next(p.rstrip("*") for p in partitions if p.endswith("*"))
     assert site.stage("aggregate").partition == default
     written = out.read_text()

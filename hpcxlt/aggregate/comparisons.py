@@ -42,7 +42,6 @@ class ExampleRows:
     def get(self, arm: str, seed: int, target: str, lang: str):
         """ExampleStats, or None when the prediction or label file is missing or unreadable."""
         from hpcxlt.evaluate.decompose import example_stats
-        from hpcxlt.evaluate.run import submission_dir
         from hpcxlt.evaluate.submission import SubmissionError, file_path, read_pair
 
         if (target, lang) not in self._labelled:  # one look per language, not one per arm and seed
@@ -53,7 +52,7 @@ class ExampleRows:
         if key not in self._cache:
             try:
                 labels, predictions = read_pair(
-                    submission_dir(self.store, arm, seed), self.store.labels_dir, target, lang
+                    self.store.submission_dir(arm, seed), self.store.labels_dir, target, lang
                 )
                 self._cache[key] = example_stats(target, lang, labels, predictions, qa_convention=self.qa_convention)
             except (SubmissionError, FileNotFoundError, ValueError):

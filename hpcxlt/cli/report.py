@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from hpcxlt.store import RunStore
 
     store = RunStore(args.run_dir)
-    out = Path(args.out) if args.out else store.root / "report.html"
+    out = Path(args.out) if args.out else store.report_path
     try:
         path = write_report(store, out)
     except ReportError as err:

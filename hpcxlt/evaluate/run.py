@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def submission_dir(store: RunStore, arm: str, seed: int) -> Path:
     """The official-layout prediction folder of one arm and seed: predictions/<arm>/s<seed>."""
-    return store.predictions_dir / arm / f"s{seed}"
+    return store.submission_dir(arm, seed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def check_upstream_model(cell: Cell, source: ModelSource, store: RunStore) -> No
     if not Path(source.path).is_dir():
         raise FileNotFoundError(
             f"{source.path}: cell {dep} is marked done but holds no exported model; "
-            f"remove {store.cell_dir(dep) / 'done.json'} and run that cell again"
+            f"remove {store.done_path(dep)} and run that cell again"
         )
 
 

@@ -15,14 +15,13 @@ from hpcxlt.grid.plan import Job, Plan
 from hpcxlt.io import read_json, write_json_atomic
 from hpcxlt.store import RunStore
 
-LAUNCH_FILE = "launch.json"
 EXECUTORS = ("local", "slurm")
 AGGREGATE_KEY = "aggregate"
 """Key of the final aggregation job (not a cell of the plan); its state lives in logs/aggregate.state.json."""
 
 
 def launch_path(store: RunStore):
-    return store.root / LAUNCH_FILE
+    return store.launch_path
 
 
 def read_launch(store: RunStore) -> dict[str, Any] | None:
@@ -85,7 +84,7 @@ def unfinished_jobs(store: RunStore, plan: Plan) -> list[Job]:
 
 
 def aggregate_state_path(store: RunStore):
-    return store.logs_dir / "aggregate.state.json"
+    return store.aggregate_state_path
 
 
 def aggregate_state(store: RunStore) -> dict[str, Any]:

@@ -52,7 +52,7 @@ class LocalReport:
 
 
 def job_log_path(store: RunStore, job_key: str) -> Path:
-    return store.logs_dir / "local" / f"{job_key}.log"
+    return store.local_log_path(job_key)
 
 
 class _JobLog:

@@ -55,7 +55,7 @@ def with_downstream(plan: Plan, keys: list[str]) -> list[str]:
 def set_aside(store: RunStore, plan: Plan, keys: list[str]) -> Path:
     """Move what the cells had out of the way (module docstring); return the folder that keeps it."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    kept = store.root / "cells" / f".redo-{stamp}"
+    kept, kept_records = store.redo_dirs(stamp)
     kept.mkdir(parents=True, exist_ok=True)
     for key in keys:
         folder = store.cell_dir(key)
@@ -73,7 +73,7 @@ def set_aside(store: RunStore, plan: Plan, keys: list[str]) -> Path:
         lines = path.read_text(encoding="utf-8").splitlines()
         mine = [line for line in lines if line.strip() and json.loads(line).get("key") in cells]
         if mine:
-            write_text_atomic(store.results_dir / f".redo-{stamp}" / path.name, "\n".join(mine) + "\n")
+            write_text_atomic(kept_records / path.name, "\n".join(mine) + "\n")
             write_text_atomic(path, "".join(line + "\n" for line in lines if line.strip() and line not in mine))
     return kept
 

@@ -16,7 +16,6 @@ import os
 import shutil
 
 from hpcxlt.evaluate import submission
-from hpcxlt.evaluate.run import submission_dir
 from hpcxlt.grid.plan import Cell, Plan
 from hpcxlt.store import RunDirError, RunStore
 
@@ -71,12 +70,15 @@ def _link_or_copy(source: str, target: str) -> None:
 def _link_model(store: RunStore, cell: Cell, other: RunStore, source: Cell) -> None:
     folder = store.cell_dir(cell.key)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("model", "train_log.jsonl"):
-        target, mine = other.cell_dir(source.key) / name, folder / name
+    for target, mine in (
+        (other.model_dir(source.key), store.model_dir(cell.key)),
+        (other.train_log_path(source.key), store.train_log_path(cell.key)),
+    ):
+        name = mine.name
         if not target.exists():
             continue
         # built beside, then moved into place: an interrupted reuse leaves no half model
-        staging = folder / f".{name}.reuse-{os.getpid()}"
+        staging = mine.with_name(f".{name}.reuse-{os.getpid()}")
         if target.is_dir():
             shutil.rmtree(staging, ignore_errors=True)
             shutil.copytree(target, staging, copy_function=_link_or_copy, symlinks=False)
@@ -122,9 +124,9 @@ def _copy_official_files(store: RunStore, cell: Cell, other: RunStore, source: C
     task, lang = cell.target, cell.lang
     if task is None or lang is None:
         raise ValueError(f"{cell.key}: an evaluation cell without a target and language")
-    predictions = submission.file_path(submission_dir(other, source.arm, source.seed), task, lang)
+    predictions = submission.file_path(other.submission_dir(source.arm, source.seed), task, lang)
     if predictions.is_file():
-        target = submission.file_path(submission_dir(store, cell.arm, cell.seed), task, lang)
+        target = submission.file_path(store.submission_dir(cell.arm, cell.seed), task, lang)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(predictions, target)
     for theirs, mine in (

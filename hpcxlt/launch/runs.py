@@ -32,14 +32,7 @@ def find_runs(paths: list[str]) -> list[RunStore]:
 
 def _last_activity(store: RunStore) -> float:
     """The newest change the run directory shows at a glance (folders' times: no walk over every cell)."""
-    places = [
-        store.root,
-        store.root / "cells",
-        store.results_dir,
-        store.logs_dir,
-        store.root / "submissions",
-        store.tables_dir,
-    ]
+    places = store.activity_paths()
     return max((os.stat(p).st_mtime for p in places if p.exists()), default=0.0)
 
 

@@ -152,7 +152,7 @@ def sbatch_text(params: dict[str, Any], n_tasks: int, folder: Path, dep: str | N
 
 
 def slurm_folder(store: RunStore) -> Path:
-    return store.logs_dir / "slurm"
+    return store.slurm_logs_dir
 
 
 def log_path(store: RunStore, job_id: str) -> str:

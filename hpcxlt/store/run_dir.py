@@ -86,6 +86,53 @@ class RunStore:
         """Every table of the last aggregation, as one JSON object (what `aggregate --json` prints)."""
         return self.tables_dir / "tables.json"
 
+    @property
+    def launch_path(self) -> Path:
+        """How the run was launched (executor, site profile, waves): `hpcxlt.launch.base`."""
+        return self.root / "launch.json"
+
+    @property
+    def aggregate_state_path(self) -> Path:
+        """The final aggregation job's state (not a cell of the plan)."""
+        return self.logs_dir / "aggregate.state.json"
+
+    @property
+    def slurm_logs_dir(self) -> Path:
+        """submitit's folder: batch scripts, pickles, each job's log (%j_%t_log.out)."""
+        return self.logs_dir / "slurm"
+
+    def local_log_path(self, job_key: str) -> Path:
+        """The log of one job run by the local executor."""
+        return self.logs_dir / "local" / f"{job_key}.log"
+
+    def submission_dir(self, arm: str, seed: int) -> Path:
+        """The official-layout prediction folder of one arm and seed: predictions/<arm>/s<seed>."""
+        return self.predictions_dir / arm / f"s{seed}"
+
+    @property
+    def report_path(self) -> Path:
+        """`hpcxlt report`'s page."""
+        return self.root / "report.html"
+
+    def redo_dirs(self, stamp: str) -> tuple[Path, Path]:
+        """Where `hpcxlt redo` keeps the cells' folders and the records it sets aside (never deleted)."""
+        return self.root / "cells" / f".redo-{stamp}", self.results_dir / f".redo-{stamp}"
+
+    def activity_paths(self) -> list[Path]:
+        """The folders whose times show a run's last activity at a glance (no walk over every cell)."""
+        return [
+            self.root,
+            self.root / "cells",
+            self.results_dir,
+            self.logs_dir,
+            self.root / "submissions",
+            self.tables_dir,
+        ]
+
+    def done_path(self, key: str) -> Path:
+        """A cell's done marker: the cell is done exactly when it exists."""
+        return self.cell_dir(key) / "done.json"
+
     def cell_dir(self, key: str) -> Path:
         return self.root / "cells" / key
 
