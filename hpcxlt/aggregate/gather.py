@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hpcxlt.aggregate.records import RECORD_SUFFIXES, Problem, Record, parse_line, read_records
+from hpcxlt.grid.plan import eval_key
 from hpcxlt.launcher_env import launched_world
 
 GroupKey = tuple[str, str, str]
@@ -392,7 +393,7 @@ def _resolve_duplicates(
             duplicates.append(f"{here} repeats {there} (same score; ignored)")
             continue
         split, arm, target = group
-        key = f"eval.{arm}.{target}.s{cell[0]}.{vocab[cell[1]]}"
+        key = eval_key(arm, target, int(cell[0]), vocab[cell[1]])
         problems.append(
             Problem(
                 path=files[int(cols.file[row])],

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from hpcxlt.config.schema import EVAL_SPLITS
 from hpcxlt.evaluate.scoring import language_score
-from hpcxlt.grid.plan import eval_key
+from hpcxlt.grid.plan import eval_key, key_stage
 from hpcxlt.tasks.registry import UnknownTaskError, get_task
 
 RECORD_SUFFIXES = (".json", ".jsonl")
@@ -125,7 +125,7 @@ def parse_record(obj: Any, *, qa_convention: str = "em_f1") -> Record:
         and raw
         and type(stored) in _NUMBER
         and math.isfinite(stored)
-        and key == f"eval.{arm}.{target}.s{seed}.{lang}"
+        and key == eval_key(arm, target, seed, lang)
         and all(type(v) in _NUMBER and math.isfinite(v) for v in raw.values())
     ):
         _explain(obj)
@@ -178,7 +178,7 @@ def name_of(path: str | Path) -> tuple[str | None, str | None]:
         return None, None
     stem = name[: -len(".json")]
     key, _, split = stem.rpartition(".")
-    if not key.startswith("eval.") or split not in EVAL_SPLITS:
+    if key_stage(key) != "eval" or split not in EVAL_SPLITS:
         return None, None
     return key, split
 

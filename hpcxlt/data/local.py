@@ -28,6 +28,8 @@ from hpcxlt.data.conllu import read_conllu
 from hpcxlt.data.readers import DataFileError, read_json, read_jsonl, read_tagged, read_tsv
 from hpcxlt.tasks.spec import TaskSpec
 
+MANIFEST = "manifest.json"
+"""What a data root written by `hpcxlt prepare` (or `hpcxlt synth`) holds besides the files: sources, row counts."""
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".tsv", ".conll", ".txt", ".conllu")
 TAGGING_SUFFIXES = (".conll", ".txt", ".conllu")
 CANDIDATES_STEM = "candidates"
@@ -78,7 +80,7 @@ def local_file(spec: TaskSpec, lang: str, split: str, data_cfg: DataConfig) -> P
         where, what = folder, listing(folder)
     hint = (
         ""
-        if (root / "manifest.json").is_file()
+        if (root / MANIFEST).is_file()
         else f" (`hpcxlt prepare CONFIG --out {root}` fetches the plan's data there; `hpcxlt synth {root}` "
         "writes the synthetic demo benchmark)"
     )

@@ -34,14 +34,20 @@ from hpcxlt.data import schemas
 from hpcxlt.data.cache import quiet_datasets
 from hpcxlt.data.features import TAG_SET_FILE
 from hpcxlt.data.hub import describe, hub_ref, hub_unreachable
-from hpcxlt.data.local import CANDIDATES_STEM, data_root, file_fingerprint, local_candidates_file, local_file
+from hpcxlt.data.local import (
+    CANDIDATES_STEM,
+    MANIFEST,
+    data_root,
+    file_fingerprint,
+    local_candidates_file,
+    local_file,
+)
 from hpcxlt.data.release import downloads_allowed
 from hpcxlt.grid.plan import arm_languages, dev_language, eval_languages
 from hpcxlt.io import make_temp_dir, read_json, write_json_atomic
 from hpcxlt.tasks.registry import get_task
 from hpcxlt.tasks.spec import TaskSpec
 
-MANIFEST = "manifest.json"
 CANDIDATES = "candidates"
 """The `split` of a Need that stands for a task's shared candidate pool (Mewsli-X)."""
 MAX_PROBLEMS = 5

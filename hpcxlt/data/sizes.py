@@ -14,10 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hpcxlt.config.schema import ExperimentConfig
+from hpcxlt.data.local import MANIFEST
 from hpcxlt.io import read_json
 from hpcxlt.tasks.registry import get_task
-
-MANIFEST = "manifest.json"
 
 
 def train_rows(

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from hpcxlt.data.local import MANIFEST
 from hpcxlt.demo import grammar
 from hpcxlt.demo.grammar import ENTITY_TYPES, Sentence, entity_keys, render, upos_of, word
 from hpcxlt.demo.lexicon import (
@@ -54,7 +55,6 @@ from hpcxlt.tasks.spec import DataRef, TaskSpec
 
 SYNTH_VERSION = 1
 """Bumped whenever generated rows change, so caches and manifests of older benchmarks are told apart."""
-MANIFEST = "manifest.json"
 CANDIDATES_FILE = "candidates.jsonl"
 
 # sib200 category -> topic field of the lexicon.

@@ -206,6 +206,15 @@ def eval_key(arm: str, task: str, seed: int, lang: str) -> str:
     return f"eval.{arm}.{task}.s{seed}.{lang}"
 
 
+KEY_PREFIXES = {"inter": "intermediate", "target": "target", "eval": "eval"}
+"""Cell-key prefix -> stage: the one reading of a key's stage (keys are built by the *_key functions above)."""
+
+
+def key_stage(key: str) -> str | None:
+    """The stage a cell key belongs to ('intermediate', 'target', 'eval'), None for anything else."""
+    return KEY_PREFIXES.get(key.partition(".")[0])
+
+
 def eval_languages(cfg: ExperimentConfig, task: str) -> tuple[str, ...]:
     """The languages `task` is evaluated in: the config's subset, else all of the registry's."""
     return tuple(cfg.targets.languages.get(task) or get_task(task).languages)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hpcxlt.config import ExperimentConfig, TrainConfig, arm_train_config, target_train_config
-from hpcxlt.grid.plan import Cell
+from hpcxlt.grid.plan import Cell, key_stage
 from hpcxlt.tasks.registry import get_task
 from hpcxlt.tasks.spec import TaskSpec
 
@@ -61,13 +61,13 @@ def cell_setup(cfg: ExperimentConfig, cell: Cell) -> CellSetup:
 
 def prelude_of(cell: Cell) -> str | None:
     """Key of the prelude target cell whose whole model (head included) this target cell continues."""
-    deps = [d for d in cell.deps if d.startswith("target.")]
+    deps = [d for d in cell.deps if key_stage(d) == "target"]
     return deps[0] if cell.stage == "target" and deps else None
 
 
 def intermediate_of(cell: Cell) -> str | None:
     """Key of the intermediate cell a target cell starts from (None for the 'none' baseline)."""
-    deps = [d for d in cell.deps if d.startswith("inter.")]
+    deps = [d for d in cell.deps if key_stage(d) == "intermediate"]
     if cell.stage != "target" or not deps:
         return None
     if len(deps) > 1:
