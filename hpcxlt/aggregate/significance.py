@@ -5,7 +5,8 @@
     combine(draws)                        -> Draws of the mean of several targets' Δ (cross-task summary)
     estimate(draws)                       -> Estimate: Δ, 95% interval, p, and where the uncertainty comes from
     untested(estimate, min_seeds)         -> why a comparison gets no p-value (too few seeds, no finite se)
-    adjust(p_values, method)              -> Holm or Benjamini-Hochberg adjusted p-values
+    welch_satterthwaite(...)              -> the degrees of freedom of the interval (calibrated rule)
+    adjust(p_values, method)              -> Holm, Benjamini-Hochberg or -Yekutieli adjusted p-values
 
 Two sources of chance move a Δ between two arms (Dror et al. 2018, "The Hitchhiker's Guide to Testing
 Statistical Significance in NLP"; Reimers & Gurevych 2017 on seeds):
@@ -17,11 +18,13 @@ Statistical Significance in NLP"; Reimers & Gurevych 2017 on seeds):
 2. *Which test examples the benchmark happened to contain.* A paired bootstrap (Koehn 2004) draws
    each language's test examples with replacement, the same draw for both arms and every seed (they
    were scored on the same examples), and re-scores the official metric on the draw
-   (`hpcxlt.evaluate.decompose`).
+   (`hpcxlt.evaluate.decompose`); one draw for every language of a parallel test set, and a QA
+   paragraph's questions together.
 The interval adds both variances, se² = s²_seeds / n + var_boot(Δ), and uses t with the
 Welch-Satterthwaite degrees of freedom of that sum (n - 1 where the seeds dominate, more where the test
-set does; the seeds' variance taken at its 80% upper bound: `welch_satterthwaite`). With one seed model variance cannot be estimated: the interval is the test set's alone
-(normal), labelled so, and the comparison is not tested (`untested`: no p, no star, not in the family).
+set does; the seeds' variance taken at its 80% upper bound: `welch_satterthwaite`). With one seed
+model variance cannot be estimated: the interval is the test set's alone (normal), labelled so, and
+the comparison is not tested (`untested`: no p, no star, not in the family).
 The p-value is the two-sided t test of Δ = 0 with the same se. Seeded: the same inputs give the same
 interval to the last digit.
 """
