@@ -11,8 +11,8 @@ downstream of it is skipped and reported, while unrelated jobs go on. Ctrl-C or 
 Why a process per job: what one training cell allocates is not all given back to the operating system
 (allocator caches, DeepSpeed's buffers, CUDA's context), so one process running job after job grew until
 the kernel killed it (XLM-R Large: 19 GB for one cell alone, 24 GB when it came second). A job's process
-(a fork of the executor, which imported the heavy libraries once; `python -m hpcxlt.launch.local RUN_DIR JOB`
-is the same by hand) runs the same worker code as on a node; each done marker
+(a fork of multiprocessing's fork server, which imported the heavy libraries once; `python -m
+hpcxlt.launch.local RUN_DIR JOB` is the same by hand) runs the same worker code as on a node; each done marker
 records the peak resident memory of the process that finished the cell (`peak_rss_gib`).
 """
 
@@ -96,8 +96,6 @@ def run_local(run_dir: str | os.PathLike, *, progress: bool = True, out: TextIO 
     todo = unfinished_jobs(store, plan)
     report.done_before = [job.key for job in plan.jobs if job_done(store, job)]
     blocked_by: dict[str, str] = {}  # job key -> failed (or blocked) upstream job
-    if todo:
-        _preload()
     bar = None
     if progress:
         from tqdm import tqdm
@@ -127,12 +125,22 @@ INTERRUPTED = 130
 """Exit status of a job's process that stopped on Ctrl-C or SIGTERM (its cells went back to pending)."""
 
 
-def _preload() -> None:
-    """Import the heavy libraries once, here: each job's process is a fork of this one and starts with them
-    (a fresh interpreter per job would spend about 4 s on imports, 4 minutes over the demo's 62 jobs).
-    Nothing runs in them here, so no thread pool exists yet when the job's process is forked."""
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
+_CONTEXT = None
+
+
+def _job_context():
+    """Where jobs' processes come from: multiprocessing's fork server, started once (a fresh interpreter that
+    imports torch and transformers and runs nothing), each job a fork of it. Forking this process instead
+    hangs a job in OpenMP's barrier once this process has run torch itself (GNU OpenMP is not fork-safe: a
+    test that trained in-process did), and a fresh interpreter per job spends about 4 s on imports (4
+    minutes over the demo's 62 jobs)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        import multiprocessing
+
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(["torch", "transformers", "hpcxlt.launch.worker"])
+    return _CONTEXT
 
 
 def _job_process(run_dir: str, key: str) -> None:
@@ -142,11 +150,7 @@ def _job_process(run_dir: str, key: str) -> None:
 def _run_one(store: RunStore, key: str, report: LocalReport, blocked_by: dict[str, str]) -> None:
     """Run one job in a process of its own (a fork of this one) and wait for it; Ctrl-C reaches it too (one
     process group), a SIGTERM to this process is passed on to it."""
-    import multiprocessing
-
-    child = multiprocessing.get_context("fork").Process(
-        target=_job_process, args=(str(store.root), key), name=f"hpcxlt-{key}"
-    )
+    child = _job_context().Process(target=_job_process, args=(str(store.root), key), name=f"hpcxlt-{key}")
     child.start()
 
     def pass_on(signum, frame):  # `kill` of the local run: the job checkpoints and stops, then so does the run
