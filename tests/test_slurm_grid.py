@@ -85,9 +85,17 @@ def grid_run(tmp_path_factory, assets, slurm_env):
 def test_a_run_directory_path_with_shell_syntax_runs_its_jobs_and_nothing_else(grid_run):
     assert not Path(os.environ["HPCXLT_PWNED_MARK"]).exists()
     assert sorted(p.name for p in grid_run["tmp"].iterdir()) == sorted([grid_run["run_dir"].name, "slurm-grid.yaml"])
-    # every job's EXIT trap ran heal on the literal path (it says what it found in the job's log)
+    # every job's EXIT trap ran heal on the literal path (it says what it found in the job's log); the trap runs
+    # as its job ends, which can be a moment after the cells and the aggregation recorded that they are done
     logs = list((grid_run["store"].logs_dir / "slurm").glob("*_0_log.out"))
-    assert logs and all("hpcxlt heal: job" in log.read_text() for log in logs if "_submission" not in log.name)
+    assert logs
+    wait_for(
+        lambda: all("hpcxlt heal:" in log.read_text() for log in logs),
+        timeout=120,
+        what="every job's EXIT trap to report",
+        interval=1,
+    )
+    assert not Path(os.environ["HPCXLT_PWNED_MARK"]).exists()
 
 
 def test_every_cell_is_done_and_the_aggregation_ran(grid_run):
