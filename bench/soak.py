@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 
 def _env() -> dict[str, str]:
-    from hpcxlt.launch.slurm import RENDEZVOUS_VARS
+    from hpcxlt.launch.slurm.submission import RENDEZVOUS_VARS
 
     env = {k: v for k, v in os.environ.items() if k not in RENDEZVOUS_VARS}
     return {
@@ -133,7 +133,7 @@ def soak_slurm(work: Path, preemptions: int) -> dict:
 
     from hpcxlt.demo.synth import SynthSettings, write_benchmark
     from hpcxlt.demo.tiny import TinySpec, build_tiny
-    from hpcxlt.launch import queue
+    from hpcxlt.launch.slurm import queue
     from hpcxlt.store import RunStore
     from hpcxlt.train import checkpoint as ckpt
 

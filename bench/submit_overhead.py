@@ -42,9 +42,9 @@ def main() -> int:
 
     from hpcxlt.grid.experiment import load_experiment
     from hpcxlt.grid.plan import plan
-    from hpcxlt.launch import queue
-    from hpcxlt.launch.pending import pending_work
-    from hpcxlt.launch.site import load_site
+    from hpcxlt.launch.site.profile import load_site
+    from hpcxlt.launch.slurm import queue
+    from hpcxlt.launch.slurm.pending import pending_work
     from hpcxlt.launch.submit import launch_slurm
     from hpcxlt.store import RunStore
 
@@ -78,7 +78,7 @@ def main() -> int:
             result["slurm"] = None
             print("real submission skipped (no Slurm client or --no-slurm)")
         else:
-            from hpcxlt.launch import slurm
+            from hpcxlt.launch.slurm import submission as slurm
 
             store = RunStore(Path(tmp) / "real")
             t0 = time.perf_counter()

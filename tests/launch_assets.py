@@ -116,7 +116,7 @@ def run_cli(*argv: str) -> tuple[int, str]:
 
 def run_ids(run_dir) -> set[str]:
     """Slurm ids recorded for a run's cells and its aggregation job."""
-    from hpcxlt.launch.base import aggregate_state
+    from hpcxlt.launch.record import aggregate_state
     from hpcxlt.store import RunStore
 
     store = RunStore(run_dir)
@@ -127,7 +127,7 @@ def run_ids(run_dir) -> set[str]:
 
 def queued(run_dir) -> set[str]:
     """The run's jobs that squeue still lists."""
-    from hpcxlt.launch import queue
+    from hpcxlt.launch.slurm import queue
 
     return run_ids(run_dir) & set(queue.alive_jobs())
 
@@ -137,7 +137,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     rendezvous variables an in-process training test left behind (the child would collide on its port)."""
     import os
 
-    from hpcxlt.launch.slurm import RENDEZVOUS_VARS
+    from hpcxlt.launch.slurm.submission import RENDEZVOUS_VARS
 
     env = {k: v for k, v in os.environ.items() if k not in RENDEZVOUS_VARS}
     from tests.paths import ROOT

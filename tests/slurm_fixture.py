@@ -76,7 +76,7 @@ def slurm_cluster() -> dict[str, str]:
     """
     # without torch's rendezvous variables that in-process training tests leave in os.environ: srun
     # and sbatch export them, and every task would then read itself as a torchrun world of its own
-    from hpcxlt.launch.slurm import RENDEZVOUS_VARS
+    from hpcxlt.launch.slurm.submission import RENDEZVOUS_VARS
 
     env = {k: v for k, v in os.environ.items() if k not in RENDEZVOUS_VARS}
     conf = find_slurm_conf(env)

@@ -30,7 +30,7 @@ LAYERS = {
 }
 # Heavy library -> the only modules allowed to import it.
 ONLY_IN = {
-    "submitit": {"launch/slurm.py", "launch/node.py", "launch/shared_array.py"},
+    "submitit": {"launch/slurm/submission.py", "launch/execute/slurm_tasks.py", "launch/slurm/shared_array.py"},
     "mpi4py": {"aggregate/gather.py"},
     "deepspeed": {"train/engine.py"},
 }

@@ -1,7 +1,7 @@
 """A run directory's path reaches the sbatch script as one literal argument, whatever it holds, or is refused.
 
 The oracle is bash itself: every dry-run script must parse (`bash -n`), and the EXIT trap, run by bash,
-must hand the real `hpcxlt.launch.heal` the path unchanged and run nothing else. The same path runs a
+must hand the real `hpcxlt.launch.heal` (`hpcxlt.launch.slurm.exit_trap`) the path unchanged and run nothing else. The same path runs a
 whole grid on the real cluster in tests/test_slurm_grid.py.
 """
 
@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from hpcxlt.launch.heal import trap_lines
-from hpcxlt.launch.slurm import batch_path_problem
+from hpcxlt.launch.slurm.exit_trap import trap_lines
+from hpcxlt.launch.slurm.submission import batch_path_problem
 from tests.launch_assets import run_cli
 from tests.paths import CONFIGS, ROOT
 

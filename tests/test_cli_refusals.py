@@ -13,7 +13,7 @@ import pytest
 
 from hpcxlt.grid.experiment import load_experiment
 from hpcxlt.grid.plan import plan
-from hpcxlt.launch.base import write_launch
+from hpcxlt.launch.record import write_launch
 from hpcxlt.store import RunStore
 from tests.aggregate_fixture import make_run
 from tests.launch_assets import run_cli

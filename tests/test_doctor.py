@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcxlt.launch.doctor import judge, preflight_script
-from hpcxlt.launch.preflight import environment
-from hpcxlt.launch.site import load_site
+from hpcxlt.launch.site.doctor import judge, preflight_script
+from hpcxlt.launch.site.preflight import environment
+from hpcxlt.launch.site.profile import load_site
 from tests.launch_assets import assets, experiment, subprocess_env, write_config  # noqa: F401
 from tests.paths import ROOT
 from tests.slurm_fixture import slurm_cluster, two_nodes  # noqa: F401
@@ -41,7 +41,7 @@ def test_the_preflight_job_asks_for_what_a_training_job_asks_for(tmp_path):
         assert wanted in lines, f"{wanted!r} missing from:\n{script}"
     assert (
         lines[-1].startswith("srun ")
-        and "-m hpcxlt.launch.preflight" in lines[-1]
+        and "-m hpcxlt.launch.site.preflight" in lines[-1]
         and "--path /data/model" in lines[-1]
     )
     # the site's own timeout comes first, the doctor's shorter one last (the one bash keeps)
@@ -154,9 +154,9 @@ def test_doctor_asks_for_what_the_submitted_jobs_ask_for():
     example multi-node site name the same resources (the doctor sets its own name, log, nodes and time)."""
     import re
 
-    from hpcxlt.launch.doctor import sbatch_directives
-    from hpcxlt.launch.site import SITE_STAGES, load_site
-    from hpcxlt.launch.slurm import sbatch_text, stage_parameters
+    from hpcxlt.launch.site.doctor import sbatch_directives
+    from hpcxlt.launch.site.profile import SITE_STAGES, load_site
+    from hpcxlt.launch.slurm.submission import sbatch_text, stage_parameters
 
     site = load_site(ROOT / "slurm" / "sites" / "example-multinode-gpu.yaml")
     own = {"job-name", "output", "nodes", "time"}

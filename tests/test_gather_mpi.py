@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcxlt.launch.slurm import RENDEZVOUS_VARS
+from hpcxlt.launch.slurm.submission import RENDEZVOUS_VARS
 from tests.aggregate_fixture import make_run, record, record_path
 from tests.slurm_fixture import slurm_cluster  # noqa: F401  (fixture used by name)
 

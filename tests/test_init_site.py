@@ -8,8 +8,8 @@ import subprocess
 import pytest
 import yaml
 
-from hpcxlt.launch.init_site import Cluster, Partition, profile_text
-from hpcxlt.launch.site import load_site, parse_site
+from hpcxlt.launch.site.discover import Cluster, Partition, profile_text
+from hpcxlt.launch.site.profile import load_site, parse_site
 from tests.launch_assets import run_cli
 from tests.paths import CONFIGS
 from tests.slurm_fixture import slurm_cluster  # noqa: F401

@@ -14,7 +14,7 @@ import pytest
 from hpcxlt.cli import main
 from hpcxlt.config import parse_config
 from hpcxlt.grid.plan import plan
-from hpcxlt.launch.local import job_log_path, run_local
+from hpcxlt.launch.execute.local import job_log_path, run_local
 from hpcxlt.store import RunStore
 from tests.launch_assets import assets, experiment, subprocess_env, write_config  # noqa: F401  (fixture)
 from tests.paths import ROOT
@@ -133,7 +133,7 @@ def test_a_cell_whose_local_process_died_shows_as_interrupted(tmp_path, capsys):
     cfg = parse_config(experiment(tmp_path))
     store = RunStore(tmp_path / "run")
     store.initialize(cfg, plan(cfg))
-    from hpcxlt.launch.base import write_launch
+    from hpcxlt.launch.record import write_launch
 
     write_launch(store, "local")
     dead = subprocess.Popen(["true"])

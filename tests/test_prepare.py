@@ -212,7 +212,7 @@ def test_resume_runs_the_same_submit_checks_as_submit(tmp_path, capsys):
 
     from hpcxlt.grid.experiment import load_experiment
     from hpcxlt.grid.plan import plan
-    from hpcxlt.launch.base import write_launch
+    from hpcxlt.launch.record import write_launch
     from hpcxlt.store import RunStore
 
     site = yaml.safe_load((ROOT / "slurm" / "sites" / "local.yaml").read_text())

@@ -67,7 +67,7 @@ def test_the_requeue_cap_has_one_owner(tmp_path):
 
     from submitit.core.utils import DelayedSubmission
 
-    from hpcxlt.launch import slurm
+    from hpcxlt.launch.slurm import submission as slurm
 
     executor = slurm.executor_for(tmp_path)
     item = DelayedSubmission(print)

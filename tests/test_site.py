@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from hpcxlt.launch.site import SiteError, load_site, parse_site, parse_time_minutes
+from hpcxlt.launch.site.profile import SiteError, load_site, parse_site, parse_time_minutes
 from tests.paths import ROOT
 
 SITES = ROOT / "slurm" / "sites"
@@ -166,7 +166,7 @@ def test_every_profile_field_is_a_key_a_file_may_set():
     """The allowed keys come from SiteProfile itself: a field added there needs no second list."""
     import dataclasses
 
-    from hpcxlt.launch.site import SiteProfile
+    from hpcxlt.launch.site.profile import SiteProfile
 
     for f in dataclasses.fields(SiteProfile):
         if f.name in ("name", "stages", "source"):

@@ -7,8 +7,8 @@ import pytest
 
 from hpcxlt.grid import plan
 from hpcxlt.grid.experiment import load_experiment
-from hpcxlt.launch.arrays import build_arrays, dependency, placeholder_ids
-from hpcxlt.launch.pending import pending_work
+from hpcxlt.launch.slurm.arrays import build_arrays, dependency, placeholder_ids
+from hpcxlt.launch.slurm.pending import pending_work
 from hpcxlt.store import RunStore
 from tests.paths import CONFIGS
 
@@ -139,7 +139,7 @@ def test_running_jobs_are_never_cancelled_and_aggregate_follows_resubmitted_eval
     alive = {f"7_{i}": "RUNNING" for i in range(len(grid.jobs))}
     ev = next(i for i, j in enumerate(grid.jobs) if j.key == "eval.none.panx.s1")
     del alive[f"7_{ev}"]
-    from hpcxlt.launch.base import set_aggregate_state
+    from hpcxlt.launch.record import set_aggregate_state
 
     set_aggregate_state(store, "submitted", job_id="8")
     alive["8"] = "PENDING"
@@ -156,7 +156,7 @@ def test_running_jobs_are_never_cancelled_and_aggregate_follows_resubmitted_eval
 
 
 def test_a_wave_takes_jobs_in_plan_order_whose_upstream_is_done_queued_or_in_the_wave(tmp_path, demo):
-    from hpcxlt.launch.waves import split_wave
+    from hpcxlt.launch.slurm.waves import split_wave
 
     cfg, grid = demo
     store = RunStore(tmp_path / "run")
@@ -172,8 +172,8 @@ def test_a_wave_takes_jobs_in_plan_order_whose_upstream_is_done_queued_or_in_the
 
 
 def test_arrays_go_in_side_by_side_only_when_none_waits_for_another_of_its_batch(demo):
-    from hpcxlt.launch.arrays import aggregate_spec
-    from hpcxlt.launch.slurm import independent_batches
+    from hpcxlt.launch.slurm.arrays import aggregate_spec
+    from hpcxlt.launch.slurm.submission import independent_batches
 
     _, grid = demo
     specs = build_arrays(grid, list(grid.jobs), max_array_size=3)  # small arrays: several per stage

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcxlt.launch import queue
-from hpcxlt.launch.base import aggregate_state
+from hpcxlt.launch.record import aggregate_state
+from hpcxlt.launch.slurm import queue
 from hpcxlt.store import RunStore
 from tests.launch_assets import assets, experiment, run_cli, slurm_env, wait_for, write_config  # noqa: F401
 from tests.paths import ROOT

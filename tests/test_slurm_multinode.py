@@ -236,7 +236,7 @@ def test_a_two_node_cell_survives_preemption_then_a_lost_node(
     """One run, two interruptions (each a resume from the last checkpoint), the weights of no interruption."""
     import signal
 
-    from hpcxlt.launch import queue
+    from hpcxlt.launch.slurm import queue
     from tests.slurm_fixture import state_dir
 
     store = _submit(request, tmp_path, assets, "--no-aggregate")

@@ -34,7 +34,7 @@ JOB_ENV = {
 def _without_rendezvous(environ) -> dict[str, str]:
     """This pytest process may have trained in-process (other test modules) and so holds a gloo store on
     the MASTER_PORT it exported; a child inheriting that port could not listen on it."""
-    from hpcxlt.launch.slurm import RENDEZVOUS_VARS
+    from hpcxlt.launch.slurm.submission import RENDEZVOUS_VARS
 
     return {k: v for k, v in environ.items() if k not in RENDEZVOUS_VARS}
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from hpcxlt.launch import queue
+from hpcxlt.launch.slurm import queue
 from hpcxlt.store import RunStore
 from tests.launch_assets import assets, experiment, queued, run_cli, slurm_env, wait_for, write_config  # noqa: F401
 from tests.paths import ROOT
@@ -104,9 +104,9 @@ def test_resume_releases_jobs_that_an_interrupted_submission_left_held(tmp_path,
 
     from hpcxlt.config import parse_config
     from hpcxlt.grid.plan import plan
-    from hpcxlt.launch import slurm
-    from hpcxlt.launch.pending import pending_work
-    from hpcxlt.launch.site import load_site
+    from hpcxlt.launch.site.profile import load_site
+    from hpcxlt.launch.slurm import submission as slurm
+    from hpcxlt.launch.slurm.pending import pending_work
     from hpcxlt.launch.submit import site_record
 
     cfg = parse_config(
@@ -121,7 +121,7 @@ def test_resume_releases_jobs_that_an_interrupted_submission_left_held(tmp_path,
     store = RunStore(tmp_path / "run")
     store.initialize(cfg, grid)
     site = load_site(SITE)
-    from hpcxlt.launch.base import write_launch
+    from hpcxlt.launch.record import write_launch
 
     write_launch(store, "slurm", site_record(site, yaml.safe_load(open(SITE))), aggregate=False)
     # a submission that died after sbatch and before `scontrol release`

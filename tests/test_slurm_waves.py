@@ -76,7 +76,7 @@ def test_a_grid_larger_than_the_submit_limit_completes_in_waves(tmp_path, assets
             what="every cell to finish, wave after wave",
             interval=3,
         )
-        from hpcxlt.launch.base import aggregate_state
+        from hpcxlt.launch.record import aggregate_state
 
         wait_for(lambda: aggregate_state(store).get("state") == "done", timeout=300, what="the aggregation job")
     finally:

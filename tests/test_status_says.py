@@ -11,8 +11,8 @@ import time
 import pytest
 
 from hpcxlt.aggregate.run import Options, aggregate
-from hpcxlt.launch.base import write_launch
-from hpcxlt.launch.cancel import cancel_run
+from hpcxlt.launch.manage.cancel import cancel_run
+from hpcxlt.launch.record import write_launch
 from tests.aggregate_fixture import make_run
 from tests.launch_assets import run_cli
 

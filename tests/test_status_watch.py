@@ -8,7 +8,7 @@ import socket
 import time
 
 from hpcxlt.cli import main
-from hpcxlt.launch.progress import cell_progress, progress_rows
+from hpcxlt.launch.manage.progress import cell_progress, progress_rows
 from tests.aggregate_fixture import make_run
 
 ARMS = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]}]

@@ -7,7 +7,7 @@ import pytest
 
 from hpcxlt.config import parse_config
 from hpcxlt.grid.plan import plan
-from hpcxlt.launch.worker import JobError, note_requeue, run_job
+from hpcxlt.launch.execute.worker import JobError, note_requeue, run_job
 from hpcxlt.store import RunStore
 from tests.launch_assets import assets, experiment  # noqa: F401  (fixture)
 

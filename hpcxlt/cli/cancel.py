@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpcxlt.cli import UserError
-    from hpcxlt.launch.cancel import cancel_run
-    from hpcxlt.launch.queue import QueueError
+    from hpcxlt.launch.manage.cancel import cancel_run
+    from hpcxlt.launch.slurm.queue import QueueError
 
     try:
         result = cancel_run(args.run_dir)

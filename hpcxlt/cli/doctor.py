@@ -75,16 +75,16 @@ def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from hpcxlt.cli import UserError
-    from hpcxlt.launch.doctor import diagnose
-    from hpcxlt.launch.queue import QueueError
-    from hpcxlt.launch.site import load_site
+    from hpcxlt.launch.site.doctor import diagnose
+    from hpcxlt.launch.site.profile import load_site
+    from hpcxlt.launch.slurm.queue import QueueError
 
     site = load_site(args.site)
     if args.nodes is not None and args.nodes < 1:
         raise UserError(f"--nodes: must be >= 1, got {args.nodes}")
     if args.timeout is not None and args.timeout < 1:
         raise UserError(f"--timeout: must be >= 1 second, got {args.timeout}")
-    from hpcxlt.launch.slurm import SubmitError, check_batch_path
+    from hpcxlt.launch.slurm.submission import SubmitError, check_batch_path
 
     try:
         check_batch_path(args.dir, "--dir folder")

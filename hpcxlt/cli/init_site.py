@@ -24,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
 
     from hpcxlt.cli import UserError
     from hpcxlt.io import write_text_atomic
-    from hpcxlt.launch.init_site import discover, profile_text
-    from hpcxlt.launch.site import SiteError, parse_site
+    from hpcxlt.launch.site.discover import discover, profile_text
+    from hpcxlt.launch.site.profile import SiteError, parse_site
 
     out = Path(args.out)
     if out.exists() and not args.force:

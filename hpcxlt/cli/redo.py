@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from hpcxlt.cli import UserError, main
-    from hpcxlt.launch.base import read_launch
-    from hpcxlt.launch.redo import RedoError, selected, set_aside, with_downstream
+    from hpcxlt.launch.manage.redo import RedoError, selected, set_aside, with_downstream
+    from hpcxlt.launch.record import read_launch
     from hpcxlt.store import RunStore
 
     store = RunStore(args.run_dir)
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     launch = read_launch(store) or {}
     with store.lock("redo"):
         if launch.get("executor") == "slurm":
-            from hpcxlt.launch import queue
+            from hpcxlt.launch.slurm import queue
 
             alive = queue.alive_jobs()
             busy = [k for k in keys if store.state(k).get("job_id") in alive]

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hpcxlt.cli import UserError
-    from hpcxlt.launch.html_report import ReportError, write_report
+    from hpcxlt.launch.manage.html_report import ReportError, write_report
     from hpcxlt.store import RunStore
 
     store = RunStore(args.run_dir)

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpcxlt.cli import UserError
-    from hpcxlt.launch.base import read_launch
+    from hpcxlt.launch.record import read_launch
     from hpcxlt.store import RunStore
 
     store = RunStore(args.run_dir)
@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if executor == "slurm":
         import yaml
 
-        from hpcxlt.launch.queue import QueueError
-        from hpcxlt.launch.site import load_site
-        from hpcxlt.launch.slurm import SubmitError
+        from hpcxlt.launch.site.profile import load_site
+        from hpcxlt.launch.slurm.queue import QueueError
+        from hpcxlt.launch.slurm.submission import SubmitError
         from hpcxlt.launch.submit import launch_slurm, site_from_record
         from hpcxlt.launch.submit_checks import SubmitCheckError
 

@@ -33,7 +33,7 @@ def run_runs(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from hpcxlt.cli import UserError
-    from hpcxlt.launch.runs import find_runs, summary
+    from hpcxlt.launch.manage.runs import find_runs, summary
 
     stores = find_runs(args.paths)
     if not stores:
@@ -63,7 +63,7 @@ def run_runs(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from hpcxlt.launch.runs import config_diff, score_diff
+    from hpcxlt.launch.manage.runs import config_diff, score_diff
     from hpcxlt.store import RunStore
 
     a, b = RunStore(args.run_a), RunStore(args.run_b)

@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> dict:
-    from hpcxlt.launch.cost_used import cost_used
-    from hpcxlt.launch.progress import running_progress
-    from hpcxlt.launch.report import run_status
+    from hpcxlt.launch.manage.cost_used import cost_used
+    from hpcxlt.launch.manage.progress import running_progress
+    from hpcxlt.launch.manage.status import run_status
     from hpcxlt.store import RunStore
 
     status = run_status(args.run_dir, use_queue=not args.no_queue)
@@ -97,8 +97,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 def report(status: dict, cells: bool) -> str:
     """The text `hpcxlt status` prints."""
-    from hpcxlt.launch.progress import PROGRESS_HEADER, progress_rows
-    from hpcxlt.launch.report import REPORT_STATES
+    from hpcxlt.launch.manage.progress import PROGRESS_HEADER, progress_rows
+    from hpcxlt.launch.manage.status import REPORT_STATES
 
     lines: list[str] = []
     out = lines.append  # built as lines: printed once, or redrawn in place by --watch

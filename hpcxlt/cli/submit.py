@@ -53,11 +53,11 @@ def run(args: argparse.Namespace) -> int:
     site_raw: dict = {}
     if args.site:
         from hpcxlt.config.load import read_yaml
-        from hpcxlt.launch.site import SiteError, parse_site
+        from hpcxlt.launch.site.profile import SiteError, parse_site
 
         site_raw = read_yaml(args.site, "site profile", SiteError)
         site = parse_site(site_raw, args.site)  # validated before anything is written or submitted
-        from hpcxlt.launch.slurm import SubmitError, check_batch_path
+        from hpcxlt.launch.slurm.submission import SubmitError, check_batch_path
 
         try:
             check_batch_path(args.run_dir)
@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
             f"{'would grow' if args.dry_run else 'grew'} {store.root} by {len(added)} cell(s); its done cells are kept"
         )
     if args.reuse_from:
-        from hpcxlt.launch.reuse import link_done_cells
+        from hpcxlt.launch.manage.reuse import link_done_cells
 
         if args.dry_run:
-            from hpcxlt.launch.reuse import reusable
+            from hpcxlt.launch.manage.reuse import reusable
 
             try:
                 would = [cell.key for cell, _ in reusable(store, grid, RunStore(args.reuse_from))]
@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(str(err)) from None
             print(f"reused {len(linked)} done cell(s) from {args.reuse_from} (equal fingerprints)")
     if site is not None:
-        from hpcxlt.launch.queue import QueueError
-        from hpcxlt.launch.slurm import SubmitError
+        from hpcxlt.launch.slurm.queue import QueueError
+        from hpcxlt.launch.slurm.submission import SubmitError
         from hpcxlt.launch.submit import launch_slurm
 
         try:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from hpcxlt.grid.plan import Plan
-from hpcxlt.launch.base import aggregate_state, unfinished_jobs, write_launch
-from hpcxlt.launch.site import SiteProfile, parse_site
+from hpcxlt.launch.record import aggregate_state, unfinished_jobs, write_launch
+from hpcxlt.launch.site.profile import SiteProfile, parse_site
 from hpcxlt.launch.submit_checks import check_before_submit
 from hpcxlt.store import RunStore
 
@@ -80,7 +80,7 @@ def launch_slurm(
     submission holds the run directory's lock from reading the queue to recording the job ids, so two
     concurrent submits or resumes never submit the same work twice.
     """
-    from hpcxlt.launch.slurm import check_batch_path
+    from hpcxlt.launch.slurm.submission import check_batch_path
 
     check_batch_path(store.root)  # before the lock file or anything else is written
     if store.config_path.exists():  # a dry run of a new run directory: `submit` checked the config itself
@@ -108,8 +108,9 @@ def _launch_slurm(
     out: TextIO | None,
     next_wave: bool,
 ) -> LaunchResult:
-    from hpcxlt.launch import queue, slurm
-    from hpcxlt.launch.pending import pending_work
+    from hpcxlt.launch.slurm import queue
+    from hpcxlt.launch.slurm import submission as slurm
+    from hpcxlt.launch.slurm.pending import pending_work
 
     out = sys.stdout if out is None else out
     if not dry_run and not queue.available():
@@ -132,7 +133,7 @@ def _launch_slurm(
     pending = pending_work(store, plan, alive, with_aggregate=with_aggregate, new_only=next_wave)
     deferred = 0
     if site.max_queued_jobs and (pending.jobs or pending.aggregate):
-        from hpcxlt.launch.waves import split_wave
+        from hpcxlt.launch.slurm.waves import split_wave
 
         # every queued task of this user counts, a running feeder too (it ends only after submitting)
         everything = alive if has_ids else _queued_now(dry_run)
@@ -158,8 +159,8 @@ def _launch_slurm(
     if pending.jobs or pending.aggregate:
         result.submissions = slurm.submit(store, plan, site, pending, experiment)
     if deferred or (next_wave and site.max_queued_jobs):
-        from hpcxlt.launch.base import update_launch
-        from hpcxlt.launch.waves import record_wave
+        from hpcxlt.launch.record import update_launch
+        from hpcxlt.launch.slurm.waves import record_wave
 
         if deferred:
             wave_ids = [jid for row in result.submissions for jid in row["job_ids"] or []]
@@ -173,7 +174,7 @@ def _launch_slurm(
 
 def _queued_now(dry_run: bool) -> dict[str, str]:
     """This user's queued jobs; a dry run away from a cluster plans as if the queue were empty."""
-    from hpcxlt.launch import queue
+    from hpcxlt.launch.slurm import queue
 
     if dry_run:
         try:
@@ -234,7 +235,7 @@ def _launch_local(store: RunStore, plan: Plan, *, dry_run: bool, progress: bool,
     write_launch(store, "local")
     if not todo:
         return result
-    from hpcxlt.launch.local import run_local
+    from hpcxlt.launch.execute.local import run_local
 
     report = run_local(store.root, progress=progress)
     result.submissions = [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 
 from hpcxlt.config import ExperimentConfig
-from hpcxlt.launch.site import SiteProfile
+from hpcxlt.launch.site.profile import SiteProfile
 
 
 class SubmitCheckError(RuntimeError):

@@ -88,7 +88,7 @@ class RunStore:
 
     @property
     def launch_path(self) -> Path:
-        """How the run was launched (executor, site profile, waves): `hpcxlt.launch.base`."""
+        """How the run was launched (executor, site profile, waves): `hpcxlt.launch.record`."""
         return self.root / "launch.json"
 
     @property

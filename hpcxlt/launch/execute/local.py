@@ -12,7 +12,7 @@ Why a process per job: what one training cell allocates is not all given back to
 (allocator caches, DeepSpeed's buffers, CUDA's context), so one process running job after job grew until
 the kernel killed it (XLM-R Large: 19 GB for one cell alone, 24 GB when it came second). A job's process
 (a fork of multiprocessing's fork server, which imported the heavy libraries once; `python -m
-hpcxlt.launch.local RUN_DIR JOB` is the same by hand) runs the same worker code as on a node; each done marker
+hpcxlt.launch.execute.local RUN_DIR JOB` is the same by hand) runs the same worker code as on a node; each done marker
 records the peak resident memory of the process that finished the cell (`peak_rss_gib`).
 """
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from hpcxlt.launch.base import job_done, unfinished_jobs
-from hpcxlt.launch.worker import is_preemption, run_job
+from hpcxlt.launch.execute.worker import is_preemption, run_job
+from hpcxlt.launch.record import job_done, unfinished_jobs
 from hpcxlt.store import RunStore
 
 
@@ -139,7 +139,7 @@ def _job_context():
         import multiprocessing
 
         _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["torch", "transformers", "hpcxlt.launch.worker"])
+        _CONTEXT.set_forkserver_preload(["torch", "transformers", "hpcxlt.launch.execute.worker"])
     return _CONTEXT
 
 

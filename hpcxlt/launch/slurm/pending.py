@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hpcxlt.grid.plan import Job, Plan
-from hpcxlt.launch.base import aggregate_state, unfinished_jobs
+from hpcxlt.launch.record import aggregate_state, unfinished_jobs
 from hpcxlt.store import RunStore
 
 WAITING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "SPECIAL_EXIT"})
@@ -42,7 +42,7 @@ def pending_work(
 ) -> Pending:
     """Jobs that are neither done nor queued, plus what they must wait for. Pure given `alive`.
 
-    new_only: only jobs never submitted (the next wave of a wave-wise submission, hpcxlt.launch.waves).
+    new_only: only jobs never submitted (the next wave of a wave-wise submission, hpcxlt.launch.slurm.waves).
     """
     unfinished = unfinished_jobs(store, plan)
     ids = recorded_job_ids(store, unfinished)

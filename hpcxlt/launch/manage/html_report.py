@@ -105,8 +105,8 @@ def write_report(store: RunStore, out: Path) -> Path:
         raise ReportError(
             f"{store.tables_json} does not exist: `hpcxlt aggregate {store.root}` writes the tables first"
         )
-    from hpcxlt.launch.base import read_launch
-    from hpcxlt.launch.cost_used import cost_used
+    from hpcxlt.launch.manage.cost_used import cost_used
+    from hpcxlt.launch.record import read_launch
 
     data = read_json(store.tables_json)
     tables_dir = store.tables_json.parent

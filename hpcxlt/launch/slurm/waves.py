@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from hpcxlt.grid.plan import Job
-from hpcxlt.launch.pending import Pending
+from hpcxlt.launch.slurm.pending import Pending
 from hpcxlt.store import RunStore
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcxlt.grid.plan import STAGES, Job, Plan
-from hpcxlt.launch import queue
-from hpcxlt.launch.base import AGGREGATE_KEY
+from hpcxlt.launch.record import AGGREGATE_KEY
+from hpcxlt.launch.slurm import queue
 
 
 @dataclass(frozen=True, kw_only=True)

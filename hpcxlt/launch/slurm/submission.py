@@ -5,8 +5,8 @@ cell's job id (one submission record, `hpcxlt.store.cell_state`), then everythin
 cancelled before any of it ran. `--dry-run` prints the same sbatch text (submitit's own generator, with
 placeholder ids in the dependencies).
 
-Arrays and their alignment: `hpcxlt.launch.arrays`; what is left to submit: `hpcxlt.launch.pending`;
-what runs on the nodes: `hpcxlt.launch.node`.
+Arrays and their alignment: `hpcxlt.launch.slurm.arrays`; what is left to submit: `hpcxlt.launch.slurm.pending`;
+what runs on the nodes: `hpcxlt.launch.execute.slurm_tasks`.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import submitit
 from submitit.slurm.slurm import _make_sbatch_string
 
 from hpcxlt.grid.plan import Plan
-from hpcxlt.launch import queue, shared_array
-from hpcxlt.launch.arrays import ArraySpec, aggregate_spec, build_arrays, dependency, placeholder_ids
-from hpcxlt.launch.base import set_aggregate_state
-from hpcxlt.launch.heal import trap_lines
 
 # jobs submitted before the split pickled these two under this module's name
-from hpcxlt.launch.node import AggregateTask, FeederTask, SlurmTask, aggregate_launcher  # noqa: F401
-from hpcxlt.launch.pending import Pending
-from hpcxlt.launch.site import SiteProfile
+from hpcxlt.launch.execute.slurm_tasks import AggregateTask, FeederTask, SlurmTask, aggregate_launcher  # noqa: F401
+from hpcxlt.launch.record import set_aggregate_state
+from hpcxlt.launch.site.profile import SiteProfile
+from hpcxlt.launch.slurm import queue, shared_array
+from hpcxlt.launch.slurm.arrays import ArraySpec, aggregate_spec, build_arrays, dependency, placeholder_ids
+from hpcxlt.launch.slurm.exit_trap import trap_lines
+from hpcxlt.launch.slurm.pending import Pending
 from hpcxlt.store import RunStore
 
 RENDEZVOUS_VARS = (
@@ -269,7 +269,7 @@ def _submit_one(spec: ArraySpec, executor: shared_array.Executor, run_dir: str, 
         tasks: list[Any] = [AggregateTask(run_dir, aggregate_launcher(site))]
     else:
         tasks = [SlurmTask(run_dir, key, site.max_requeues) for key in spec.jobs]
-    # one pickle for the whole array, not one per task (hpcxlt.launch.shared_array)
+    # one pickle for the whole array, not one per task (hpcxlt.launch.slurm.shared_array)
     return shared_array.submit(executor, tasks, spec.name)
 
 

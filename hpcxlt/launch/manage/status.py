@@ -13,8 +13,8 @@ import socket
 from typing import Any
 
 from hpcxlt.grid.plan import STAGES
-from hpcxlt.launch import queue
-from hpcxlt.launch.base import aggregate_state, read_launch
+from hpcxlt.launch.record import aggregate_state, read_launch
+from hpcxlt.launch.slurm import queue
 from hpcxlt.store import RunStore
 
 REPORT_STATES = ("pending", "submitted", "running", "done", "failed", "cancelled")

@@ -23,7 +23,7 @@ def cost_used(store: RunStore, plan: Plan, cfg, executor: str | None) -> dict[st
     out: dict[str, dict[str, Any]] = {}
     used: dict[str, tuple[float, float | None]] = {stage: (0.0, 0.0) for stage in STAGES}
     if executor == "slurm":
-        from hpcxlt.launch import queue
+        from hpcxlt.launch.slurm import queue
 
         ids = store.cell_states.every_job_id()
         stage_of: dict[str, str] = {}

@@ -1,13 +1,13 @@
 """What one rank of `hpcxlt doctor`'s preflight job does on a compute node, and writes for the login node.
 
-    srun python -m hpcxlt.launch.preflight PROBE_DIR [--path PATH ...]
+    srun python -m hpcxlt.launch.site.preflight PROBE_DIR [--path PATH ...]
 
 Every rank: writes `PROBE_DIR/rank-<R>.json` step by step (so a rank that dies or hangs still leaves
 what it found): host, interpreter, package versions, GPUs; then joins a `torch.distributed` group over
 the same rendezvous a training job uses (`hpcxlt.launcher_env`, the site's dist_timeout_s, interface
 and master address suffix) and all-reduces one tensor (NCCL on GPUs, gloo otherwise); then, after that
 collective (a barrier), looks for every other rank's marker file (the shared file system is shared);
-then checks that each PATH (model and data folders) is readable. `hpcxlt.launch.doctor` judges.
+then checks that each PATH (model and data folders) is readable. `hpcxlt.launch.site.doctor` judges.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def _all_reduce(dist_env, timeout_s: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hpcxlt.launch.preflight",
+        prog="python -m hpcxlt.launch.site.preflight",
         description="One rank of hpcxlt doctor's preflight job (run under srun).",
     )
     parser.add_argument("probe", type=Path, help="shared folder for the ranks' reports")

@@ -2,7 +2,7 @@
 
 Before hundreds of jobs burn GPU-hours, this submits one job with a training stage's resources (nodes,
 tasks per node, GPUs, partition, account, setup lines, rendezvous settings) running
-`hpcxlt.launch.preflight` in every task, waits for it, and turns what each rank wrote into checks:
+`hpcxlt.launch.site.preflight` in every task, waits for it, and turns what each rank wrote into checks:
 
   submit      sbatch accepts the job (partition, account, QOS, resources exist)
   srun        every task of every node ran
@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from hpcxlt.io import write_text_atomic
-from hpcxlt.launch import queue
-from hpcxlt.launch.preflight import environment
-from hpcxlt.launch.site import TRAIN_STAGES, SiteProfile
+from hpcxlt.launch.site.preflight import environment
+from hpcxlt.launch.site.profile import TRAIN_STAGES, SiteProfile
+from hpcxlt.launch.slurm import queue
 from hpcxlt.launcher_env import expand_hostlist
 
 CHECKS = ("submit", "start", "srun", "all_reduce", "shared_dir", "versions", "paths")
@@ -123,7 +123,7 @@ def preflight_script(
 ) -> str:
     """The batch script: the site's setup and rendezvous exports, then one preflight task per training rank."""
     minutes = max(2, math.ceil((timeout_s + 90) / 60))  # room for the timeout to fire and be reported
-    command = [sys.executable, "-m", "hpcxlt.launch.preflight", str(probe)]
+    command = [sys.executable, "-m", "hpcxlt.launch.site.preflight", str(probe)]
     for path in paths:
         command += ["--path", path]
     body = [
