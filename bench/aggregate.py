@@ -128,7 +128,7 @@ def worker(run_dir: str, out: str) -> None:
     """What each rank runs: the aggregation without plots; rank 0 prints timings and a digest of the tables."""
     import hashlib
 
-    from hpcxlt.aggregate.run import Options, aggregate
+    from hpcxlt.aggregate.aggregate_run import Options, aggregate
 
     report = aggregate(run_dir, Options(out=out, plots=False))
     if report is None:

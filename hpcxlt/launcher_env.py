@@ -2,7 +2,7 @@
 
 torchrun (and the `deepspeed` launcher), srun (Slurm), mpiexec (MPICH, Open MPI) and a plain single
 process each announce rank and world size in their own variables. Training (`train.dist`, which builds
-the torch.distributed rendezvous from `detect()`) and the MPI gather (`aggregate.gather`, which needs
+the torch.distributed rendezvous from `detect()`) and the MPI gather (`aggregate.mpi_world`, which needs
 only `launched_world()`) both read them here, so the two can never disagree about a job.
 Standard library only: the job worker asks "am I rank 0?" before torch is imported.
 

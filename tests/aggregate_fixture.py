@@ -120,8 +120,9 @@ def row(report_data: dict[str, Any], table: str, **match: Any) -> dict[str, Any]
 
 def score_book(store: RunStore, *, allow_partial: bool = False):
     """The ScoreBook of a run directory, gathered on one rank."""
-    from hpcxlt.aggregate.gather import World, gather_records
-    from hpcxlt.aggregate.scores import ScoreBook, planned_eval_blocks
+    from hpcxlt.aggregate.gather import gather_records
+    from hpcxlt.aggregate.mpi_world import World
+    from hpcxlt.aggregate.score_book import ScoreBook, planned_eval_blocks
 
     cfg = store.load_config()
     gathered, _ = gather_records(store.results_dir, qa_convention=cfg.eval.qa_convention, world=World(rank=0, size=1))

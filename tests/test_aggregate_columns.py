@@ -6,7 +6,8 @@ import random
 import pytest
 
 from hpcxlt.aggregate import columns
-from hpcxlt.aggregate.gather import World, gather_records
+from hpcxlt.aggregate.gather import gather_records
+from hpcxlt.aggregate.mpi_world import World
 
 ONE = World(rank=0, size=1)
 
@@ -83,7 +84,7 @@ def test_good_and_bad_records_give_the_same_result_either_way(tmp_path, monkeypa
     random.Random(3).shuffle(lines)
     _write(tmp_path, "eval.job.jsonl", lines)
     _write(tmp_path, "eval.other.jsonl", [json.dumps(record(lang="zh", seed=3)), json.dumps(qa(1.0, 2.0, lang="zh"))])
-    block = columns.read_block([(tmp_path / "eval.job.jsonl").read_bytes()], "em_f1")
+    block = columns.parse_block([(tmp_path / "eval.job.jsonl").read_bytes()], "em_f1")
     assert sum(len(rows[0]) for rows in block.groups.values()) == len(GOOD) and len(block.slow_lines) == len(BAD)
     fast, slow = _both(tmp_path, monkeypatch)
     _same(fast, slow)

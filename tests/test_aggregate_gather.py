@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from hpcxlt.aggregate.gather import World, gather_records, launcher_world, list_record_files, partition, world
+from hpcxlt.aggregate.gather import gather_records, partition
+from hpcxlt.aggregate.mpi_world import World, launcher_world, world
+from hpcxlt.store.run_dir import list_result_names
 from tests.aggregate_fixture import make_run, record, record_path
 
 ARMS = [{"name": "none"}, {"name": "en", "tasks": ["mnli"]}]
@@ -100,5 +102,5 @@ def test_temporary_and_foreign_files_are_not_listed(tmp_path):
     (tmp_path / "README.txt").write_text("hi")
     (tmp_path / "b.jsonl").write_text("")
     (tmp_path / "a.json").write_text("{}")
-    assert list_record_files(tmp_path) == ["a.json", "b.jsonl"]
-    assert list_record_files(tmp_path / "missing") == []
+    assert list_result_names(tmp_path) == ["a.json", "b.jsonl"]
+    assert list_result_names(tmp_path / "missing") == []

@@ -61,7 +61,7 @@ def test_languages_are_ordered_low_resource_first():
 
 
 def test_no_plots_removes_the_figures_of_an_earlier_aggregation(tmp_path):
-    from hpcxlt.aggregate.run import Options, aggregate
+    from hpcxlt.aggregate.aggregate_run import Options, aggregate
     from tests.aggregate_fixture import make_run
 
     store = make_run(

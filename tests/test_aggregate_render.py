@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hpcxlt.aggregate.render import csv_text, fmt_cell, latex, markdown, terminal
-from hpcxlt.aggregate.stats import PairedTest, SeedStat
+from hpcxlt.aggregate.seed_stats import PairedTest, SeedStat
 from hpcxlt.aggregate.tables import PValue, Table
 
 

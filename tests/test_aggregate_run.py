@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hpcxlt.aggregate.run import AggregateError, Options, aggregate
+from hpcxlt.aggregate.aggregate_run import AggregateError, Options, aggregate
 from tests.aggregate_fixture import make_run, record, record_path, row
 
 ARMS = [

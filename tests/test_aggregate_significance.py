@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpcxlt.aggregate.run import Options, aggregate
-from hpcxlt.evaluate.run import submission_dir
+from hpcxlt.aggregate.aggregate_run import Options, aggregate
+from hpcxlt.evaluate.eval_job import submission_dir
 from hpcxlt.evaluate.submission import write_labels, write_predictions
 from tests.aggregate_fixture import make_run, row
 

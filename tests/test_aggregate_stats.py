@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hpcxlt.aggregate.stats import over_seeds, paired, pvalue
+from hpcxlt.aggregate.seed_stats import over_seeds, paired, pvalue
 
 
 def test_mean_and_sample_std_over_seeds():

@@ -31,7 +31,7 @@ LAYERS = {
 # Heavy library -> the only modules allowed to import it.
 ONLY_IN = {
     "submitit": {"launch/slurm/submission.py", "launch/execute/slurm_tasks.py", "launch/slurm/shared_array.py"},
-    "mpi4py": {"aggregate/gather.py"},
+    "mpi4py": {"aggregate/mpi_world.py"},
     "deepspeed": {"train/engine.py"},
 }
 # Nothing below the data layer may import these at all (so `hpcxlt plan` stays light).

@@ -112,7 +112,7 @@ def check_records(records: list[dict], store: RunStore, p) -> None:
 # Which model
 # --------------------------------------------------------------------------------------------------
 def test_each_eval_cell_reads_the_model_of_its_dependency(assets, tmp_path):
-    from hpcxlt.evaluate.run import model_source
+    from hpcxlt.evaluate.eval_job import model_source
 
     cfg, p, store = run_dir(assets, tmp_path)
     source = lambda key: model_source(cfg, p.cell(key), store)  # noqa: E731
@@ -134,7 +134,7 @@ def test_the_model_cache_keeps_one_model_and_reloads_only_for_another(assets, tm
     import shutil
     from dataclasses import replace
 
-    from hpcxlt.evaluate.run import ModelCache, ModelSource
+    from hpcxlt.evaluate.eval_job import ModelCache, ModelSource
 
     source = ModelSource(
         path=str(assets / "tiny"), revision=None, format="retrieval", checkpoint="tiny", trained_retrieval=False
@@ -151,7 +151,7 @@ def test_the_model_cache_keeps_one_model_and_reloads_only_for_another(assets, tm
 def test_a_trained_dual_encoder_is_read_at_the_layer_it_was_trained_on(assets, tmp_path):
     from transformers import AutoModel, AutoTokenizer
 
-    from hpcxlt.evaluate.run import ModelCache, inference_settings, model_source
+    from hpcxlt.evaluate.eval_job import ModelCache, inference_settings, model_source
     from hpcxlt.model.heads import MultiTaskModel, RetrievalHead
 
     cfg, p, store = run_dir(assets, tmp_path, retrieval_layer=2)
@@ -169,7 +169,7 @@ def test_a_trained_dual_encoder_is_read_at_the_layer_it_was_trained_on(assets, t
 
 
 def test_cells_of_different_models_are_not_one_job(assets, tmp_path):
-    from hpcxlt.evaluate.run import evaluate_cells
+    from hpcxlt.evaluate.eval_job import evaluate_cells
 
     cfg, p, store = run_dir(assets, tmp_path)
     with pytest.raises(ValueError, match="must share arm, target and seed"):
@@ -180,7 +180,7 @@ def test_cells_of_different_models_are_not_one_job(assets, tmp_path):
 # A job end to end (Tatoeba needs no training: the baseline reads the pretrained model)
 # --------------------------------------------------------------------------------------------------
 def test_a_job_loads_its_model_once_and_records_every_language(assets, tmp_path):
-    from hpcxlt.evaluate.run import ModelCache, evaluate_cells, submission_dir
+    from hpcxlt.evaluate.eval_job import ModelCache, evaluate_cells, submission_dir
 
     cfg, p, store = run_dir(assets, tmp_path)
     cells = job_cells(p, "eval.none.tatoeba.s1")
@@ -212,7 +212,7 @@ def test_a_job_loads_its_model_once_and_records_every_language(assets, tmp_path)
 
 
 def test_a_rerun_evaluates_only_the_languages_not_done(assets, tmp_path):
-    from hpcxlt.evaluate.run import ModelCache, evaluate_cells
+    from hpcxlt.evaluate.eval_job import ModelCache, evaluate_cells
 
     cfg, p, store = run_dir(assets, tmp_path)
     store.mark_done("eval.none.tatoeba.s1.de")  # as if the job was preempted after German
@@ -231,7 +231,7 @@ def test_tatoeba_of_an_intermediate_arm_reads_the_intermediate_encoder(assets, t
     import torch
     from transformers import AutoTokenizer
 
-    from hpcxlt.evaluate.run import ModelCache, evaluate_cells
+    from hpcxlt.evaluate.eval_job import ModelCache, evaluate_cells
     from hpcxlt.model.heads import MultiTaskModel
 
     cfg, p, store = run_dir(assets, tmp_path)
@@ -253,7 +253,7 @@ def test_tatoeba_of_an_intermediate_arm_reads_the_intermediate_encoder(assets, t
 
 
 def test_a_missing_upstream_model_is_named(assets, tmp_path):
-    from hpcxlt.evaluate.run import ModelCache, evaluate_cells
+    from hpcxlt.evaluate.eval_job import ModelCache, evaluate_cells
 
     cfg, p, store = run_dir(assets, tmp_path)
     cells = job_cells(p, "eval.none.xnli.s1")
@@ -268,7 +268,7 @@ def test_a_missing_upstream_model_is_named(assets, tmp_path):
 def test_a_model_folder_without_a_trained_head_is_refused(assets, tmp_path):
     import shutil
 
-    from hpcxlt.evaluate.run import ModelCache, evaluate_cells
+    from hpcxlt.evaluate.eval_job import ModelCache, evaluate_cells
 
     cfg, p, store = run_dir(assets, tmp_path)
     shutil.copytree(assets / "tiny", store.model_dir("target.none.xnli.s1"))  # a pretrained model, no classifier
@@ -278,7 +278,7 @@ def test_a_model_folder_without_a_trained_head_is_refused(assets, tmp_path):
 
 
 def test_only_rank_zero_evaluates_under_a_multi_process_launcher(assets, tmp_path, monkeypatch):
-    from hpcxlt.evaluate.run import ModelCache, evaluate_cells
+    from hpcxlt.evaluate.eval_job import ModelCache, evaluate_cells
 
     cfg, p, store = run_dir(assets, tmp_path)
     for name, value in {
@@ -301,8 +301,8 @@ def test_only_rank_zero_evaluates_under_a_multi_process_launcher(assets, tmp_pat
 def test_a_trained_model_scores_far_above_chance_in_english(assets, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from hpcxlt.evaluate.eval_job import ModelCache, evaluate_cells, submission_dir
     from hpcxlt.evaluate.predict import InferenceSettings, predict_split
-    from hpcxlt.evaluate.run import ModelCache, evaluate_cells, submission_dir
 
     cfg, p, store = run_dir(assets, tmp_path)
     with socket.socket() as s:  # a free rendezvous port for the 1-process group DeepSpeed needs

@@ -246,7 +246,7 @@ def test_plan_shows_the_matched_arms_realize_equal_example_counts(tmp_path, caps
 
 
 def test_plan_json_stores_each_eval_job_once_and_still_reads_the_earlier_format(tmp_path):
-    from hpcxlt.aggregate.scores import planned_eval_blocks
+    from hpcxlt.aggregate.score_book import planned_eval_blocks
     from hpcxlt.grid.plan import Plan
 
     grid = plan(load_experiment(CONFIGS / "phang2020.yaml", ["eval.languages_per_job=4"]))

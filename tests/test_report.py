@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from hpcxlt.aggregate.run import Options, aggregate
+from hpcxlt.aggregate.aggregate_run import Options, aggregate
 from hpcxlt.launch.record import write_launch
 from tests.aggregate_fixture import make_run
 from tests.launch_assets import run_cli

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hpcxlt.aggregate.run import Options, aggregate
+from hpcxlt.aggregate.aggregate_run import Options, aggregate
 from tests.aggregate_fixture import make_run
 from tests.launch_assets import run_cli
 

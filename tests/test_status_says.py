@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hpcxlt.aggregate.run import Options, aggregate
+from hpcxlt.aggregate.aggregate_run import Options, aggregate
 from hpcxlt.launch.manage.cancel import cancel_run
 from hpcxlt.launch.record import write_launch
 from tests.aggregate_fixture import make_run

@@ -1,4 +1,5 @@
-"""Read many JSON-lines record files at once, column-wise: the fast path of the gather.
+"""What one rank makes of its share of the record files (`read_block`): column-wise where it can, record by
+record where it must.
 
 A million records checked one by one in Python cost over ten CPU-seconds on a small machine (decoding
 each line into a dict, then `records.parse_record`). Here a rank's files are joined into one buffer and
@@ -18,14 +19,18 @@ the two on good and bad records.
 from __future__ import annotations
 
 import io
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from hpcxlt.aggregate.records import SCORE_TOLERANCE
+from hpcxlt.aggregate.records import SCORE_TOLERANCE, Problem, Record, parse_line, read_records
 from hpcxlt.config.schema import EVAL_SPLITS
 
 STRING_FIELDS = ("key", "arm", "target", "lang", "split")
+
+GroupKey = tuple[str, str, str]
+"""(split, arm, target)."""
 
 
 GroupRows = tuple  # (seed int64[], lang code int32[], score float64[], file int32[], line int32[])
@@ -45,12 +50,27 @@ class Block(NamedTuple):
     """(position, line, text) of single lines to check record by record."""
 
 
+class Columns(NamedTuple):
+    """The records of one (split, arm, target), one cell each, as arrays (duplicates already resolved)."""
+
+    seed: Any
+    """int64 seeds."""
+    lang: Any
+    """int32 codes into Gathered.langs."""
+    score: Any
+    """float64 scores (points, recomputed under the run's QA convention)."""
+    file: Any
+    """int32 indexes into Gathered.files."""
+    line: Any
+    """int32 lines in a .jsonl file; 0 for a one-record file."""
+
+
 def eligible(data: bytes) -> bool:
     """Whether a JSON-lines file's bytes can go through the column-wise reader."""
     return bool(data) and not data.startswith(b"\n") and b"\n\n" not in data and b"null" not in data
 
 
-def read_block(datas: list[bytes], qa_convention: str) -> Block:
+def parse_block(datas: list[bytes], qa_convention: str) -> Block:
     """Parse the eligible files' bytes (`eligible`) in one go; positions index `datas`."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -196,3 +216,60 @@ def _checks(table: Any, qa_convention: str) -> tuple[np.ndarray, np.ndarray]:
         known |= good
         score[good] = mine[good]
     return ok & known, score
+
+
+def read_block(results_dir: str, names: list[str], offset: int, qa_convention: str) -> dict[str, Any]:
+    """Read, validate and group one rank's files: {'groups', 'langs', 'problems', 'n_records'}.
+
+    JSON-lines files go through the column-wise reader (`parse_block`) together; what it
+    cannot judge, and one-record .json files, record by record (`records.read_records`). Groups map
+    (split, arm, target) to column arrays (`Columns` fields; lang as codes into 'langs'): numpy arrays
+    pickle small and fast for the gather.
+    """
+    datas: list[bytes] = []
+    for name in names:
+        data = b""
+        if name.endswith(".jsonl"):
+            try:
+                with open(os.path.join(results_dir, name), "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                pass  # the record-by-record path reports it
+        datas.append(data)
+    block = parse_block(datas, qa_convention) if any(datas) else Block({}, [], list(range(len(names))), [])
+    slow: dict[GroupKey, list[tuple]] = {}
+    problems: list[Problem] = []
+
+    def keep(item: Record | Problem, position: int, line: int | None) -> None:
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            slow.setdefault((item.split, item.arm, item.target), []).append(
+                (item.seed, item.lang, item.score, position + offset, line or 0)
+            )
+
+    for position in block.slow_files:
+        for line, item in read_records(os.path.join(results_dir, names[position]), qa_convention=qa_convention):
+            keep(item, position, line)
+    for position, line, text in block.slow_lines:
+        keep(parse_line(os.path.join(results_dir, names[position]), line, text, qa_convention), position, line)
+    langs = list(block.langs)
+    code = {lang: i for i, lang in enumerate(langs)}
+    groups: dict[GroupKey, tuple] = {}
+    for group, (seed, lang, score, file, line) in block.groups.items():
+        groups[group] = (seed, lang, score, file + offset, line)
+    for group, rows in slow.items():
+        seeds, row_langs, scores, files, lines = zip(*rows)
+        arrays: tuple[np.ndarray, ...] = (
+            np.array(seeds, dtype=np.int64),
+            np.array([code.setdefault(l, len(code)) for l in row_langs], dtype=np.int32),
+            np.array(scores, dtype=np.float64),
+            np.array(files, dtype=np.int32),
+            np.array(lines, dtype=np.int32),
+        )
+        if group in groups:
+            arrays = tuple(np.concatenate([a, b]) for a, b in zip(groups[group], arrays))
+        groups[group] = arrays
+    langs = list(code) if len(code) > len(langs) else langs
+    n_records = sum(len(cols[0]) for cols in groups.values())
+    return {"groups": groups, "langs": langs, "problems": problems, "n_records": n_records}

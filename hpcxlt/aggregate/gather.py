@@ -6,8 +6,8 @@ to the reading ranks (1..N-1; rank 0 meanwhile loads the plan); each reader read
 groups its block; rank 0 gathers the groups and merges them in rank order, which is file order,
 so the result is identical for any number of ranks.
 
-This is the only module that imports mpi4py, and only when a launcher (mpiexec, mpirun, srun)
-started more than one process. Without one, or without mpi4py, it runs as a single rank.
+Who takes part: `hpcxlt.aggregate.mpi_world` (the one mpi4py module); what a rank makes of its files:
+`hpcxlt.aggregate.columns.read_block`; one record per cell: `hpcxlt.aggregate.duplicates`.
 """
 
 from __future__ import annotations
@@ -21,102 +21,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hpcxlt.aggregate.records import RECORD_SUFFIXES, Problem, Record, parse_line, read_records
-from hpcxlt.grid.plan import eval_key
-from hpcxlt.launcher_env import launched_world
+from hpcxlt.aggregate.columns import Columns, GroupKey, read_block
+from hpcxlt.aggregate.duplicates import resolve_duplicates
+from hpcxlt.aggregate.mpi_world import World
+from hpcxlt.aggregate.records import Problem
+from hpcxlt.store.run_dir import list_result_names
 
-GroupKey = tuple[str, str, str]
-"""(split, arm, target)."""
 CellKey = tuple[int, str]
 """(seed, lang)."""
 
 
 class GatherError(RuntimeError):
     """A rank failed while reading its share of the records."""
-
-
-# --- who am I ---------------------------------------------------------------------------------
-
-
-def launcher_world(env: Mapping[str, str] | None = None) -> tuple[int, int] | None:
-    """(rank, size) as the process launcher announced it, or None when no launcher started us.
-
-    Read by `hpcxlt.launcher_env`, the same reader training uses (MPI variables win over Slurm's, the
-    Slurm batch step without srun is one process).
-    """
-    return launched_world(env)
-
-
-@dataclass(frozen=True, kw_only=True)
-class World:
-    """This process's place among the aggregation ranks, with single-rank fallbacks for each collective."""
-
-    rank: int
-    """Rank in the gather (0 is the one that builds the tables)."""
-    size: int
-    """Number of ranks taking part."""
-    comm: Any = None
-    """mpi4py communicator; None when running as one rank."""
-    idle: bool = False
-    """True for launcher ranks > 0 that cannot take part (no working MPI): they do nothing."""
-    note: str | None = None
-    """Why MPI is not used although a launcher started several processes."""
-
-    def quiet_wait(self, poll_s: float = 0.005) -> None:
-        """Barrier that sleeps while it waits.
-
-        MPICH's blocking collectives busy-poll: ranks that wait in one burn a core each, which on an
-        oversubscribed node starves the ranks still working (rank 0 loading the plan, slow readers).
-        """
-        if self.comm is None:
-            return
-        request = self.comm.Ibarrier()
-        while not request.Test():
-            time.sleep(poll_s)
-
-    def bcast(self, obj: Any) -> Any:
-        return self.comm.bcast(obj, root=0) if self.comm is not None else obj
-
-    def scatter(self, items: list[Any] | None) -> Any:
-        if self.comm is not None:
-            return self.comm.scatter(items, root=0)
-        if items is None:
-            raise ValueError("scatter without MPI: this process is rank 0 and must pass the items")
-        return items[0]
-
-    def gather(self, obj: Any) -> list[Any] | None:
-        return self.comm.gather(obj, root=0) if self.comm is not None else [obj]
-
-
-def world(env: Mapping[str, str] | None = None) -> World:
-    """The World for this process: MPI when a launcher started several ranks and mpi4py talks to it."""
-    launched = launcher_world(env)
-    if launched is None or launched[1] <= 1:
-        return World(rank=0, size=1)
-    env_rank, env_size = launched
-    try:
-        from mpi4py import MPI
-    except ImportError as err:
-        return World(
-            rank=0,
-            size=1,
-            idle=env_rank != 0,
-            note=f"{env_size} processes were launched but mpi4py cannot be imported ({err}); rank 0 reads every record",
-        )
-    comm = MPI.COMM_WORLD
-    if comm.Get_size() != env_size:
-        # e.g. `srun` without an MPI plugin this mpi4py's MPI understands: every process is a singleton
-        return World(
-            rank=0,
-            size=1,
-            idle=env_rank != 0,
-            note=f"the launcher started {env_size} processes but MPI sees a world of {comm.Get_size()} "
-            "(try `srun --mpi=pmi2` or mpiexec); launcher rank 0 reads every record",
-        )
-    return World(rank=comm.Get_rank(), size=comm.Get_size(), comm=comm)
-
-
-# --- the work ---------------------------------------------------------------------------------
 
 
 class Entry(NamedTuple):
@@ -127,21 +43,6 @@ class Entry(NamedTuple):
     """Index into Gathered.files."""
     line: int | None
     """Line in a .jsonl file, None for a one-record file."""
-
-
-class Columns(NamedTuple):
-    """The records of one (split, arm, target), one cell each, as arrays (duplicates already resolved)."""
-
-    seed: Any
-    """int64 seeds."""
-    lang: Any
-    """int32 codes into Gathered.langs."""
-    score: Any
-    """float64 scores (points, recomputed under the run's QA convention)."""
-    file: Any
-    """int32 indexes into Gathered.files."""
-    line: Any
-    """int32 lines in a .jsonl file; 0 for a one-record file."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,81 +84,9 @@ class Gathered:
         return path if entry.line is None else f"{path}:{entry.line}"
 
 
-def list_record_files(results_dir: str | os.PathLike[str]) -> list[str]:
-    """Sorted names of the record files (*.json, *.jsonl) in `results_dir`; hidden temporaries are skipped."""
-    try:
-        with os.scandir(results_dir) as entries:
-            names = [e.name for e in entries if e.name.endswith(RECORD_SUFFIXES) and not e.name.startswith(".")]
-    except FileNotFoundError:
-        return []
-    names.sort()
-    return names
-
-
 def partition(n_items: int, size: int, rank: int) -> slice:
     """Rank `rank`'s contiguous block of `n_items` sorted items; blocks differ in length by at most one."""
     return slice(n_items * rank // size, n_items * (rank + 1) // size)
-
-
-def read_block(results_dir: str, names: list[str], offset: int, qa_convention: str) -> dict[str, Any]:
-    """Read, validate and group one rank's files: {'groups', 'langs', 'problems', 'n_records'}.
-
-    JSON-lines files go through the column-wise reader (`hpcxlt.aggregate.columns`) together; what it
-    cannot judge, and one-record .json files, record by record (`records.read_records`). Groups map
-    (split, arm, target) to column arrays (`Columns` fields; lang as codes into 'langs'): numpy arrays
-    pickle small and fast for the gather.
-    """
-    from hpcxlt.aggregate import columns
-
-    datas: list[bytes] = []
-    for name in names:
-        data = b""
-        if name.endswith(".jsonl"):
-            try:
-                with open(os.path.join(results_dir, name), "rb") as handle:
-                    data = handle.read()
-            except OSError:
-                pass  # the record-by-record path reports it
-        datas.append(data)
-    block = (
-        columns.read_block(datas, qa_convention) if any(datas) else columns.Block({}, [], list(range(len(names))), [])
-    )
-    slow: dict[GroupKey, list[tuple]] = {}
-    problems: list[Problem] = []
-
-    def keep(item: Record | Problem, position: int, line: int | None) -> None:
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            slow.setdefault((item.split, item.arm, item.target), []).append(
-                (item.seed, item.lang, item.score, position + offset, line or 0)
-            )
-
-    for position in block.slow_files:
-        for line, item in read_records(os.path.join(results_dir, names[position]), qa_convention=qa_convention):
-            keep(item, position, line)
-    for position, line, text in block.slow_lines:
-        keep(parse_line(os.path.join(results_dir, names[position]), line, text, qa_convention), position, line)
-    langs = list(block.langs)
-    code = {lang: i for i, lang in enumerate(langs)}
-    groups: dict[GroupKey, tuple] = {}
-    for group, (seed, lang, score, file, line) in block.groups.items():
-        groups[group] = (seed, lang, score, file + offset, line)
-    for group, rows in slow.items():
-        seeds, row_langs, scores, files, lines = zip(*rows)
-        arrays: tuple[np.ndarray, ...] = (
-            np.array(seeds, dtype=np.int64),
-            np.array([code.setdefault(l, len(code)) for l in row_langs], dtype=np.int32),
-            np.array(scores, dtype=np.float64),
-            np.array(files, dtype=np.int32),
-            np.array(lines, dtype=np.int32),
-        )
-        if group in groups:
-            arrays = tuple(np.concatenate([a, b]) for a, b in zip(groups[group], arrays))
-        groups[group] = arrays
-    langs = list(code) if len(code) > len(langs) else langs
-    n_records = sum(len(cols[0]) for cols in groups.values())
-    return {"groups": groups, "langs": langs, "problems": problems, "n_records": n_records}
 
 
 def readers(size: int) -> list[int]:
@@ -287,7 +116,7 @@ def gather_records(
         if results_dir is None:
             raise ValueError("gather_records: rank 0 must pass the results folder")
         folder = os.fspath(results_dir)
-        names = list_record_files(folder)
+        names = list_result_names(folder)
         workers = readers(world.size)
         blocks = [(folder, [], 0, qa_convention) for _ in range(world.size)]
         for index, rank in enumerate(workers):
@@ -348,7 +177,7 @@ def _merge(folder: str, names: list[str], payloads: list[dict[str, Any]], ranks:
         cols = Columns(*(np.concatenate(arrays) for arrays in zip(*chunks)))
         cell = cols.seed * max(len(vocab), 1) + cols.lang
         if len(np.unique(cell)) < len(cell):
-            cols = _resolve_duplicates(group, cols, vocab, files, problems, duplicates)
+            cols = resolve_duplicates(group, cols, vocab, files, problems, duplicates)
         merged[group] = cols
     problems.sort(key=lambda p: (p.path, p.line or 0))
     n_records = sum(p["n_records"] for p in payloads)
@@ -361,50 +190,3 @@ def _merge(folder: str, names: list[str], payloads: list[dict[str, Any]], ranks:
         "n_records": n_records,
         "ranks": ranks,
     }
-
-
-def _resolve_duplicates(
-    group: GroupKey,
-    cols: Columns,
-    vocab: tuple[str, ...],
-    files: tuple[str, ...],
-    problems: list[Problem],
-    duplicates: list[str],
-) -> Columns:
-    """One record per cell: the first in file order; a repeat with the same score is noted, a different
-    score drops the cell (neither is used) and is a problem. Rare, so plain Python."""
-
-    def where(file: int, line: int) -> str:
-        return files[file] if not line else f"{files[file]}:{line}"
-
-    order = np.lexsort((cols.line, cols.file)).tolist()
-    first: dict[tuple[int, int], int] = {}
-    conflicted: set[tuple[int, int]] = set()
-    for row in order:
-        cell = (int(cols.seed[row]), int(cols.lang[row]))
-        if cell in conflicted:
-            continue
-        if cell not in first:
-            first[cell] = row
-            continue
-        kept = first[cell]
-        here, there = where(int(cols.file[row]), int(cols.line[row])), where(int(cols.file[kept]), int(cols.line[kept]))
-        if cols.score[row] == cols.score[kept]:
-            duplicates.append(f"{here} repeats {there} (same score; ignored)")
-            continue
-        split, arm, target = group
-        key = eval_key(arm, target, int(cell[0]), vocab[cell[1]])
-        problems.append(
-            Problem(
-                path=files[int(cols.file[row])],
-                line=int(cols.line[row]) or None,
-                message=f"conflicting records for {key} ({split}): {float(cols.score[row])} here, "
-                f"{float(cols.score[kept])} in {there}; neither is used",
-                key=key,
-                split=split,
-            )
-        )
-        conflicted.add(cell)
-        del first[cell]
-    rows = sorted(first.values())
-    return Columns(*(array[rows] for array in cols))

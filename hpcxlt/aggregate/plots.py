@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from hpcxlt.aggregate.scores import ScoreBook
-from hpcxlt.aggregate.stats import PairedTest, paired
+from hpcxlt.aggregate.score_book import ScoreBook
+from hpcxlt.aggregate.seed_stats import PairedTest, paired
 from hpcxlt.aggregate.tables import Table
 from hpcxlt.io import write_bytes_atomic
 

@@ -22,7 +22,6 @@ from hpcxlt.evaluate.scoring import language_score
 from hpcxlt.grid.plan import eval_key, key_stage
 from hpcxlt.tasks.registry import UnknownTaskError, get_task
 
-RECORD_SUFFIXES = (".json", ".jsonl")
 SCORE_TOLERANCE = 0.05
 """Points by which a record's `score` may differ from the score recomputed from its metrics (rounding)."""
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hpcxlt.aggregate.stats import PairedTest, SeedStat
+from hpcxlt.aggregate.seed_stats import PairedTest, SeedStat
 from hpcxlt.aggregate.tables import PValue, Table
 from hpcxlt.io import write_text_atomic
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcxlt.aggregate.scores import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook, status_of
-from hpcxlt.aggregate.stats import PairedTest, SeedStat, paired, points
+from hpcxlt.aggregate.score_book import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook, status_of
+from hpcxlt.aggregate.seed_stats import PairedTest, SeedStat, paired, points
 
 RESOURCE_CLASSES = ("low", "high")
 CATEGORY_LABELS = {

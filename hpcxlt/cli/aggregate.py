@@ -37,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hpcxlt.aggregate.aggregate_run import AggregateError, Options, aggregate
     from hpcxlt.aggregate.render import LEGEND, terminal, terminal_gaps
-    from hpcxlt.aggregate.run import AggregateError, Options, aggregate
     from hpcxlt.cli import UserError
 
     options = Options(

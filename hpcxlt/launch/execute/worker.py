@@ -57,7 +57,7 @@ def _train(cfg, cell, store) -> None:
 
 
 def _evaluate(cfg, cells, store, job_key) -> None:
-    from hpcxlt.evaluate.run import evaluate_cells
+    from hpcxlt.evaluate.eval_job import evaluate_cells
 
     evaluate_cells(cfg, cells, store, job_key=job_key)
 

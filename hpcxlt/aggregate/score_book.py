@@ -1,7 +1,7 @@
 """The gathered records held against the plan: what is there, what is missing, per-seed scores.
 
 Everything the tables show is derived here from three facts: the planned eval cells (plan.json),
-the records gathered from results/, and the completeness rule (`hpcxlt.aggregate.stats`).
+the records gathered from results/, and the completeness rule (`hpcxlt.aggregate.seed_stats`).
 
 The definitions come from `hpcxlt.evaluate.scoring`, the code that scores an official submission:
 each record's per-language score is `language_score` (computed on the reading ranks, under the
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcxlt.aggregate.gather import Gathered
-from hpcxlt.aggregate.stats import SeedStat, mean, over_seeds
+from hpcxlt.aggregate.seed_stats import SeedStat, mean, over_seeds
 from hpcxlt.config.schema import BASELINE_ARM, ExperimentConfig
 from hpcxlt.grid.plan import eval_key
 

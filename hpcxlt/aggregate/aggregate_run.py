@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hpcxlt.aggregate import gather as gather_mod
-from hpcxlt.aggregate.gather import Gathered, World
+from hpcxlt.aggregate import mpi_world
+from hpcxlt.aggregate.gather import Gathered, gather_records
+from hpcxlt.aggregate.mpi_world import World
 from hpcxlt.aggregate.tables import Table
 
 
@@ -99,7 +100,7 @@ def _setup(run_dir: str | os.PathLike, options: Options) -> _Setup:
 
 def aggregate(run_dir: str | os.PathLike, options: Options = Options(), *, world: World | None = None) -> Report | None:
     """Collective over the MPI ranks (or one process): rank 0 returns the Report, other ranks None."""
-    world = world or gather_mod.world()
+    world = world or mpi_world.world()
     if world.idle:
         return None
     setup, error = None, None
@@ -114,9 +115,9 @@ def aggregate(run_dir: str | os.PathLike, options: Options = Options(), *, world
         if error is not None:
             raise error
         return None
-    from hpcxlt.aggregate.scores import planned_eval_blocks
+    from hpcxlt.aggregate.score_book import planned_eval_blocks
 
-    gathered, eval_blocks = gather_mod.gather_records(
+    gathered, eval_blocks = gather_records(
         setup.store.results_dir if setup else None,
         qa_convention=setup.cfg.eval.qa_convention if setup else None,
         world=world,
@@ -140,9 +141,9 @@ def aggregate(run_dir: str | os.PathLike, options: Options = Options(), *, world
 
 def _build(setup: _Setup, options: Options, gathered: Gathered, eval_blocks: list, world: World) -> Report:
     from hpcxlt.aggregate import plots, render
-    from hpcxlt.aggregate.comparisons import tested_tables
-    from hpcxlt.aggregate.scores import ScoreBook
+    from hpcxlt.aggregate.score_book import ScoreBook
     from hpcxlt.aggregate.tables import build_tables
+    from hpcxlt.aggregate.tested_tables import tested_tables
     from hpcxlt.io import write_json_atomic, write_text_atomic
 
     book = ScoreBook(gathered, eval_blocks, setup.cfg, allow_partial=options.partial)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcxlt.aggregate.scores import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook
+from hpcxlt.aggregate.score_book import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook
 from hpcxlt.aggregate.significance import PairedLanguage, adjust, combine, estimate, paired_draws, untested
 from hpcxlt.aggregate.tables import RESOURCE_CLASSES, PValue, Table
 from hpcxlt.grid.comparisons import VS_COMPARE_TO, VS_CONTROL, Comparison, comparisons, zero_shot
