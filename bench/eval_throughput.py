@@ -91,7 +91,7 @@ def main() -> int:
     import torch
     import transformers
 
-    from hpcxlt.data.features import feature_lengths
+    from hpcxlt.data.featurize import feature_lengths
 
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)

@@ -1,4 +1,4 @@
-"""Featurization throughput: `hpcxlt.data.features.featurize` (the path `train_cell` and `hpcxlt prepare
+"""Featurization throughput: `hpcxlt.data.featurize.featurize` (the path `train_cell` and `hpcxlt prepare
 --features` run) against Hugging Face's own recipe for the same job, on an MNLI-sized set.
 
     .venv/bin/python bench/featurize_throughput.py [--examples 392702] [--rounds 3] [--tokenizer artifacts/tiny]
@@ -73,7 +73,7 @@ def baseline(rows, tokenizer, max_length: int):
 
 
 def ours(rows, tokenizer, max_length: int):
-    from hpcxlt.data.features import featurize
+    from hpcxlt.data.featurize import featurize
     from hpcxlt.tasks.registry import get_task
 
     return featurize(get_task("mnli"), rows, tokenizer, train=True, max_length=max_length)

@@ -125,7 +125,8 @@ def cached_features(root: Path):
     """The XNLI training features from hpcxlt's feature cache (tokenized on the first call, outside every timer)."""
     from transformers import AutoTokenizer
 
-    from hpcxlt.data.features import MODEL_INPUTS, load_features
+    from hpcxlt.data.features import load_features
+    from hpcxlt.data.featurize import MODEL_INPUTS
     from hpcxlt.tasks.registry import get_task
 
     cfg = experiment(root, steps=1, micro_batch=BATCH, stage=0)

@@ -2,15 +2,10 @@ import numpy as np
 import pytest
 
 from hpcxlt.config.schema import DataConfig
-from hpcxlt.data.features import (
-    feature_lengths,
-    featurize,
-    load_candidate_features,
-    load_features,
-    postprocess_qa,
-    tag_names,
-)
+from hpcxlt.data.features import load_candidate_features, load_features, tag_names
+from hpcxlt.data.featurize import feature_lengths, featurize
 from hpcxlt.data.load import load_split
+from hpcxlt.data.qa_answers import postprocess_qa
 from hpcxlt.data.schemas import IGNORE, RETRIEVAL_POOLS
 from hpcxlt.demo.synth import SynthSettings, split_languages, write_benchmark
 from hpcxlt.demo.tiny import TinySpec, build_tiny

@@ -8,7 +8,9 @@ import torch
 
 from hpcxlt.config.schema import DataConfig
 from hpcxlt.data.collate import LengthGroupedBatchSampler, PadCollator, model_inputs
-from hpcxlt.data.features import feature_lengths, load_features, postprocess_qa
+from hpcxlt.data.features import load_features
+from hpcxlt.data.featurize import feature_lengths
+from hpcxlt.data.qa_answers import postprocess_qa
 from hpcxlt.demo.synth import SynthSettings, write_benchmark
 from hpcxlt.demo.tiny import TinySpec, build_tiny
 from hpcxlt.model.heads import build_model, dual_encoder_loss, embed

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcxlt.data.features import input_limit
+from hpcxlt.data.featurize import input_limit
 from hpcxlt.evaluate.predict import InferenceSettings, length_batches, predict_split, run_batches
 from hpcxlt.tasks.registry import get_task
 from tests.eval_assets import assets, data_config, eval_threads, tokenizer  # noqa: F401  (fixtures)

@@ -16,7 +16,7 @@ import pytest
 
 from hpcxlt.config.schema import DataConfig
 from hpcxlt.data import schemas
-from hpcxlt.data.features import featurize
+from hpcxlt.data.featurize import featurize
 from hpcxlt.data.load import load_split
 from hpcxlt.tasks.registry import MASAKHANER_LABELS, UPOS_LABELS, get_task
 from tests.real_data import AFRISENTI, LAREQA_LANGS, MASAKHANER, SIB200, XCOPA_LANGS, XQUAD_LANGS, real_dir, real_root
@@ -191,7 +191,7 @@ def _surviving(spec, rows, tokenizer) -> float:
     all its weight on the start/end tokens the featurizer labels for training (exact match)."""
     import numpy as np
 
-    from hpcxlt.data.features import postprocess_qa
+    from hpcxlt.data.qa_answers import postprocess_qa
     from hpcxlt.evaluate.metrics import squad_em_f1
 
     train = featurize(spec, rows, tokenizer, train=True, max_length=384, doc_stride=128)

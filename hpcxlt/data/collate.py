@@ -68,7 +68,7 @@ class PadCollator:
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     """Only the tensors a model's forward takes (drops evaluation bookkeeping)."""
-    from hpcxlt.data.features import MODEL_INPUTS
+    from hpcxlt.data.featurize import MODEL_INPUTS
 
     return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
 

@@ -335,7 +335,8 @@ def prepare_features(cfg: ExperimentConfig, out: str | os.PathLike) -> int:
     jobs will ask for it; returns how many feature sets were built or found."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from hpcxlt.data.features import input_limit, load_candidate_features, load_features
+    from hpcxlt.data.features import load_candidate_features, load_features
+    from hpcxlt.data.featurize import input_limit
 
     local = prepared_config(cfg, out)
     revision = {"revision": cfg.model.revision} if cfg.model.revision else {}

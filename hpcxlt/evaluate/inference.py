@@ -125,11 +125,11 @@ def run_batches(
 
     `features` is a `datasets.Dataset`; `batch` holds the padded `columns` as tensors on the model's
     device; `forward` returns one output per row of the batch (moved to the host by the caller's
-    choice). `lengths` defaults to `hpcxlt.data.features.feature_lengths(features)`. `sharded`: see
+    choice). `lengths` defaults to `hpcxlt.data.featurize.feature_lengths(features)`. `sharded`: see
     `InferenceSettings.sharded`; every rank returns every output.
     """
     from hpcxlt.data.collate import PadCollator
-    from hpcxlt.data.features import feature_lengths
+    from hpcxlt.data.featurize import feature_lengths
 
     if len(features) == 0:
         return []

@@ -163,7 +163,7 @@ def _tagging(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
 
 
 def _qa(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
-    from hpcxlt.data.features import postprocess_qa
+    from hpcxlt.data.qa_answers import postprocess_qa
 
     spans = run_batches(
         model,
@@ -210,7 +210,8 @@ def predict_split(
     encoder for retrieval). `pools` is a dict the caller keeps across the languages of one model:
     retrieval reuses candidate embeddings shared between languages (LAReQA, Mewsli-X) from it.
     """
-    from hpcxlt.data.features import input_limit, load_features
+    from hpcxlt.data.features import load_features
+    from hpcxlt.data.featurize import input_limit
 
     settings = settings or InferenceSettings()
     settings.check()
