@@ -9,11 +9,11 @@ processes per stage), counted the way DeepSpeed's own estimators count them
 `deepspeed.runtime.zero.stage3.estimate_zero3_model_states_mem_needs`, cpu_offload=False). Bytes per
 parameter, "/N" where the stage partitions that term over the N data-parallel processes:
 
-    bf16/fp16   params  grads  fp32 grads  fp32 master  Adam m+v  ZeRO-3 gather
-    stage 0       2       2        4           4           8          -          20Ψ      (FP16_Optimizer)
-    stage 1       2       2        4/N         4/N         8/N        -          4Ψ + 16Ψ/N
-    stage 2       2       2/N      4/N         4/N         8/N        -          2Ψ + 18Ψ/N   = DeepSpeed's ZeRO-2 gpu_mem
-    stage 3       2/N     -        4/N         4/N         8/N        4 x layer  18Ψ/N + 4Λ   = DeepSpeed's ZeRO-3 gpu_mem
+    bf16/fp16  params  grads  fp32 grads  fp32 master  Adam m+v  gather  per process
+    stage 0      2       2       4           4           8         -      20Ψ            (FP16_Optimizer)
+    stage 1      2       2       4/N         4/N         8/N       -      4Ψ + 16Ψ/N
+    stage 2      2       2/N     4/N         4/N         8/N       -      2Ψ + 18Ψ/N     = DeepSpeed ZeRO-2
+    stage 3      2/N     -       4/N         4/N         8/N       4Λ     18Ψ/N + 4Λ     = DeepSpeed ZeRO-3
 
 DeepSpeed's comment spells its 18: 2 16-bit grads + 4 fp32 grads + 4 fp32 params + 8 optimizer states,
 i.e. the paper's K = 12 plus the fp32 copy of the gradient partition the optimizer steps on. At stage 3
@@ -30,22 +30,7 @@ fp32 figure). Stages 1 and 2 still clone an fp32 master partition (`single_parti
 4/N) while the gradient partition is already fp32 (no copy): stage 1 8Ψ + 12Ψ/N, stage 2 4Ψ + 16Ψ/N.
 Stage 3 steps on the fp32 parameter partition itself (no master copy): 16Ψ/N + 8Λ.
 
-**Activations** per micro-batch (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
-Transformer Models", Sec. 4.1: sbh(34 + 5as/h) bytes per layer in 16 bits, no tensor parallelism): with
-s tokens, b sequences, hidden h, a heads, FFN f, p bytes per element (2 in bf16/fp16, 4 in fp32) and
-1-byte dropout masks, one layer keeps
-
-    attention (5p + 1) sbh + (2p + 1) a s^2 b     QKV input, Q, K, V, output-projection input, dropout
-                                                  mask; softmax output, its dropout mask and output
-    FFN       (p + 1) sbh + 2p sbf                input, GeLU input and output, dropout mask
-    LayerNorm 2p sbh                              two LayerNorm inputs
-
-which is Korthikanti's 34 sbh + 5 a s^2 b for p = 2, f = 4h. Attention kernels that do not store the
-s x s scores (SDPA flash / memory-efficient) drop the a s^2 b term (`attention_scores=False`). Embeddings
-keep (p + 1) sbh (LayerNorm input, dropout mask); the head keeps its input and fp32 logits (tagging
-4sbC, QA 4 x 2sb, Korthikanti's 4sbv convention). With gradient checkpointing only each layer's input
-(p sbh per layer, Korthikanti's "2sbhL") plus one layer's full activations during its recomputation are
-held. Multiple choice runs b x choices sequences, retrieval b queries + b candidates.
+Activations: `grid/activations.py` (Korthikanti et al. 2022).
 """
 
 from __future__ import annotations
@@ -53,14 +38,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
-from hpcxlt.grid.resources import FORMATS, QA_OUTPUTS, ModelShape, largest_layer_params, parameter_count
+from hpcxlt.grid.activations import Activations, activation_bytes, check_precision
+from hpcxlt.grid.resources import ModelShape, largest_layer_params, parameter_count
 
 if TYPE_CHECKING:
     from hpcxlt.config import TrainConfig
 
 GIB = 1024**3
-BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-"""Bytes per element of the working parameters, gradients and activations."""
 DEFAULT_RESERVE_GIB = 2.0
 """What the arithmetic leaves out, per GPU: the CUDA context and kernels (~0.5 GiB), DeepSpeed's reduce
 and all-gather buckets (configs/deepspeed: 2e8 elements, 0.37 GiB each in 16 bits), allocator
@@ -68,8 +52,7 @@ fragmentation. An allowance, not a measurement."""
 
 
 def _check(precision: str, zero_stage: int, world_size: int) -> None:
-    if precision not in BYTES:
-        raise ValueError(f"precision {precision!r}: choose one of {', '.join(BYTES)} (resolve 'auto' first)")
+    check_precision(precision)
     if zero_stage not in (0, 1, 2, 3):
         raise ValueError(f"zero_stage must be 0-3, got {zero_stage}")
     if world_size < 1:
@@ -128,71 +111,6 @@ def model_state_bytes(
         optimizer_states=values[4],
         gathered_layer=values[5],
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Activations:
-    """Activation bytes of one micro-batch in training (module docstring)."""
-
-    per_layer: float
-    """One transformer layer's full activations."""
-    layers: float
-    """What all layers hold at the peak: L x per_layer, or with checkpointing L layer inputs + one layer."""
-    embeddings: float
-    """Embedding LayerNorm input and dropout mask."""
-    head: float
-    """The head's input and fp32 logits."""
-
-    @property
-    def total(self) -> float:
-        return self.layers + self.embeddings + self.head
-
-
-def sequences_per_micro_batch(head: str, micro_batch_size: int, *, num_choices: int = 4) -> int:
-    """Encoder sequences in one micro-batch: examples x choices (multiple choice), x 2 (retrieval pairs)."""
-    if head == "multiple_choice":
-        return micro_batch_size * num_choices
-    if head == "retrieval":
-        return micro_batch_size * 2
-    return micro_batch_size
-
-
-def activation_bytes(
-    shape: ModelShape,
-    *,
-    seq_len: int,
-    micro_batch_size: int,
-    precision: str,
-    head: str = "classification",
-    num_labels: int = 2,
-    num_choices: int = 4,
-    gradient_checkpointing: bool = False,
-    attention_scores: bool = True,
-) -> Activations:
-    """Activations of one training micro-batch of `micro_batch_size` examples of `seq_len` tokens
-    (padded length: the planner passes max_length, an upper bound under dynamic padding)."""
-    if head not in FORMATS:
-        raise ValueError(f"unknown head {head!r}; known: {', '.join(FORMATS)}")
-    _check(precision, 0, 1)
-    p = BYTES[precision]
-    s, h, f, a = seq_len, shape.hidden_size, shape.intermediate_size, shape.num_heads
-    b = sequences_per_micro_batch(head, micro_batch_size, num_choices=num_choices)
-    sbh = float(s * b * h)
-    scores = (2 * p + 1) * a * s * s * b if attention_scores else 0
-    per_layer = (5 * p + 1) * sbh + scores + (p + 1) * sbh + 2 * p * s * b * f + 2 * p * sbh
-    if gradient_checkpointing:
-        layers = shape.num_layers * p * sbh + per_layer
-    else:
-        layers = shape.num_layers * per_layer
-    if head == "tagging":
-        head_bytes = (p + 1) * sbh + 4.0 * s * b * num_labels
-    elif head == "qa":
-        head_bytes = p * sbh + 4.0 * s * b * QA_OUTPUTS
-    elif head == "retrieval":
-        head_bytes = p * sbh + 4.0 * micro_batch_size * micro_batch_size
-    else:  # classification, multiple choice: a few vectors per sequence
-        head_bytes = 2.0 * (p + 1) * b * h + 4.0 * b * num_labels
-    return Activations(per_layer=per_layer, layers=layers, embeddings=(p + 1) * sbh, head=head_bytes)
 
 
 @dataclass(frozen=True, kw_only=True)
