@@ -1,14 +1,15 @@
 """hpcxlt: intermediate-task training sweeps on XTREME-R for Slurm clusters."""
 
+import subprocess
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed
+from pathlib import Path
+
 __version__ = "0.1.0"
 
 
 def version() -> str:
     """The installed version, and the git commit of a checkout (what a report's provenance names)."""
-    import subprocess
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as installed
-    from pathlib import Path
 
     try:
         number = installed("hpcxlt")

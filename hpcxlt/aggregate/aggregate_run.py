@@ -7,16 +7,23 @@ rank waits forever in a collective that rank 0 will never reach.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hpcxlt.aggregate import mpi_world
+from hpcxlt.aggregate import mpi_world, plots, render
 from hpcxlt.aggregate.gather import Gathered, gather_records
 from hpcxlt.aggregate.mpi_world import World
-from hpcxlt.aggregate.tables import Table
+from hpcxlt.aggregate.score_book import ScoreBook, planned_eval_blocks
+from hpcxlt.aggregate.tables import Table, build_tables
+from hpcxlt.aggregate.tested_tables import tested_tables
+from hpcxlt.config.schema import BASELINE_ARM, EVAL_SPLITS
+from hpcxlt.io import write_json_atomic, write_text_atomic
+from hpcxlt.store import RunDirError, RunStore
 
 
 class AggregateError(Exception):
@@ -64,8 +71,6 @@ class _Setup:
 
 
 def _setup(run_dir: str | os.PathLike, options: Options) -> _Setup:
-    from hpcxlt.config.schema import BASELINE_ARM, EVAL_SPLITS
-    from hpcxlt.store import RunDirError, RunStore
 
     store = RunStore(run_dir)
     if not store.root.is_dir():
@@ -115,7 +120,6 @@ def aggregate(run_dir: str | os.PathLike, options: Options = Options(), *, world
         if error is not None:
             raise error
         return None
-    from hpcxlt.aggregate.score_book import planned_eval_blocks
 
     gathered, eval_blocks = gather_records(
         setup.store.results_dir if setup else None,
@@ -140,11 +144,6 @@ def aggregate(run_dir: str | os.PathLike, options: Options = Options(), *, world
 
 
 def _build(setup: _Setup, options: Options, gathered: Gathered, eval_blocks: list, world: World) -> Report:
-    from hpcxlt.aggregate import plots, render
-    from hpcxlt.aggregate.score_book import ScoreBook
-    from hpcxlt.aggregate.tables import build_tables
-    from hpcxlt.aggregate.tested_tables import tested_tables
-    from hpcxlt.io import write_json_atomic, write_text_atomic
 
     book = ScoreBook(gathered, eval_blocks, setup.cfg, allow_partial=options.partial)
     split = options.split
@@ -225,8 +224,6 @@ def _build(setup: _Setup, options: Options, gathered: Gathered, eval_blocks: lis
 
 
 def _missing_csv(missing: list[dict[str, Any]]) -> str:
-    import csv
-    import io
 
     buffer = io.StringIO()
     fields = ["key", "split", "arm", "target", "seed", "lang", "state", "reason"]

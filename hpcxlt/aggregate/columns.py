@@ -26,6 +26,8 @@ import numpy as np
 
 from hpcxlt.aggregate.records import SCORE_TOLERANCE, Problem, Record, parse_line, read_records
 from hpcxlt.config.schema import EVAL_SPLITS
+from hpcxlt.evaluate.scoring import QA_METRICS, XTREME_R_TASKS, score_terms
+from hpcxlt.tasks.registry import get_task
 
 STRING_FIELDS = ("key", "arm", "target", "lang", "split")
 
@@ -72,9 +74,9 @@ def eligible(data: bytes) -> bool:
 
 def parse_block(datas: list[bytes], qa_convention: str) -> Block:
     """Parse the eligible files' bytes (`eligible`) in one go; positions index `datas`."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.json as pj
+    import pyarrow as pa  # heavy: pyarrow
+    import pyarrow.compute as pc  # heavy: pyarrow
+    import pyarrow.json as pj  # heavy: pyarrow
 
     chosen = [i for i, data in enumerate(datas) if eligible(data)]
     picked = set(chosen)
@@ -141,11 +143,8 @@ def parse_block(datas: list[bytes], qa_convention: str) -> Block:
 
 def _checks(table: Any, qa_convention: str) -> tuple[np.ndarray, np.ndarray]:
     """(row passes every check of `parse_record`, the score recomputed from its metrics)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from hpcxlt.evaluate.scoring import QA_METRICS, XTREME_R_TASKS, score_terms
-    from hpcxlt.tasks.registry import get_task
+    import pyarrow as pa  # heavy: pyarrow
+    import pyarrow.compute as pc  # heavy: pyarrow
 
     n = table.num_rows
     score = np.full(n, np.nan)

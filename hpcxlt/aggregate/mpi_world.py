@@ -71,7 +71,7 @@ def world(env: Mapping[str, str] | None = None) -> World:
         return World(rank=0, size=1)
     env_rank, env_size = launched
     try:
-        from mpi4py import MPI
+        from mpi4py import MPI  # heavy: mpi4py
     except ImportError as err:
         return World(
             rank=0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,21 +11,21 @@ from hpcxlt.aggregate.score_book import ScoreBook
 from hpcxlt.aggregate.seed_stats import PairedTest, paired
 from hpcxlt.aggregate.tables import Table
 from hpcxlt.io import write_bytes_atomic
+from hpcxlt.tasks.languages import language, resource_group
 
 LOW_COLOR, HIGH_COLOR = "#d95f02", "#1b9e77"
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # heavy: matplotlib
 
     matplotlib.use("Agg")  # no display on compute nodes
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     return plt
 
 
 def _save(fig, path: Path, *, tight_box: bool = True) -> Path:
-    import io
 
     buffer = io.BytesIO()
     # bbox_inches="tight" draws the figure twice; figures laid out by tight_layout skip it
@@ -45,7 +46,7 @@ def delta_heatmap(deltas: Table, path: Path, significance: Table | None = None) 
     if not rows:
         return None
     plt = _pyplot()
-    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.colors import TwoSlopeNorm  # heavy: matplotlib
 
     arms = list(dict.fromkeys(r["arm"] for r in rows))
     targets = list(dict.fromkeys(r["target"] for r in rows))
@@ -79,7 +80,6 @@ def delta_heatmap(deltas: Table, path: Path, significance: Table | None = None) 
 
 
 def _ordered(langs: Sequence[str]) -> list[tuple[str, str]]:
-    from hpcxlt.tasks.languages import language, resource_group
 
     # low-resource first, then by Joshi class and code, so the research question reads left to right
     tagged = [(lang, resource_group(lang), language(lang).joshi_class) for lang in langs]
@@ -93,7 +93,7 @@ def language_deltas(book: ScoreBook, split: str, arm: str, path: Path, *, agains
     if other is None or arm == other:
         return None
     plt = _pyplot()
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # heavy: matplotlib
 
     targets = list(book.targets)
     widths = [len(book.planned[(arm, t)].langs) for t in targets]

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tabulate import tabulate
+
 from hpcxlt.aggregate.seed_stats import PairedTest, SeedStat
 from hpcxlt.aggregate.tables import PValue, Table
 from hpcxlt.io import write_text_atomic
@@ -73,7 +75,6 @@ def display_rows(table: Table, **style: str) -> list[list[str]]:
 
 
 def terminal(table: Table) -> str:
-    from tabulate import tabulate
 
     lines = [table.title + ("  [PARTIAL]" if table.partial else ""), "=" * len(table.title)]
     if table.display:
@@ -87,7 +88,7 @@ def terminal(table: Table) -> str:
 
 
 def markdown(table: Table) -> str:
-    import pandas as pd
+    import pandas as pd  # heavy: pandas
 
     lines = [f"## {table.title}" + (" (partial)" if table.partial else ""), ""]
     if table.display:
@@ -102,7 +103,7 @@ def markdown(table: Table) -> str:
 
 
 def latex(table: Table) -> str:
-    import pandas as pd
+    import pandas as pd  # heavy: pandas
 
     header = [h.translate(_LATEX) for h in table.header]
     rows = [[fmt_cell(cell, pm="±", dash="—").translate(_LATEX) for cell in row] for row in table.display]
@@ -120,7 +121,7 @@ def latex(table: Table) -> str:
 
 
 def csv_text(table: Table) -> str:
-    import pandas as pd
+    import pandas as pd  # heavy: pandas
 
     if not table.rows:
         return ""

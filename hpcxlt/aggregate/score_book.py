@@ -21,10 +21,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
+
 from hpcxlt.aggregate.gather import Gathered
 from hpcxlt.aggregate.seed_stats import SeedStat, mean, over_seeds
 from hpcxlt.config.schema import BASELINE_ARM, ExperimentConfig
+from hpcxlt.evaluate.scoring import XTREME_R_TASKS, category_tasks
 from hpcxlt.grid.plan import eval_key
+from hpcxlt.store import RunDirError
+from hpcxlt.store.run_dir import PLAN_RESTORE
 
 EvalBlock = tuple[str, str, int, tuple[str, ...]]
 """(arm, target, seed, languages) of planned eval cells: one eval job's, or a single cell."""
@@ -87,7 +93,6 @@ def planned_eval_blocks(plan_path: str | os.PathLike) -> list[EvalBlock]:
     per entry, which costs seconds for a million-cell grid whose tables need four fields. A plan of
     the current format lists one entry per eval job; an earlier one every cell.
     """
-    import orjson
 
     try:
         data = orjson.loads(Path(plan_path).read_bytes())
@@ -97,9 +102,6 @@ def planned_eval_blocks(plan_path: str | os.PathLike) -> list[EvalBlock]:
     except (KeyError, TypeError) as err:
         raise ValueError(f"{plan_path}: not a plan written by `hpcxlt submit` (field {err} missing)") from None
     except orjson.JSONDecodeError as err:
-        from hpcxlt.store import RunDirError
-        from hpcxlt.store.run_dir import PLAN_RESTORE
-
         raise RunDirError(f"{plan_path} is not valid JSON ({err}); it holds {PLAN_RESTORE}") from None
 
 
@@ -114,7 +116,6 @@ class ScoreBook:
     def __init__(
         self, gathered: Gathered, eval_blocks: Iterable[EvalBlock], cfg: ExperimentConfig, *, allow_partial: bool
     ):
-        from hpcxlt.evaluate.scoring import XTREME_R_TASKS, category_tasks
 
         self.gathered = gathered
         self.cfg = cfg
@@ -150,7 +151,6 @@ class ScoreBook:
     # -- cells ----------------------------------------------------------------------------------
     def matrix(self, split: str, arm: str, target: str):
         """seed x language array (planned seeds and languages, plan order) of scores; NaN = no usable record."""
-        import numpy as np
 
         group = (split, arm, target)
         if group not in self._matrix_cache:
@@ -179,7 +179,6 @@ class ScoreBook:
 
     def lang_stat(self, split: str, arm: str, target: str, lang: str) -> SeedStat:
         """One language's score over seeds."""
-        import numpy as np
 
         planned = self.planned[(arm, target)]
         column = self.matrix(split, arm, target)[:, planned.lang_index[lang]]
@@ -193,7 +192,6 @@ class ScoreBook:
 
         Pairs come in (seed, lang) order; a pair is planned when both arms plan the cell.
         """
-        import numpy as np
 
         mine, theirs = self.planned[(arm, target)], self.planned[(other, target)]
         langs = [lang for lang in langs if lang in theirs.lang_index and lang in mine.lang_index]
@@ -219,7 +217,6 @@ class ScoreBook:
         return self._task_cache[cache_key]
 
     def _task_by_seed(self, split: str, arm: str, target: str) -> dict[int, SeedValue]:
-        import numpy as np
 
         planned = self.planned.get((arm, target))
         if planned is None:
@@ -299,7 +296,6 @@ class ScoreBook:
     # -- gaps -----------------------------------------------------------------------------------
     def missing(self, split: str, store: Any | None = None) -> list[dict[str, Any]]:
         """Planned eval cells of `split` without a usable record, with their state and why."""
-        import numpy as np
 
         why: dict[tuple[str, str | None], str] = {}
         for problem in self.gathered.problems:
@@ -333,7 +329,6 @@ class ScoreBook:
 
     def unplanned(self) -> list[dict[str, Any]]:
         """Records that no planned eval cell asks for (another config's leftovers); they are not used."""
-        import numpy as np
 
         out = []
         for (split, arm, target), cols in self.gathered.columns.items():

@@ -89,7 +89,7 @@ def sample_std(values: Sequence[float]) -> float | None:
     n = len(values)
     if n < 2:
         return None
-    import numpy as np
+    import numpy as np  # heavy: numpy
 
     deviations = np.asarray(values, dtype=float) - mean(values)
     return math.sqrt(math.fsum((deviations * deviations).tolist()) / (n - 1))
@@ -117,7 +117,7 @@ def paired(a: Sequence[float], b: Sequence[float], n_planned: int, *, allow_part
     n = len(a)
     if n == 0 or (n < n_planned and not allow_partial):
         return PairedTest(mean=None, std=None, n=n, n_planned=n_planned, partial=False)
-    import numpy as np
+    import numpy as np  # heavy: numpy
 
     diffs = (np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).tolist()
     return PairedTest(mean=mean(diffs), std=sample_std(diffs), n=n, n_planned=n_planned, partial=n < n_planned)

@@ -257,7 +257,7 @@ def combine(draws: Sequence[Draws]) -> Draws:
 
 def estimate(draws: Draws, *, level: float = 0.95) -> Estimate:
     """Δ, a `level` interval and the two-sided p from the per-seed spread and the test-set bootstrap."""
-    from scipy import stats
+    from scipy import stats  # heavy: scipy
 
     n = draws.per_seed.shape[0]
     delta = float(draws.per_seed.mean())
@@ -312,7 +312,7 @@ def welch_satterthwaite(var_seeds: float | None, var_examples: float, n_seeds: i
     taken at its `SEED_VARIANCE_BOUND` upper confidence bound, var_seeds (n - 1) / chi²_{1-0.8}(n - 1),
     the rule the calibration chose (docs/statistics.md). t on n - 1 alone, the old rule, was very
     conservative where the test set dominates (0-1.3% false positives, little power: issue 21)."""
-    from scipy import stats
+    from scipy import stats  # heavy: scipy
 
     if var_seeds is None or n_seeds < 2:
         return math.inf
@@ -365,7 +365,7 @@ def aso_epsilon(draws: Draws, *, alpha: float, comparisons: int, bootstrap: int,
     violation ratio ε_min of "the arm's per-seed scores stochastically dominate the other's"; ε_min < 0.5
     means the arm is almost stochastically better (Bonferroni over `comparisons`, as deepsig does)."""
     try:
-        from deepsig import aso
+        from deepsig import aso  # heavy: deepsig
     except ImportError:
         raise RuntimeError(
             "stats.aso is on but the `deepsig` package is not installed: `pip install deepsig`, or set stats.aso: false"

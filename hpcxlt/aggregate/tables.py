@@ -14,6 +14,8 @@ from typing import Any
 
 from hpcxlt.aggregate.score_book import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook, status_of
 from hpcxlt.aggregate.seed_stats import PairedTest, SeedStat, paired, points
+from hpcxlt.tasks.languages import resource_group
+from hpcxlt.tasks.registry import get_task
 
 RESOURCE_CLASSES = ("low", "high")
 CATEGORY_LABELS = {
@@ -114,8 +116,6 @@ def task_scores(book: ScoreBook, split: str) -> Table:
         display.append(tuple(line))
     notes = []
     for target in book.targets:
-        from hpcxlt.tasks.registry import get_task
-
         planned = {len(book.planned[(arm, target)].langs) for arm in book.arms}
         total = len(get_task(target).languages)
         if max(planned) < total:
@@ -135,7 +135,6 @@ def task_scores(book: ScoreBook, split: str) -> Table:
 
 
 def language_scores(book: ScoreBook, split: str) -> Table:
-    from hpcxlt.tasks.languages import resource_group
 
     rows, display, figures = [], [], []
     for target in book.targets:
@@ -260,7 +259,6 @@ def xtreme_r(book: ScoreBook, split: str) -> Table:
 
 
 def resource(book: ScoreBook, split: str) -> Table:
-    from hpcxlt.tasks.languages import resource_group
 
     pairs_of = [(arm.name, arm.compare_to) for arm in book.cfg.arms if arm.compare_to]
     notes = [

@@ -23,9 +23,13 @@ from typing import Any
 import numpy as np
 
 from hpcxlt.aggregate.score_book import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook
-from hpcxlt.aggregate.significance import PairedLanguage, adjust, combine, estimate, paired_draws, untested
+from hpcxlt.aggregate.significance import PairedLanguage, adjust, aso_epsilon, combine, estimate, paired_draws, untested
 from hpcxlt.aggregate.tables import RESOURCE_CLASSES, PValue, Table
+from hpcxlt.evaluate.decompose import example_stats
+from hpcxlt.evaluate.submission import SubmissionError, file_path, read_pair
 from hpcxlt.grid.comparisons import VS_COMPARE_TO, VS_CONTROL, Comparison, comparisons, zero_shot
+from hpcxlt.io import read_json
+from hpcxlt.tasks.languages import resource_group
 from hpcxlt.tasks.registry import get_task
 
 ALL_TARGETS = "all targets"
@@ -41,8 +45,6 @@ class ExampleRows:
 
     def get(self, arm: str, seed: int, target: str, lang: str):
         """ExampleStats, or None when the prediction or label file is missing or unreadable."""
-        from hpcxlt.evaluate.decompose import example_stats
-        from hpcxlt.evaluate.submission import SubmissionError, file_path, read_pair
 
         if (target, lang) not in self._labelled:  # one look per language, not one per arm and seed
             self._labelled[(target, lang)] = file_path(self.store.labels_dir, target, lang).is_file()
@@ -62,7 +64,6 @@ class ExampleRows:
     def groups(self, target: str, lang: str, keys) -> list[str] | None:
         """Each example's cluster (QA: its paragraph) as the evaluation recorded it; None when it did not
         (an older run, or a format without clusters): each example is then drawn on its own."""
-        from hpcxlt.io import read_json
 
         path = self.store.example_groups_path(target, lang)
         if keys is None or not path.is_file():
@@ -193,7 +194,6 @@ def correct_family(drafts: list[_Draft], cfg) -> None:
 
 def _finish(draft: _Draft, book: ScoreBook) -> Table:
     """Add ASO when asked and build the display rows of a draft whose family was corrected."""
-    from hpcxlt.aggregate.significance import aso_epsilon
 
     cfg = book.cfg.stats
     header, found = draft.header, draft.found
@@ -486,7 +486,6 @@ def significance(book: ScoreBook, store, split: str) -> _Draft:
 
 def significance_by_resource(book: ScoreBook, store, split: str) -> _Draft:
     """The research question: multilingual arm vs its English-only `compare_to`, per resource class of the target language."""
-    from hpcxlt.tasks.languages import resource_group
 
     header = [
         "comparison",

@@ -7,9 +7,14 @@ heavy libraries only inside `run`, so `hpcxlt plan` stays fast on a login node.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
+
+from hpcxlt import version
+from hpcxlt.config.errors import ConfigError
+from hpcxlt.store import RunDirError
 
 # subcommand -> module under hpcxlt.cli
 COMMANDS = {
@@ -55,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hpcxlt",
         description="Intermediate-task training sweeps on XTREME-R: plan, submit, resume, score, aggregate.",
     )
-    from hpcxlt import version
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -77,7 +81,6 @@ def _quiet_libraries() -> None:
 
 def _writing_refused(err: OSError) -> bool:
     """A file could not be written or created for a reason the user can mend (no traceback for these)."""
-    import errno
 
     return err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
@@ -85,7 +88,6 @@ def _writing_refused(err: OSError) -> bool:
 def _refused_write(args: argparse.Namespace, err: OSError) -> str:
     """One line: which file, why, and what to do. Every write of hpcxlt is atomic (a temporary file renamed
     into place), so a refused write leaves what was there as it was."""
-    import errno
 
     where = err.filename or "a file"
     why = {
@@ -103,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
-    from hpcxlt.config.errors import ConfigError
-    from hpcxlt.store import RunDirError
 
     try:
         return int(args.func(args) or 0)

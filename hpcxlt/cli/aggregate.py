@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from hpcxlt.cli import UserError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -37,9 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # heavy: numpy (via hpcxlt.aggregate.tables)
     from hpcxlt.aggregate.aggregate_run import AggregateError, Options, aggregate
-    from hpcxlt.aggregate.render import LEGEND, terminal, terminal_gaps
-    from hpcxlt.cli import UserError
+    from hpcxlt.aggregate.render import LEGEND, terminal, terminal_gaps  # heavy: numpy (via hpcxlt.aggregate.tables)
 
     options = Options(
         split=args.split,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from hpcxlt.cli import UserError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -20,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcxlt.cli import UserError
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.launch.manage.cancel import cancel_run
     from hpcxlt.launch.slurm.queue import QueueError
 

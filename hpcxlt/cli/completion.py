@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from hpcxlt.cli import build_parser
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -61,7 +63,6 @@ complete -o filenames -F _hpcxlt_complete hpcxlt
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcxlt.cli import build_parser
 
     print(script(build_parser(), args.shell), end="")
     return 0

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+from hpcxlt.cli import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,8 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _config_paths(path: str) -> list[str]:
     """Local folders a config's jobs read: the model (when it is a folder, not a hub id) and local data."""
-    from pathlib import Path
 
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.config import load_config
 
     cfg = load_config(path)
@@ -70,11 +75,8 @@ def _config_paths(path: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from tabulate import tabulate
-
-    from hpcxlt.cli import UserError
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.launch.site.doctor import diagnose
     from hpcxlt.launch.site.profile import load_site
     from hpcxlt.launch.slurm.queue import QueueError
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--nodes: must be >= 1, got {args.nodes}")
     if args.timeout is not None and args.timeout < 1:
         raise UserError(f"--timeout: must be >= 1 second, got {args.timeout}")
+    # heavy: submitit (via hpcxlt.launch.slurm.shared_array)
     from hpcxlt.launch.slurm.submission import SubmitError, check_batch_path
 
     try:

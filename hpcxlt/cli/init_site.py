@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
+
+from hpcxlt.cli import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from hpcxlt.cli import UserError
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.io import write_text_atomic
     from hpcxlt.launch.site.discover import discover, profile_text
     from hpcxlt.launch.site.profile import SiteError, parse_site

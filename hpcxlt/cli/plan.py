@@ -8,7 +8,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hpcxlt.cli import add_override_argument
+from hpcxlt.cli import UserError, add_override_argument
+from hpcxlt.data.sizes import train_rows
+from hpcxlt.grid.budget import allocate
+from hpcxlt.grid.comparisons import unseen_counts
+from hpcxlt.grid.cost import estimate
+from hpcxlt.grid.experiment import load_experiment
+from hpcxlt.grid.plan import STAGES, arm_languages, plan
+from hpcxlt.grid.power import detectable_effect, seeds_needed
+from hpcxlt.io import read_json
+from hpcxlt.store import RunStore
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,15 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcxlt.grid.comparisons import unseen_counts
-    from hpcxlt.grid.cost import estimate
-    from hpcxlt.grid.experiment import load_experiment
-    from hpcxlt.grid.plan import STAGES, plan
 
     cfg = load_experiment(args.config, args.override)
     if args.data is not None and not Path(args.data).expanduser().is_dir():
-        from hpcxlt.cli import UserError
-
         raise UserError(f"--data {args.data}: no such folder (it takes a folder written by `hpcxlt prepare`)")
     grid = plan(cfg)
     costs = {c.stage: c for c in estimate(cfg, grid)}
@@ -142,9 +145,6 @@ def run(args: argparse.Namespace) -> int:
 
 def example_budgets(cfg, prepared: str | None) -> tuple[dict, str]:
     """Per arm with `examples` budgets: {task: {budget, realized, per_language}} and the realized total."""
-    from hpcxlt.data.sizes import train_rows
-    from hpcxlt.grid.budget import allocate
-    from hpcxlt.grid.plan import arm_languages
 
     arms = [arm for arm in cfg.arms if arm.examples]
     if not arms:
@@ -169,9 +169,6 @@ def example_budgets(cfg, prepared: str | None) -> tuple[dict, str]:
 def pilot_spreads(run: str) -> dict[tuple[str, str, str, str], tuple[float, float]]:
     """(kind, arm, vs, target) -> (seed sd of one arm, test-set se) from a pilot run's tested zero-shot rows:
     the per-seed Δ's sd is se_seeds sqrt(n); one arm's is that over sqrt(2)."""
-    from hpcxlt.cli import UserError
-    from hpcxlt.io import read_json
-    from hpcxlt.store import RunStore
 
     path = RunStore(run).tables_json
     try:
@@ -191,7 +188,6 @@ def pilot_spreads(run: str) -> dict[tuple[str, str, str, str], tuple[float, floa
 
 def power_lines(cfg, comp, pilot: dict, effect: float) -> dict:
     """Per target: the detectable effect with the config's seeds and the seeds `effect` needs."""
-    from hpcxlt.grid.power import detectable_effect, seeds_needed
 
     out = {}
     for target in cfg.targets.tasks:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from hpcxlt.cli import add_override_argument
+from hpcxlt.cli import UserError, add_override_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.data.prepare import plan_needs, prepare
     from hpcxlt.grid.experiment import load_experiment
 
@@ -41,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
 
         total = len(plan_needs(cfg))
         progress = lambda items: tqdm(items, total=total, desc="prepare", unit="split", file=sys.stderr)  # noqa: E731
-    from hpcxlt.cli import UserError
     from hpcxlt.data.prepare import HubUnreachableError
 
     try:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+from hpcxlt.cli import UserError, main
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,9 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
 
-    from hpcxlt.cli import UserError, main
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.launch.manage.redo import RedoError, selected, set_aside, with_downstream
     from hpcxlt.launch.record import read_launch
     from hpcxlt.store import RunStore

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from hpcxlt.cli import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,9 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from hpcxlt.cli import UserError
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.launch.manage.html_report import ReportError, write_report
     from hpcxlt.store import RunStore
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from hpcxlt.cli import UserError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -32,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcxlt.cli import UserError
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.launch.record import read_launch
     from hpcxlt.store import RunStore
 
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
         from hpcxlt.launch.site.profile import load_site
         from hpcxlt.launch.slurm.queue import QueueError
-        from hpcxlt.launch.slurm.submission import SubmitError
+        from hpcxlt.launch.slurm.submission import SubmitError  # heavy: submitit (via hpcxlt.launch.slurm.shared_array)
         from hpcxlt.launch.submit import launch_slurm, site_from_record
         from hpcxlt.launch.submit_checks import SubmitCheckError
 

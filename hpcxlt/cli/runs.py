@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+
+from tabulate import tabulate
+
+from hpcxlt.cli import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,11 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_runs(args: argparse.Namespace) -> int:
-    import time
 
-    from tabulate import tabulate
-
-    from hpcxlt.cli import UserError
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.launch.manage.runs import find_runs, summary
 
     stores = find_runs(args.paths)
@@ -61,8 +63,8 @@ def run_runs(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
 
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.launch.manage.runs import config_diff, score_diff
     from hpcxlt.store import RunStore
 

@@ -6,6 +6,10 @@ import argparse
 import json
 import sys
 
+from tabulate import tabulate
+
+from hpcxlt.cli import UserError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -37,7 +41,7 @@ def _fmt(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcxlt.cli import UserError
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.evaluate.scoring import score_submission
     from hpcxlt.evaluate.submission import SubmissionError
 
@@ -50,8 +54,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
         return 0
-
-    from tabulate import tabulate
 
     for name, task in result.tasks.items():
         metric_names = list(task.averages)

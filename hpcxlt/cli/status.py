@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+
+from tabulate import tabulate
+
+from hpcxlt.cli import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +42,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcxlt.cli import UserError
 
     if args.watch is not None:
         if args.json:
@@ -54,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> dict:
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.launch.manage.cost_used import cost_used
     from hpcxlt.launch.manage.progress import running_progress
     from hpcxlt.launch.manage.status import run_status
@@ -70,11 +75,10 @@ def _status(args: argparse.Namespace) -> dict:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    import time
 
-    from rich.console import Console
-    from rich.live import Live
-    from rich.text import Text
+    from rich.console import Console  # heavy: rich
+    from rich.live import Live  # heavy: rich
+    from rich.text import Text  # heavy: rich
 
     console = Console()
     redraws = 0
@@ -97,6 +101,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 def report(status: dict, cells: bool) -> str:
     """The text `hpcxlt status` prints."""
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.launch.manage.progress import PROGRESS_HEADER, progress_rows
     from hpcxlt.launch.manage.status import REPORT_STATES
 
@@ -140,8 +145,6 @@ def report(status: dict, cells: bool) -> str:
             left = "-" if c["remaining_gpu_hours"] is None else f"{c['remaining_gpu_hours']:.2f}"
             out(f"{stage:<14}{c['used_hours']:>9.2f}{gpu:>12}{plan_h:>12}{left:>12}")
     if status.get("progress"):
-        from tabulate import tabulate
-
         out("")
         out(tabulate(progress_rows(status["progress"]), headers=PROGRESS_HEADER, disable_numparse=True))
     if status["failed"]:

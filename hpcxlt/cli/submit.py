@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from hpcxlt.cli import add_override_argument
+from hpcxlt.cli import UserError, add_override_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcxlt.cli import UserError
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.grid.experiment import load_experiment
     from hpcxlt.grid.plan import plan
     from hpcxlt.store import RunDirError, RunStore
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
         site_raw = read_yaml(args.site, "site profile", SiteError)
         site = parse_site(site_raw, args.site)  # validated before anything is written or submitted
+        # heavy: submitit (via hpcxlt.launch.slurm.shared_array)
         from hpcxlt.launch.slurm.submission import SubmitError, check_batch_path
 
         try:
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"reused {len(linked)} done cell(s) from {args.reuse_from} (equal fingerprints)")
     if site is not None:
         from hpcxlt.launch.slurm.queue import QueueError
-        from hpcxlt.launch.slurm.submission import SubmitError
+        from hpcxlt.launch.slurm.submission import SubmitError  # heavy: submitit (via hpcxlt.launch.slurm.shared_array)
         from hpcxlt.launch.submit import launch_slurm
 
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from hpcxlt.cli import UserError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -31,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpcxlt.cli import UserError
+    # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.demo.synth import SynthSettings, write_benchmark
     from hpcxlt.tasks.registry import UnknownTaskError
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -175,7 +176,6 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 
 def blame(path: str | os.PathLike, overrides: list[str] | tuple[str, ...], err: ConfigError) -> ConfigError:
     """The error prefixed with where the bad value came from: the `-o KEY=VALUE` that set it, else the file."""
-    import re
 
     text = str(err)
     dotted = re.sub(r"\[(\d+)\]", r".\1", text)  # arms[1].name is what -o arms.1.name sets

@@ -74,7 +74,7 @@ def entry_path(cache_dir: str | os.PathLike, key: str, label: str) -> Path:
 @contextmanager
 def quiet_datasets():
     """No `datasets` progress bars (they would fill every job log with one line per split)."""
-    import datasets
+    import datasets  # heavy: datasets
 
     was_enabled = not datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
@@ -89,7 +89,7 @@ def get_or_build(
     cache_dir: str | os.PathLike, key: str, label: str, build: Callable[[], Any]
 ) -> tuple[Path, bool, Any]:
     """(folder, cache_hit, dataset): the cached dataset for `key`, or `build()` saved there first."""
-    import datasets
+    import datasets  # heavy: datasets
 
     path = entry_path(cache_dir, key, label)
     if (path / "dataset_info.json").is_file():

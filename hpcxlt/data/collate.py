@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from hpcxlt.data.featurize import MODEL_INPUTS
+
 PAD_VALUES = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "labels": -100, "word_index": -1}
 """Sequence columns and their padding value (None: the tokenizer's pad id); other columns are
 stacked as tensors when they are numbers, else passed through as lists."""
@@ -41,7 +43,7 @@ class PadCollator:
         return length
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        import torch
+        import torch  # heavy: torch
 
         if not features:
             raise ValueError("cannot collate an empty batch")
@@ -68,7 +70,6 @@ class PadCollator:
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     """Only the tensors a model's forward takes (drops evaluation bookkeeping)."""
-    from hpcxlt.data.featurize import MODEL_INPUTS
 
     return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
 
@@ -121,7 +122,7 @@ class LengthGroupedBatchSampler:
         return self._cached[1]
 
     def _draw(self, epoch: int) -> list[list[int]]:
-        import numpy as np
+        import numpy as np  # heavy: numpy
 
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))

@@ -21,10 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from hpcxlt.data.local import DataNotFoundError
+from hpcxlt.data.cache import quiet_datasets
+from hpcxlt.data.local import DataNotFoundError, read_local_rows, rows_to_dataset
+from hpcxlt.data.release import release_file
 from hpcxlt.data.schemas import SchemaError, check_columns, label_columns
+from hpcxlt.tasks.registry import SCHEMA_COLUMNS
 from hpcxlt.tasks.spec import DataRef, TaskSpec
 
 
@@ -40,7 +45,7 @@ def describe(ref: DataRef) -> str:
 
 def _align_labels(dataset, spec: TaskSpec, column: str, where: str):
     """Re-map a ClassLabel (or sequence of ClassLabel) column to the registry's label ids by name."""
-    import datasets
+    import datasets  # heavy: datasets
 
     feature = dataset.features[column]
     sequence = isinstance(feature, (datasets.List, datasets.LargeList))
@@ -67,7 +72,6 @@ def _align_labels(dataset, spec: TaskSpec, column: str, where: str):
     target = datasets.ClassLabel(names=list(spec.label_names))
     features = dataset.features.copy()
     features[column] = datasets.List(target) if sequence else target
-    from hpcxlt.data.cache import quiet_datasets
 
     with quiet_datasets():
         return dataset.map(remap, input_columns=column, batched=True, features=features)
@@ -75,7 +79,6 @@ def _align_labels(dataset, spec: TaskSpec, column: str, where: str):
 
 def _schema_columns(dataset, spec: TaskSpec):
     """Only the columns the schema reads, so sources with different extras can be joined."""
-    from hpcxlt.tasks.registry import SCHEMA_COLUMNS
 
     keep = [c for c in dataset.column_names if c in SCHEMA_COLUMNS[spec.schema]]
     return dataset.select_columns(keep)
@@ -96,7 +99,7 @@ def _snapshot_cache(folder: Path) -> str:
     """A `datasets` cache folder for one state of a local snapshot. `datasets` keys the cache of a local
     folder by its file names only, so two snapshots with equal names (or one updated in place) would
     share stale Arrow files; here the key is the folder's path and every file's size and mtime."""
-    import datasets
+    import datasets  # heavy: datasets
 
     digest = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=12)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -112,8 +115,6 @@ def hub_unreachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
     """Why the Hugging Face hub cannot be reached from here (None: it answered). One request to the
     endpoint (HF_ENDPOINT, else huggingface.co), any HTTP answer counting as reachable: `prepare` asks once
     instead of letting `datasets` retry every split for half a minute on a machine with no network."""
-    import urllib.error
-    import urllib.request
 
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return "HF_HUB_OFFLINE is set"
@@ -129,13 +130,10 @@ def hub_unreachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
 
 def load_ref(ref: DataRef, spec: TaskSpec, lang: str, split: str, *, mirror: str | None = None):
     """The rows of `ref` in the task's schema (renames, checks, label alignment, id filter, sources joined)."""
-    import datasets
+    import datasets  # heavy: datasets
 
     where = f"task {spec.name!r}, language {lang!r}, split {split!r} from {describe(ref)}"
     if ref.url:  # an official release file outside the hub, read with the local source's readers
-        from hpcxlt.data.local import read_local_rows, rows_to_dataset
-        from hpcxlt.data.release import release_file
-
         path = release_file(ref, where)
         dataset = rows_to_dataset(read_local_rows(path, spec, lang), path)
         check_columns(spec, dataset.column_names, where=where)

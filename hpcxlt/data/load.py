@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import cast
 
 from hpcxlt.config.schema import DataConfig
+from hpcxlt.data.cache import quiet_datasets
 from hpcxlt.data.hub import describe, hub_ref, load_ref
 from hpcxlt.data.local import (
     CANDIDATES_STEM,
@@ -35,7 +36,6 @@ def _drop_unlabelled(dataset, spec: TaskSpec):
     column = spec.columns["label"]
     if column not in dataset.column_names or -1 not in set(dataset[column]):
         return dataset
-    from hpcxlt.data.cache import quiet_datasets
 
     with quiet_datasets():
         return dataset.filter(lambda labels: [v != -1 for v in labels], input_columns=column, batched=True)

@@ -165,7 +165,7 @@ def read_local_rows(path: Path, spec: TaskSpec, lang: str) -> list[dict] | Any:
     if suffix == ".json":
         return _json_rows(path)
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # heavy: pyarrow
 
         return pq.read_table(path)
     if suffix == ".tsv":
@@ -181,7 +181,7 @@ def read_local_rows(path: Path, spec: TaskSpec, lang: str) -> list[dict] | Any:
 
 def rows_to_dataset(rows, path: Path):
     """A `datasets.Dataset` of local rows (a list of dicts or a pyarrow Table)."""
-    import datasets
+    import datasets  # heavy: datasets
 
     if not isinstance(rows, list):
         return datasets.Dataset(rows)  # pyarrow Table

@@ -32,8 +32,10 @@ from hpcxlt.config import ExperimentConfig, arm_train_config, target_train_confi
 from hpcxlt.config.schema import DataConfig
 from hpcxlt.data import schemas
 from hpcxlt.data.cache import quiet_datasets
-from hpcxlt.data.features import TAG_SET_FILE
+from hpcxlt.data.features import TAG_SET_FILE, load_candidate_features, load_features
+from hpcxlt.data.featurize import input_limit
 from hpcxlt.data.hub import describe, hub_ref, hub_unreachable
+from hpcxlt.data.load import load_candidates, load_uncapped
 from hpcxlt.data.local import (
     CANDIDATES_STEM,
     MANIFEST,
@@ -194,7 +196,6 @@ def output_path(root: Path, need: Need) -> Path:
 
 
 def _load(spec: TaskSpec, need: Need, data_cfg: DataConfig):
-    from hpcxlt.data.load import load_candidates, load_uncapped
 
     if need.split == CANDIDATES:
         return load_candidates(spec, data_cfg)
@@ -333,10 +334,7 @@ def prepared_config(cfg: ExperimentConfig, out: str | os.PathLike) -> Experiment
 def prepare_features(cfg: ExperimentConfig, out: str | os.PathLike) -> int:
     """Tokenize every prepared split with the plan's tokenizer and settings into data.cache_dir, as the
     jobs will ask for it; returns how many feature sets were built or found."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    from hpcxlt.data.features import load_candidate_features, load_features
-    from hpcxlt.data.featurize import input_limit
+    from transformers import AutoConfig, AutoTokenizer  # heavy: transformers
 
     local = prepared_config(cfg, out)
     revision = {"revision": cfg.model.revision} if cfg.model.revision else {}

@@ -40,7 +40,7 @@ def _url(ref: DataRef) -> str:
 
 
 def cache_path(ref: DataRef) -> Path:
-    import datasets
+    import datasets  # heavy: datasets
 
     url = _url(ref)
     key = ref.sha256 or hashlib.sha256(url.encode()).hexdigest()

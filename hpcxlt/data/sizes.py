@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hpcxlt.config.schema import ExperimentConfig
-from hpcxlt.data.local import MANIFEST
+from hpcxlt.data.local import MANIFEST, data_root, local_file, read_local_rows
 from hpcxlt.io import read_json
 from hpcxlt.tasks.registry import get_task
 
@@ -25,7 +25,6 @@ def train_rows(
     prepared: str | Path | None = None,
 ) -> tuple[dict[tuple[str, str], int | None], str]:
     """Rows of each (task, lang) train split, capped by data.max_train_examples as training caps them."""
-    from hpcxlt.data.local import data_root, local_file, read_local_rows
 
     pairs = list(pairs)
     folder = Path(prepared) if prepared else (data_root(cfg.data) if cfg.data.source == "local" else None)

@@ -64,7 +64,7 @@ def _accuracy_rows(labels, predictions) -> np.ndarray:
 
 
 def _entity_rows(labels, predictions) -> np.ndarray:
-    from seqeval.metrics.sequence_labeling import get_entities
+    from seqeval.metrics.sequence_labeling import get_entities  # heavy: seqeval
 
     rows = []
     with warnings.catch_warnings():

@@ -15,6 +15,7 @@ the language it was on, and a rerun skips what is done.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterable
@@ -22,9 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from hpcxlt.config import ExperimentConfig, target_train_config
+from hpcxlt.evaluate import scoring, submission
+from hpcxlt.evaluate.predict import InferenceSettings, predict_split
 from hpcxlt.grid.plan import Cell
-from hpcxlt.io import write_json_atomic
+from hpcxlt.io import read_json, write_json_atomic
+from hpcxlt.launcher_env import DistError, launched_world
 from hpcxlt.store import RunStore
 from hpcxlt.tasks.registry import get_task
 from hpcxlt.tasks.spec import TaskSpec
@@ -106,15 +112,13 @@ class LoadedModel:
 
 
 def _device():
-    import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _trained_layer(path: str) -> int | None:
     # A dual encoder fine-tuned by train_cell is saved as a MultiTaskModel: heads.json names its layer.
-    from hpcxlt.io import read_json
-    from hpcxlt.model.heads import HEADS_SPEC
+    from hpcxlt.model.heads import HEADS_SPEC  # heavy: transformers
 
     spec_path = Path(path) / HEADS_SPEC
     if not spec_path.is_file():
@@ -139,9 +143,9 @@ class ModelCache:
             return self._current
         if self._current is not None:
             self._release()
-        import transformers
+        import transformers  # heavy: transformers
 
-        from hpcxlt.model.heads import AUTO_CLASSES
+        from hpcxlt.model.heads import AUTO_CLASSES  # heavy: transformers
 
         started = time.perf_counter()
         kwargs = {"revision": source.revision} if source.revision else {}
@@ -173,9 +177,6 @@ class ModelCache:
 
     def _release(self) -> None:
         # Free the previous model (and its retrieval pools) before the next one takes GPU memory.
-        import gc
-
-        import torch
 
         self._current = None
         gc.collect()
@@ -205,7 +206,6 @@ def check_upstream_model(cell: Cell, source: ModelSource, store: RunStore) -> No
 
 def _is_main_rank() -> bool:
     # Evaluation is single-process: under a multi-process launcher only rank 0 works.
-    from hpcxlt.launcher_env import DistError, launched_world
 
     try:
         launched = launched_world()
@@ -225,7 +225,6 @@ def _check_job(cells: list[Cell]) -> None:
 
 def inference_settings(cfg: ExperimentConfig, spec: TaskSpec, loaded: LoadedModel):
     """Batch size, lengths and retrieval layer for evaluating `spec` with `loaded`."""
-    from hpcxlt.evaluate.predict import InferenceSettings
 
     train = target_train_config(cfg, spec.name)
     layer = loaded.retrieval_layer if loaded.retrieval_layer is not None else cfg.eval.retrieval_layer
@@ -237,8 +236,6 @@ def inference_settings(cfg: ExperimentConfig, spec: TaskSpec, loaded: LoadedMode
 def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: LoadedModel) -> list[dict[str, Any]]:
     """Evaluate one cell on every configured split that its language has; write its prediction and label
     files and return its records (the caller adds them to the job's results file)."""
-    from hpcxlt.evaluate import scoring, submission
-    from hpcxlt.evaluate.predict import predict_split
 
     if cell.target is None or cell.lang is None:
         raise ValueError(f"cell {cell.key}: an eval cell needs a target task and a language")

@@ -19,6 +19,9 @@ from typing import Any
 
 import torch
 
+from hpcxlt.data.collate import PadCollator
+from hpcxlt.data.featurize import feature_lengths
+
 log = logging.getLogger(__name__)
 
 INPUT_COLUMNS = ("input_ids", "attention_mask")
@@ -128,8 +131,6 @@ def run_batches(
     choice). `lengths` defaults to `hpcxlt.data.featurize.feature_lengths(features)`. `sharded`: see
     `InferenceSettings.sharded`; every rank returns every output.
     """
-    from hpcxlt.data.collate import PadCollator
-    from hpcxlt.data.featurize import feature_lengths
 
     if len(features) == 0:
         return []

@@ -68,7 +68,7 @@ def seqeval_f1(labels: Sequence[Sequence[str]], predictions: Sequence[Sequence[s
             raise ValueError(
                 f"seqeval_f1: sentence {index + 1} has {len(pred)} predicted tags for {len(gold)} gold tags"
             )
-    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.metrics import f1_score, precision_score, recall_score  # heavy: seqeval
 
     gold_lists = [list(sentence) for sentence in labels]
     pred_lists = [list(sentence) for sentence in predictions]
@@ -233,7 +233,7 @@ def rank_candidates(scores, candidate_ids: Sequence[str], k: int = MAP_K) -> lis
     Tie-breaking rule: equal scores keep candidate order (the lower column index ranks first), so a
     ranking, and the mAP computed from it, is deterministic. NaN scores are refused.
     """
-    import numpy as np
+    import numpy as np  # heavy: numpy
 
     matrix = np.asarray(scores, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[1] != len(candidate_ids):

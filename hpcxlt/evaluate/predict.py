@@ -21,6 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from hpcxlt.config.schema import DataConfig
+from hpcxlt.data.features import load_features
+from hpcxlt.data.featurize import input_limit
+from hpcxlt.data.schemas import IGNORE, tagging_fields
 from hpcxlt.evaluate.inference import (  # noqa: F401  (re-exported: the names callers know from here)
     INPUT_COLUMNS,
     InferenceSettings,
@@ -69,7 +72,6 @@ def _check_head(model, spec: TaskSpec, label_names: tuple[str, ...]) -> None:
 
 
 def _gold_ids(spec: TaskSpec, lang: str, split: str, labels: Sequence[int]) -> list[int]:
-    from hpcxlt.data.schemas import IGNORE
 
     missing = sum(1 for label in labels if label == IGNORE)
     if missing:
@@ -122,7 +124,6 @@ def _multiple_choice(spec, lang, split, fs, model, settings, pad_id) -> Predicti
 
 
 def _tagging(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
-    from hpcxlt.data.schemas import IGNORE, tagging_fields
 
     names = fs.label_names
     _check_head(model, spec, names)
@@ -163,7 +164,7 @@ def _tagging(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
 
 
 def _qa(spec, lang, split, fs, model, settings, pad_id) -> Prediction:
-    from hpcxlt.data.qa_answers import postprocess_qa
+    from hpcxlt.data.qa_answers import postprocess_qa  # heavy: numpy
 
     spans = run_batches(
         model,
@@ -210,8 +211,6 @@ def predict_split(
     encoder for retrieval). `pools` is a dict the caller keeps across the languages of one model:
     retrieval reuses candidate embeddings shared between languages (LAReQA, Mewsli-X) from it.
     """
-    from hpcxlt.data.features import load_features
-    from hpcxlt.data.featurize import input_limit
 
     settings = settings or InferenceSettings()
     settings.check()

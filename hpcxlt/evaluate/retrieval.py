@@ -22,7 +22,10 @@ from dataclasses import dataclass
 import torch
 
 from hpcxlt.config.schema import DataConfig
+from hpcxlt.data.features import load_candidate_features, load_features
+from hpcxlt.data.schemas import RETRIEVAL_POOLS
 from hpcxlt.evaluate.inference import InferenceSettings, Prediction, device_of, run_batches
+from hpcxlt.evaluate.metrics import MAP_K
 from hpcxlt.tasks.spec import TaskSpec
 
 MAX_SCORE_ELEMENTS = 1 << 25
@@ -55,7 +58,7 @@ def encode(
     inference_mode: bool = True,
 ) -> torch.Tensor:
     """L2-normalised mean-pooled embeddings from hidden layer `layer` of every feature row, in input order."""
-    from hpcxlt.model.heads import embed
+    from hpcxlt.model.heads import embed  # heavy: transformers
 
     def forward(model, batch):
         vectors = torch.nn.functional.normalize(embed(model, batch, layer).float(), dim=-1)
@@ -148,7 +151,6 @@ def language_items(
     pools: dict,
 ) -> tuple[Items, Items]:
     """(queries, candidates) of one language split, embedded once per `pools`."""
-    from hpcxlt.data.features import load_features
 
     key = ("language", spec.name, lang, split, settings.retrieval_layer)
     if key not in pools:
@@ -170,7 +172,6 @@ def shared_pool(
     spec: TaskSpec, model, tokenizer, data_cfg: DataConfig, settings: InferenceSettings, pools: dict
 ) -> Items:
     """The task's shared candidate pool (Mewsli-X entities), embedded once per `pools`."""
-    from hpcxlt.data.features import load_candidate_features
 
     key = ("shared", spec.name, settings.retrieval_layer)
     if key not in pools:
@@ -206,7 +207,6 @@ def candidates_for(
     pools: dict,
 ) -> Items:
     """The candidates the queries of `lang` search (see the module docstring)."""
-    from hpcxlt.data.schemas import RETRIEVAL_POOLS
 
     policy = RETRIEVAL_POOLS.get(spec.schema)
     if policy == "language":
@@ -235,7 +235,6 @@ def predict_retrieval(
 ) -> Prediction:
     """Gold and predictions of one language split of a retrieval task (Tatoeba: index of the nearest
     English sentence; LAReQA and Mewsli-X: top-20 candidate ids)."""
-    from hpcxlt.evaluate.metrics import MAP_K
 
     queries, own = language_items(spec, lang, split, model, tokenizer, data_cfg, settings, pools)
     if len(queries) == 0:

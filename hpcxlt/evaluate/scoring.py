@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -225,7 +226,6 @@ class XtremeRResult:
     def to_json(self) -> dict[str, Any]:
         """{'tasks': {task: {'languages', 'averages', 'score'}}, 'categories', 'xtreme_r', 'partial', 'qa_convention',
         'versions'}; 'versions' names the seqeval release, since UD-POS F1 depends on it (metrics.seqeval_f1)."""
-        from importlib.metadata import version
 
         tasks = {
             name: {

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 import time
 from typing import Any
@@ -66,8 +67,6 @@ def update_launch(store: RunStore, change) -> dict[str, Any]:
 
 def _user() -> str:
     try:
-        import pwd
-
         return pwd.getpwuid(os.getuid()).pw_name
     except (ImportError, KeyError):
         return os.environ.get("USER", "")

@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from hpcxlt.grid.plan import Plan
-from hpcxlt.launch.record import aggregate_state, unfinished_jobs, write_launch
+from hpcxlt.launch.execute.local import run_local
+from hpcxlt.launch.record import aggregate_state, unfinished_jobs, update_launch, write_launch
 from hpcxlt.launch.site.profile import SiteProfile, parse_site
+from hpcxlt.launch.slurm import queue
+from hpcxlt.launch.slurm.pending import pending_work
+from hpcxlt.launch.slurm.waves import record_wave, split_wave
 from hpcxlt.launch.submit_checks import check_before_submit
 from hpcxlt.store import RunStore
 
@@ -80,6 +84,7 @@ def launch_slurm(
     submission holds the run directory's lock from reading the queue to recording the job ids, so two
     concurrent submits or resumes never submit the same work twice.
     """
+    # heavy: submitit (via hpcxlt.launch.slurm.shared_array)
     from hpcxlt.launch.slurm.submission import check_batch_path
 
     check_batch_path(store.root)  # before the lock file or anything else is written
@@ -108,9 +113,7 @@ def _launch_slurm(
     out: TextIO | None,
     next_wave: bool,
 ) -> LaunchResult:
-    from hpcxlt.launch.slurm import queue
-    from hpcxlt.launch.slurm import submission as slurm
-    from hpcxlt.launch.slurm.pending import pending_work
+    from hpcxlt.launch.slurm import submission as slurm  # heavy: submitit (via hpcxlt.launch.slurm.shared_array)
 
     out = sys.stdout if out is None else out
     if not dry_run and not queue.available():
@@ -133,8 +136,6 @@ def _launch_slurm(
     pending = pending_work(store, plan, alive, with_aggregate=with_aggregate, new_only=next_wave)
     deferred = 0
     if site.max_queued_jobs and (pending.jobs or pending.aggregate):
-        from hpcxlt.launch.slurm.waves import split_wave
-
         # every queued task of this user counts, a running feeder too (it ends only after submitting)
         everything = alive if has_ids else _queued_now(dry_run)
         room = site.max_queued_jobs - len(everything) - 1
@@ -159,9 +160,6 @@ def _launch_slurm(
     if pending.jobs or pending.aggregate:
         result.submissions = slurm.submit(store, plan, site, pending, experiment)
     if deferred or (next_wave and site.max_queued_jobs):
-        from hpcxlt.launch.record import update_launch
-        from hpcxlt.launch.slurm.waves import record_wave
-
         if deferred:
             wave_ids = [jid for row in result.submissions for jid in row["job_ids"] or []]
             run_ids = [jid for jid in alive if jid in recorded_ids]
@@ -174,7 +172,6 @@ def _launch_slurm(
 
 def _queued_now(dry_run: bool) -> dict[str, str]:
     """This user's queued jobs; a dry run away from a cluster plans as if the queue were empty."""
-    from hpcxlt.launch.slurm import queue
 
     if dry_run:
         try:
@@ -235,7 +232,6 @@ def _launch_local(store: RunStore, plan: Plan, *, dry_run: bool, progress: bool,
     write_launch(store, "local")
     if not todo:
         return result
-    from hpcxlt.launch.execute.local import run_local
 
     report = run_local(store.root, progress=progress)
     result.submissions = [

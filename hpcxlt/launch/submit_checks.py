@@ -23,7 +23,7 @@ class SubmitCheckError(RuntimeError):
 def check_before_submit(cfg: ExperimentConfig, site: SiteProfile | None, where: str) -> None:
     """Raise SubmitCheckError (prefixed with `where`, the config's file or run directory) when the run
     cannot work as configured; `site` None: the local executor."""
-    from hpcxlt.train.tracking import TrackingError, require_packages
+    from hpcxlt.train.tracking import TrackingError, require_packages  # heavy: torch + wandb
 
     try:
         require_packages(cfg.tracking)

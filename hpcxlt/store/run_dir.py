@@ -8,12 +8,16 @@ tables/. Every write is atomic. A cell is done exactly when its done.json exists
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
+import resource
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from hpcxlt.config import ExperimentConfig, config_to_dict, dump_yaml, parse_config
 from hpcxlt.grid.plan import Plan
@@ -26,7 +30,6 @@ from hpcxlt.store.lock import LOCK_FILE, RunLock
 def peak_rss_gib() -> float:
     """This process's peak resident memory so far, in GiB (Linux reports ru_maxrss in KiB). A job runs in a
     process of its own (a Slurm job, or the local executor's), so at a cell's end it is the job's peak."""
-    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -210,7 +213,6 @@ class RunStore:
         return [c.key for c in plan.cells if c.key not in known]
 
     def load_config(self) -> ExperimentConfig:
-        import yaml
 
         if not self.config_path.exists():
             raise RunDirError(f"{self.root} is not a run directory (no config.yaml); create one with `hpcxlt submit`")
@@ -237,7 +239,6 @@ class RunStore:
     def assuming_done(self, keys: Iterable[str]) -> RunStore:
         """A view of this run directory in which `keys` count as done too (what a dry run of --reuse-from
         would find after the reuse); nothing is written."""
-        import copy
 
         view = copy.copy(self)
         view._assumed_done = frozenset(keys) | self._assumed_done

@@ -19,12 +19,15 @@ records the peak resident memory of the process that finished the cell (`peak_rs
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+
+from tqdm import tqdm
 
 from hpcxlt.launch.execute.worker import is_preemption, run_job
 from hpcxlt.launch.record import job_done, unfinished_jobs
@@ -98,8 +101,6 @@ def run_local(run_dir: str | os.PathLike, *, progress: bool = True, out: TextIO 
     blocked_by: dict[str, str] = {}  # job key -> failed (or blocked) upstream job
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(todo), unit="job", desc="hpcxlt", file=out, dynamic_ncols=True)
     try:
         for job in todo:
@@ -136,8 +137,6 @@ def _job_context():
     minutes over the demo's 62 jobs)."""
     global _CONTEXT
     if _CONTEXT is None:
-        import multiprocessing
-
         _CONTEXT = multiprocessing.get_context("forkserver")
         _CONTEXT.set_forkserver_preload(["torch", "transformers", "hpcxlt.launch.execute.worker"])
     return _CONTEXT

@@ -22,6 +22,7 @@ import traceback
 from typing import Any
 
 from hpcxlt.grid.plan import Job
+from hpcxlt.launcher_env import DistError, launched_world
 from hpcxlt.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,13 @@ class JobError(RuntimeError):
 def is_preemption(err: BaseException) -> bool:
     """True for the training loop's `Preempted`: a checkpoint is on disk and a rerun continues from it."""
     try:
-        from hpcxlt.train.loop import Preempted
+        from hpcxlt.train.loop import Preempted  # heavy: numpy (via hpcxlt.train.sampling) + torch
     except ImportError:  # pragma: no cover - training not installed
         return False
     return isinstance(err, Preempted)
 
 
 def _rank() -> int:
-    from hpcxlt.launcher_env import DistError, launched_world
 
     try:
         launched = launched_world()
@@ -51,13 +51,13 @@ def _rank() -> int:
 
 
 def _train(cfg, cell, store) -> None:
-    from hpcxlt.train.run import train_cell
+    from hpcxlt.train.run import train_cell  # heavy: numpy (via hpcxlt.train.streams) + torch, wandb
 
     train_cell(cfg, cell, store)
 
 
 def _evaluate(cfg, cells, store, job_key) -> None:
-    from hpcxlt.evaluate.eval_job import evaluate_cells
+    from hpcxlt.evaluate.eval_job import evaluate_cells  # heavy: torch
 
     evaluate_cells(cfg, cells, store, job_key=job_key)
 

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from hpcxlt.launch.record import aggregate_state, read_launch
+from hpcxlt.launch.slurm import queue
 from hpcxlt.store import RunStore
 
 
@@ -19,8 +20,6 @@ def cancel_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     executor = (read_launch(store) or {}).get("executor")
     states = store.states([c.key for c in plan.cells if not store.is_done(c.key)])
     if executor == "slurm":
-        from hpcxlt.launch.slurm import queue
-
         # under the run directory's lock: a resume that is submitting finishes (and records its job ids) first
         with store.lock("cancel"):
             states = store.states([c.key for c in plan.cells if not store.is_done(c.key)])

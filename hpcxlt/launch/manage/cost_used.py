@@ -15,6 +15,7 @@ from typing import Any
 
 from hpcxlt.grid.cost import estimate
 from hpcxlt.grid.plan import STAGES, Plan
+from hpcxlt.launch.slurm import queue
 from hpcxlt.store import RunStore
 
 
@@ -23,8 +24,6 @@ def cost_used(store: RunStore, plan: Plan, cfg, executor: str | None) -> dict[st
     out: dict[str, dict[str, Any]] = {}
     used: dict[str, tuple[float, float | None]] = {stage: (0.0, 0.0) for stage in STAGES}
     if executor == "slurm":
-        from hpcxlt.launch.slurm import queue
-
         ids = store.cell_states.every_job_id()
         stage_of: dict[str, str] = {}
         for cell in plan.cells:

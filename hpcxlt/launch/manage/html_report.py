@@ -22,7 +22,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from hpcxlt import version as hpcxlt_version
 from hpcxlt.io import read_json, write_text_atomic
+from hpcxlt.launch.manage.cost_used import cost_used
+from hpcxlt.launch.record import read_launch
 from hpcxlt.store import RunStore
 
 QUESTION = (
@@ -72,7 +75,6 @@ def _plots(folder: Path) -> str:
 
 
 def _versions() -> dict[str, str]:
-    from hpcxlt import version as hpcxlt_version
 
     out = {"hpcxlt": hpcxlt_version()}
     for name in PACKAGES:
@@ -105,8 +107,6 @@ def write_report(store: RunStore, out: Path) -> Path:
         raise ReportError(
             f"{store.tables_json} does not exist: `hpcxlt aggregate {store.root}` writes the tables first"
         )
-    from hpcxlt.launch.manage.cost_used import cost_used
-    from hpcxlt.launch.record import read_launch
 
     data = read_json(store.tables_json)
     tables_dir = store.tables_json.parent

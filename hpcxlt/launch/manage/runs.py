@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcxlt.config import config_to_dict
+from hpcxlt.io import read_json
 from hpcxlt.store import RunStore
 
 
@@ -68,7 +69,6 @@ def config_diff(a: RunStore, b: RunStore) -> list[tuple[str, Any, Any]]:
 
 
 def _scores(store: RunStore) -> dict[tuple[str, str], float | None]:
-    from hpcxlt.io import read_json
 
     if not store.tables_json.is_file():
         return {}

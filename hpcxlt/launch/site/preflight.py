@@ -13,6 +13,7 @@ then checks that each PATH (model and data folders) is readable. `hpcxlt.launch.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import socket
@@ -22,6 +23,8 @@ import traceback
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from hpcxlt.launcher_env import detect, dist_timeout_s
 
 PACKAGES = ("hpcxlt", "torch", "deepspeed", "transformers", "datasets", "tokenizers", "submitit", "mpi4py", "numpy")
 """Packages whose versions must match the login node's: a job imports them from the interpreter it runs."""
@@ -83,10 +86,9 @@ class Report:
 
 
 def _all_reduce(dist_env, timeout_s: int) -> dict[str, Any]:
-    import datetime
 
-    import torch
-    import torch.distributed as tdist
+    import torch  # heavy: torch
+    import torch.distributed as tdist  # heavy: torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     backend = "nccl" if gpus else "gloo"
@@ -124,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("probe", type=Path, help="shared folder for the ranks' reports")
     parser.add_argument("--path", action="append", default=[], help="a model or data path every node must read")
     args = parser.parse_args(argv)
-    from hpcxlt.launcher_env import detect, dist_timeout_s
 
     dist_env = detect()
     report = Report(args.probe, dist_env.rank)

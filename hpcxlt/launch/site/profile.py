@@ -10,6 +10,7 @@ Standard library + PyYAML only: `hpcxlt submit --dry-run` validates a profile on
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -297,7 +298,6 @@ def parse_site(data: Any, source: str = "site profile") -> SiteProfile:
 
 
 def _parse(data: Mapping[str, Any], source: str) -> SiteProfile:
-    import difflib
 
     for key in data:
         if key not in _TOP_KEYS:

@@ -6,6 +6,7 @@ Job ids are strings as Slurm prints them: '123' for a plain job, '123_4' for tas
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -129,7 +130,6 @@ def expand_ids(text: str) -> list[str]:
 
 
 def _user() -> str:
-    import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
 

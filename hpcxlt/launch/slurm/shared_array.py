@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+from submitit.core.submission import process_job
+from submitit.core.utils import DelayedSubmission, JobPaths, cloudpickle_dump, pickle_load
 
 ARRAYS_DIR = "arrays"
 """Sub-folder of the submitit folder that holds the shared pickles."""
@@ -63,7 +65,6 @@ class Executor(submitit.SlurmExecutor):
 def submit(executor: Executor, tasks: Sequence[Any], name: str) -> list[str]:
     """Submit `tasks`, one job or one array (`name`) whose tasks share one pickle; return the job ids
     (`<array>_<index>` for an array). If sbatch refuses, its pickle and batch script are removed."""
-    from submitit.core.utils import DelayedSubmission, JobPaths, cloudpickle_dump
 
     delayed = []
     for task in tasks:
@@ -96,8 +97,6 @@ def submit(executor: Executor, tasks: Sequence[Any], name: str) -> list[str]:
 
 def start(folder: str, shared: str, env: dict[str, str] | None = None) -> None:
     """On the node: make sure this task's own pickle exists, then run it with submitit's runner."""
-    from submitit.core.submission import process_job
-    from submitit.core.utils import DelayedSubmission, JobPaths, pickle_load
 
     env = dict(os.environ) if env is None else env
     index = int(env["SLURM_ARRAY_TASK_ID"])

@@ -11,6 +11,7 @@ what runs on the nodes: `hpcxlt.launch.execute.slurm_tasks`.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -162,7 +163,6 @@ def log_path(store: RunStore, job_id: str) -> str:
 
 # -- what to submit ---------------------------------------------------------------------------------
 def aggregate_available() -> bool:
-    import importlib.util
 
     return importlib.util.find_spec("hpcxlt.cli.aggregate") is not None
 
