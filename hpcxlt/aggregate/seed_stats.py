@@ -20,19 +20,19 @@ from typing import Any
 
 
 @dataclass(frozen=True, kw_only=True)
-class SeedStat:
-    """Mean and spread of one figure over seeds."""
+class Spread:
+    """Mean and spread of one figure over its units (seeds, or matched pairs), with the completeness rule."""
 
     mean: float | None
-    """Mean over the seeds used; None when incomplete and partial figures are not allowed (or no seed)."""
+    """Mean over the units used, in points; None when incomplete and partial figures are not allowed (or none)."""
     std: float | None
-    """Sample standard deviation (n-1) over the seeds used; None with fewer than two."""
+    """Sample standard deviation (n-1) over the units used; None with fewer than two."""
     n: int
-    """Seeds used."""
+    """Units used."""
     n_planned: int
-    """Seeds the plan has for this figure."""
+    """Units the plan has for this figure."""
     partial: bool
-    """True when computed from fewer seeds than planned (only with allow_partial)."""
+    """True when computed from fewer units than planned (only with allow_partial)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,28 +45,14 @@ class SeedStat:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PairedTest:
-    """Difference a - b over matched pairs (e.g. the same seed and language under two arms): mean and spread."""
+class SeedStat(Spread):
+    """Mean and spread of one figure over seeds (the units are seeds)."""
 
-    mean: float | None
-    """Mean of the paired differences, in points."""
-    std: float | None
-    """Sample standard deviation of the differences."""
-    n: int
-    """Matched pairs used."""
-    n_planned: int
-    """Pairs the plan has."""
-    partial: bool
-    """True when computed from fewer pairs than planned (only with allow_partial)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "mean": points(self.mean),
-            "std": points(self.std),
-            "n": self.n,
-            "n_planned": self.n_planned,
-            "partial": self.partial,
-        }
+@dataclass(frozen=True, kw_only=True)
+class PairedTest(Spread):
+    """Difference a - b over matched pairs (e.g. the same seed and language under two arms): mean and spread
+    (the units are pairs)."""
 
 
 def points(value: float | None) -> float | None:

@@ -442,12 +442,14 @@ def _target_rows(book: ScoreBook, rows: ExampleRows, comp: Comparison, extra: di
     return found
 
 
-def significance(book: ScoreBook, store, split: str) -> _Draft:
-    header = [
+def _header(*extra: str) -> list[str]:
+    """The tested tables' columns; `extra` (a resource class) comes after the target."""
+    return [
         "comparison",
         "arm",
         "vs",
         "target",
+        *extra,
         "languages",
         "langs",
         "seeds",
@@ -456,6 +458,10 @@ def significance(book: ScoreBook, store, split: str) -> _Draft:
         "p adj.",
         "sig.",
     ]
+
+
+def significance(book: ScoreBook, store, split: str) -> _Draft:
+    header = _header()
     title = f"Significance of arm differences ({split})"
     if split != "test":
         return _Draft(
@@ -487,20 +493,7 @@ def significance(book: ScoreBook, store, split: str) -> _Draft:
 def significance_by_resource(book: ScoreBook, store, split: str) -> _Draft:
     """The research question: multilingual arm vs its English-only `compare_to`, per resource class of the target language."""
 
-    header = [
-        "comparison",
-        "arm",
-        "vs",
-        "target",
-        "class",
-        "languages",
-        "langs",
-        "seeds",
-        "Δ [95% interval]",
-        "p",
-        "p adj.",
-        "sig.",
-    ]
+    header = _header("class")
     title = f"Multilingual arms vs English-only arms and matched controls by resource class, tested ({split})"
     pairs = _comparisons(book, (VS_COMPARE_TO, VS_CONTROL))
     if split != "test" or not pairs:
