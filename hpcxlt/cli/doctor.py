@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from tabulate import tabulate
-
 from hpcxlt.cli import UserError
 
 
@@ -77,6 +75,8 @@ def _config_paths(path: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
 
     # deferred: the parser imports every command module; this command's code loads when it runs
+    from tabulate import tabulate  # deferred: third-party, and off plan's path (the parser imports every command)
+
     from hpcxlt.launch.site.doctor import diagnose
     from hpcxlt.launch.site.profile import load_site
     from hpcxlt.launch.slurm.queue import QueueError

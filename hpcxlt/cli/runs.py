@@ -6,8 +6,6 @@ import argparse
 import json
 import time
 
-from tabulate import tabulate
-
 from hpcxlt.cli import UserError
 
 
@@ -35,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_runs(args: argparse.Namespace) -> int:
 
     # deferred: the parser imports every command module; this command's code loads when it runs
+    from tabulate import tabulate  # deferred: third-party, and off plan's path (the parser imports every command)
+
     from hpcxlt.launch.manage.runs import find_runs, summary
 
     stores = find_runs(args.paths)
@@ -65,6 +65,8 @@ def run_runs(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
 
     # deferred: the parser imports every command module; this command's code loads when it runs
+    from tabulate import tabulate  # deferred: third-party, and off plan's path (the parser imports every command)
+
     from hpcxlt.launch.manage.runs import config_diff, score_diff
     from hpcxlt.store import RunStore
 

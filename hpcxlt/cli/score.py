@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from tabulate import tabulate
-
 from hpcxlt.cli import UserError
 
 
@@ -42,6 +40,8 @@ def _fmt(value: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     # deferred: the parser imports every command module; this command's code loads when it runs
+    from tabulate import tabulate  # deferred: third-party, and off plan's path (the parser imports every command)
+
     from hpcxlt.evaluate.scoring import score_submission
     from hpcxlt.evaluate.submission import SubmissionError
 

@@ -6,8 +6,6 @@ import argparse
 import json
 import time
 
-from tabulate import tabulate
-
 from hpcxlt.cli import UserError
 
 
@@ -101,6 +99,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 def report(status: dict, cells: bool) -> str:
     """The text `hpcxlt status` prints."""
+    from tabulate import tabulate  # deferred: third-party, and off plan's path (the parser imports every command)
+
     # deferred: the parser imports every command module; this command's code loads when it runs
     from hpcxlt.launch.manage.progress import PROGRESS_HEADER, progress_rows
     from hpcxlt.launch.manage.status import REPORT_STATES
