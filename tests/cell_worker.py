@@ -9,7 +9,7 @@ import logging
 import sys
 
 from hpcxlt.store import RunStore
-from hpcxlt.train.loop import EXIT_PREEMPTED, Preempted
+from hpcxlt.train.preemption import EXIT_PREEMPTED, Preempted
 from hpcxlt.train.run import train_cell
 
 

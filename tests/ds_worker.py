@@ -3,7 +3,7 @@
 Run under any launcher (torchrun, mpiexec, srun) or alone:
     python tests/ds_worker.py --out DIR --stage 2 --steps 12 --save-every 3
 Writes DIR/run-<stage>/{checkpoints/, train_log.jsonl, final.pt (rank 0: consolidated fp32 weights),
-result.json}. Exits with hpcxlt.train.loop.EXIT_PREEMPTED after a preemption signal.
+result.json}. Exits with hpcxlt.train.preemption.EXIT_PREEMPTED after a preemption signal.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from hpcxlt.io import write_json_atomic
 from hpcxlt.train import dist
 from hpcxlt.train.checkpoint import seed_everything
 from hpcxlt.train.engine import Engine, consolidated_state_dict
-from hpcxlt.train.loop import EXIT_PREEMPTED, LoopConfig, Preempted, train_loop
+from hpcxlt.train.loop import LoopConfig, train_loop
+from hpcxlt.train.preemption import EXIT_PREEMPTED, Preempted
 from hpcxlt.train.sampling import Mixture, Stream
 
 VOCAB = 120

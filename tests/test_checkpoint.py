@@ -153,7 +153,7 @@ def test_a_step_saved_again_is_never_without_a_complete_checkpoint(tmp_path: Pat
 def test_a_stop_signal_skips_the_dev_evaluation_of_its_step(tmp_path: Path):
     """SIGUSR2 during step 4, an evaluation step: the checkpoint is saved at once, no dev evaluation runs
     inside the signal's grace time."""
-    from hpcxlt.train.loop import EXIT_PREEMPTED
+    from hpcxlt.train.preemption import EXIT_PREEMPTED
 
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):

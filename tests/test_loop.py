@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcxlt.train.loop import PREEMPT_SIGNALS, Preempted, TrainLog, preemption_signals
+from hpcxlt.train.preemption import PREEMPT_SIGNALS, Preempted, preemption_signals
+from hpcxlt.train.train_log import TrainLog
 
 
 @pytest.mark.parametrize("signum", PREEMPT_SIGNALS, ids=lambda s: signal.Signals(s).name)

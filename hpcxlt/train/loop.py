@@ -7,39 +7,27 @@ step tells every rank whether any rank got a signal, so all ranks save the same 
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 
-from hpcxlt.io import write_text_atomic
 from hpcxlt.train import checkpoint as ckpt
 from hpcxlt.train import dist
+from hpcxlt.train.early_stopping import FRESH_SELECTION, improves, kept_step
 from hpcxlt.train.engine import Engine
+from hpcxlt.train.preemption import Preempted, preemption_signals
 from hpcxlt.train.prefetch import Prefetcher
 from hpcxlt.train.sampling import Mixture
+from hpcxlt.train.train_log import TrainLog, peak_memory
 
 log = logging.getLogger(__name__)
-
-PREEMPT_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
-EXIT_PREEMPTED = 75
-"""Exit status for 'checkpoint saved, run me again' (EX_TEMPFAIL); launchers map it to a requeue."""
-
-
-class Preempted(Exception):
-    """A signal asked the run to stop; a complete checkpoint of `step` is on disk and a rerun resumes from it."""
-
-    def __init__(self, *, step: int, checkpoint: Path, signum: int):
-        self.step, self.checkpoint, self.signum = step, checkpoint, signum
-        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint {checkpoint}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,71 +78,6 @@ class LoopResult:
     """Checkpoint folder this invocation resumed from (None for a fresh start)."""
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """Batches and examples trained on per stream (over all attempts), {stream: {batches, examples}}."""
-
-
-class _SignalFlag:
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        log.warning("received %s: will checkpoint at the next step boundary and stop", signal.Signals(signum).name)
-
-
-@contextmanager
-def preemption_signals() -> Iterator[_SignalFlag]:
-    """Turn SIGUSR1/SIGUSR2/SIGTERM into a flag for the duration of the loop; restore the old handlers after."""
-    flag = _SignalFlag()
-    previous = {}
-    try:
-        for sig in PREEMPT_SIGNALS:
-            previous[sig] = signal.signal(sig, flag)
-    except ValueError:  # not the main thread: leave signals alone
-        previous = {}
-    try:
-        yield flag
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-class TrainLog:
-    """train_log.jsonl, written by rank 0; on resume, records after the checkpoint's step are dropped.
-
-    `sink(record)` (rank 0) sees every record after it is written: the experiment trackers (train/tracking.py).
-    """
-
-    def __init__(self, path: Path, sink: Callable[[dict], None] | None = None):
-        self.path = Path(path)
-        self.sink = sink
-
-    def records(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
-        return out
-
-    def truncate_after(self, step: int) -> None:
-        if not dist.is_main():
-            return
-        kept = [r for r in self.records() if r.get("step", 0) <= step and r.get("event") != "end"]
-        write_text_atomic(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-
-    def write(self, record: dict) -> None:
-        if not dist.is_main():
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = {**record, "time": round(time.time(), 3)}  # wall clock: `hpcxlt status --watch` estimates ETAs
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
-            handle.flush()
-        if self.sink is not None:
-            self.sink(record)
 
 
 def _lookup_resume(root: Path) -> Path | None:
@@ -236,7 +159,7 @@ def train_loop(
         out = evaluate(engine)
         details = dict(out) if isinstance(out, Mapping) else {"metric": out}
         metric = float(details.pop("metric"))
-        improved = _improves(metric, selection["metric"], cfg.greater_is_better, cfg.min_delta)
+        improved = improves(metric, selection["metric"], cfg.greater_is_better, cfg.min_delta)
         if improved:
             selection.update(metric=metric, step=step, bad_evals=0)
         else:
@@ -322,7 +245,7 @@ def train_loop(
                         }
                     )
             if save:
-                last_saved = _save(engine, cfg, state_now(), _kept_step(cfg, selection))
+                last_saved = _save(engine, cfg, state_now(), kept_step(cfg.select_best, selection))
             if stop:
                 train_log.write({"event": "preempted", "step": step, "signal": signal.Signals(signum).name})
                 # a stop always saves just above, so last_saved is this step's checkpoint
@@ -334,8 +257,8 @@ def train_loop(
     if evaluate is not None and cfg.eval_every and not selection["stopped"]:
         improved = dev_evaluation(step) and cfg.select_best
     if improved or last_saved is None or ckpt.step_of(last_saved) != step:
-        last_saved = _save(engine, cfg, state_now(), _kept_step(cfg, selection))
-    best_step = _kept_step(cfg, selection)
+        last_saved = _save(engine, cfg, state_now(), kept_step(cfg.select_best, selection))
+    best_step = kept_step(cfg.select_best, selection)
     best_ckpt = cfg.checkpoint_dir / ckpt.step_name(best_step) if best_step is not None else None
     train_log.write(
         {
@@ -356,33 +279,6 @@ def train_loop(
         selection=dict(selection),
         resumed_from=str(resumed) if resumed else None,
     )
-
-
-FRESH_SELECTION = {"metric": None, "step": None, "bad_evals": 0, "stopped": False}
-"""Selection state before the first evaluation (checkpoints written before it had only 'metric' and 'step')."""
-
-
-def _improves(metric: float, best: float | None, greater_is_better: bool, min_delta: float) -> bool:
-    if best is None:
-        return True
-    return metric > best + min_delta if greater_is_better else metric < best - min_delta
-
-
-def _kept_step(cfg: LoopConfig, selection: dict[str, Any]) -> int | None:
-    """The step whose checkpoint is the result besides the last one (None when not selecting)."""
-    return selection["step"] if cfg.select_best else None
-
-
-def peak_memory() -> dict[str, float]:
-    """This rank's peak memory so far, in GiB: resident (the process; Linux reports KiB) and, on CUDA, the
-    largest allocated and reserved. Logged at every log step so a cell's memory can be read off its log."""
-    import resource
-
-    out = {"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["cuda_peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
-        out["cuda_peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
-    return out
 
 
 def _save(engine: Engine, cfg: LoopConfig, state: dict[str, Any], best_step: int | None) -> Path:

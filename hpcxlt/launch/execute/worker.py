@@ -24,6 +24,7 @@ from typing import Any
 from hpcxlt.grid.plan import Job
 from hpcxlt.launcher_env import DistError, launched_world
 from hpcxlt.store import RunStore
+from hpcxlt.train.preemption import Preempted
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ class JobError(RuntimeError):
 
 def is_preemption(err: BaseException) -> bool:
     """True for the training loop's `Preempted`: a checkpoint is on disk and a rerun continues from it."""
-    try:
-        from hpcxlt.train.loop import Preempted  # heavy: numpy (via hpcxlt.train.sampling) + torch
-    except ImportError:  # pragma: no cover - training not installed
-        return False
     return isinstance(err, Preempted)
 
 
