@@ -11,6 +11,7 @@ compilation on a fresh node), and on CPU it is no faster.
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import logging
 import math
@@ -44,14 +45,19 @@ def device_type() -> str:
 
 
 def resolve_precision(precision: str, device: str | None = None) -> str:
-    """'auto' -> 'bf16' on GPUs that support it, 'fp16' on older GPUs, 'fp32' on CPU; explicit values are checked."""
+    """'auto' -> 'bf16' on GPUs that support it, 'fp16' on older GPUs, 'fp32' on CPU; explicit values are checked.
+
+    An explicit 'bf16' runs on the CPU too (DeepSpeed's bf16 optimizer and torch's bf16 kernels do): the
+    mixed-precision path a GPU takes, with its memory layout, can so be tried without one. 'auto' keeps
+    fp32 on the CPU, where bf16 matmuls are slower on most processors. fp16 needs its loss scaler's CUDA ops.
+    """
     device = device or device_type()
     if precision == "auto":
         if device != "cuda":
             return "fp32"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision in ("bf16", "fp16") and device != "cuda":
-        raise ValueError(f"precision {precision!r} needs a GPU; this process sees none (use 'auto' or 'fp32')")
+    if precision == "fp16" and device != "cuda":
+        raise ValueError("precision 'fp16' needs a GPU; this process sees none (use 'auto', 'bf16' or 'fp32')")
     if precision not in ("bf16", "fp16", "fp32"):
         raise ValueError(f"precision {precision!r} is not one of auto, bf16, fp16, fp32")
     return precision
@@ -213,6 +219,9 @@ class Engine:
             lr=train.lr,
             betas=(0.9, 0.999),
             eps=1e-8,
+            # one kernel per tensor: no step-sized temporaries (the for-each path holds two copies of the
+            # largest parameter partition at once: 4.2 GiB for XLM-R Large on one process) and ~5x faster on CPU
+            fused=True,
         )
         scheduler = linear_schedule(optimizer, warmup_steps=warmup_steps(train, total_steps), total_steps=total_steps)
         self.ds, self.optimizer, _, self.scheduler = deepspeed.initialize(
@@ -268,6 +277,18 @@ class Engine:
         self.ds.eval()
         with torch.no_grad():
             return self.ds(**self.to_device(batch), **forward_kwargs)
+
+    def close(self) -> None:
+        """Release DeepSpeed's engine with its optimizer states, gradient buffers and flat parameter copies.
+
+        The export that follows training rebuilds the model from the checkpoint files; freed first, a
+        process holds one copy of the weights while exporting instead of the whole training state beside it.
+        """
+        if self.ds is None:
+            return
+        self.ds.destroy()
+        self.ds = self.optimizer = self.scheduler = None
+        gc.collect()
 
     # -- checkpoint files ---------------------------------------------------------------------------
     def save(self, root: str | os.PathLike, tag: str) -> None:

@@ -9,7 +9,7 @@ intermediate cell's final model and its head is new. Either way the cell ends wi
 cells/<key>/model/ (save_pretrained of the fp32 weights + tokenizer: evaluation needs no DeepSpeed)
 and cells/<key>/done.json; its DeepSpeed checkpoints are deleted then, as nothing reads them again.
 
-A preemption signal makes `train_cell` raise `hpcxlt.train.loop.Preempted` (checkpoint saved, run
+A preemption signal makes `train_cell` raise `hpcxlt.train.preemption.Preempted` (checkpoint saved, run
 it again to continue); finishing returns None; a cell already done returns at once.
 """
 
@@ -134,6 +134,9 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     finally:
         if tracker is not None:
             tracker.close()
+    # the training state (parameters, gradients, optimizer states) goes before the export builds the model again
+    del model, mixture, evaluate
+    engine.close()
 
     source = result.best_checkpoint or result.final_checkpoint
     selected_by = train.select_by if train.eval_every and result.best_checkpoint else "last"
