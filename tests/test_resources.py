@@ -187,8 +187,11 @@ def test_fp32_model_states():
     by_stage = {s: model_state_bytes(p, zero_stage=s, precision="fp32", world_size=n) for s in range(4)}
     assert by_stage[0].total == 16 * p  # torch AdamW: params, grads, two moments
     assert by_stage[0].master_params == by_stage[0].fp32_grads == 0
-    assert by_stage[1].total == 8 * p + 12 * p / n
-    assert by_stage[2].total == 4 * p + 16 * p / n  # the fp32 master clone is kept
+    # stages 1-2 keep the fp32 master clone, and their step flattens the gradient partition into a new
+    # tensor beside the gradients (DeepSpeed 0.19 stage_1_and_2.py, step(): flatten(averaged_gradients));
+    # bench/large_cpu.py measures that copy on XLM-R Large (docs/benchmarks.md)
+    assert by_stage[1].total == 8 * p + 16 * p / n
+    assert by_stage[2].total == 4 * p + 20 * p / n
     assert by_stage[2].master_params == 4 * p / n
     assert model_state_bytes(p, zero_stage=3, precision="fp32", world_size=n, largest_layer=10).total == (
         16 * p / n + 80
