@@ -55,6 +55,31 @@ def _gpus(gres: str) -> tuple[int, str | None]:
     return 0, None
 
 
+# GiB per GPU as nvidia-smi's memory.total / 1024 reports it, for gres types that name one memory size;
+# A100, V100 and P100 come in two sizes and are only read from a size in the type's name ('a100_80g').
+GPU_MEMORY_GIB = {
+    "h100": 79.6,
+    "h200": 140.4,
+    "a40": 45.0,
+    "l40": 45.0,
+    "l40s": 45.0,
+    "a30": 24.0,
+    "l4": 22.5,
+    "t4": 15.0,
+}
+
+
+def gpu_memory_gib(gpu_type: str | None) -> float | None:
+    """GiB per GPU of a gres GPU type: a size in its name ('a100_80g', 'a100-40gb'), else `GPU_MEMORY_GIB`."""
+    if not gpu_type:
+        return None
+    name = gpu_type.lower()
+    match = re.search(r"(?:^|[^0-9])(\d{2,3})g(?:b)?(?:$|[^a-z0-9])", name)
+    if match and 8 <= int(match.group(1)) <= 512:
+        return float(match.group(1))
+    return GPU_MEMORY_GIB.get(name)
+
+
 def discover() -> Cluster:
     cluster = Cluster()
     out = _run(["sinfo", "-h", "-o", "%P|%G|%c|%m|%l|%D"])
@@ -119,6 +144,9 @@ def profile_text(cluster: Cluster, name: str) -> str:
         "max_array_size: 1001         # `scontrol show config | grep MaxArraySize`",
         "# max_queued_jobs: 500       # the site's MaxSubmitJobs for you, if any: larger grids go in waves",
         "# network_interface: ib0     # NCCL/gloo interface between nodes (doctor tells)",
+        _gpu_memory_line(train),
+        "# gpus: 32                   # GPUs the sweep may use at once: `hpcxlt plan --site`'s makespan",
+        "# disk_quota_gb: 2000        # quota of the run directory's file system (GiB): submit refuses more",
         "defaults:",
     ]
     if default is not None:
@@ -159,4 +187,12 @@ def profile_text(cluster: Cluster, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Cluster", "Partition", "discover", "profile_text"]
+def _gpu_memory_line(train: Partition | None) -> str:
+    size = gpu_memory_gib(train.gpu_type if train is not None else None)
+    if train is not None and size is not None:
+        return f"gpu_memory_gb: {size:g}          # GiB per GPU of {train.gpu_type}: submit refuses what cannot fit"
+    what = f"{train.gpu_type}: " if train is not None and train.gpu_type else ""
+    return f"# gpu_memory_gb: 80          # GiB per GPU ({what}nvidia-smi's memory.total / 1024): submit refuses what cannot fit"
+
+
+__all__ = ["Cluster", "Partition", "discover", "gpu_memory_gib", "profile_text"]

@@ -161,6 +161,12 @@ class SiteProfile:
     """Appended to rank 0's host name for the rendezvous, e.g. 'i' where the InfiniBand names are gpu01i."""
     network_interface: str | None = None
     """Interface for NCCL and gloo traffic (NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME), e.g. 'ib0'; None: auto."""
+    gpu_memory_gb: float | None = None
+    """Memory of one GPU in GiB (nvidia-smi's memory.total / 1024, e.g. 40 or 80 for an A100); None: unknown, not checked."""
+    gpus: int | None = None
+    """GPUs the sweep may use at once (a fair-share or allocation limit): `hpcxlt plan`'s makespan; None: unknown."""
+    disk_quota_gb: float | None = None
+    """Disk quota of the run directory's file system in GiB: `submit` refuses a grid whose estimate exceeds it."""
     stages: Mapping[str, StageResources] = field(default_factory=dict)
     """Resources per stage (intermediate, target, eval, aggregate), defaults already applied."""
     source: str | None = None
@@ -375,6 +381,10 @@ def _check_site(site: SiteProfile, source: str) -> None:
         )
     if site.max_running is not None and site.max_running < 1:
         raise SiteError(f"{source}: max_running: must be >= 1, got {site.max_running}")
+    for key in ("gpu_memory_gb", "gpus", "disk_quota_gb"):
+        value = getattr(site, key)
+        if value is not None and value <= 0:
+            raise SiteError(f"{source}: {key}: must be > 0 (or left out: unknown), got {value}")
     if site.max_requeues < 0:
         raise SiteError(f"{source}: max_requeues: must be >= 0, got {site.max_requeues}")
     if site.dist_timeout_s < 1:
