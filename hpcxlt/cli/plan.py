@@ -51,6 +51,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="POINTS",
         help="the effect whose seed count the power lines report (default 1.0 point)",
     )
+    parser.add_argument(
+        "--site",
+        metavar="SITE.yaml",
+        default=None,
+        help="a Slurm site profile: GPU memory per training stage against its gpu_memory_gb, disk against its "
+        "disk_quota_gb, and the makespan on its gpus (docs/resources.md)",
+    )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="GPUs the sweep may use at once, for the makespan (default: the site's gpus)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(func=run)
 
@@ -105,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
     budgets, budget_source = example_budgets(cfg, args.data)
     if budgets:
         summary["examples"] = {"source": budget_source, "arms": budgets}
+    resources = None
+    if args.site is not None or args.gpus is not None:
+        resources = _resources(cfg, grid, args.site, args.gpus)
+        summary["resources"] = resources.to_json()
     if args.cells:
         summary["cells"] = [cell.key for cell in grid.cells]
     if args.json:
@@ -137,10 +155,25 @@ def run(args: argparse.Namespace) -> int:
         _print_power(summary["comparisons"], list(cfg.targets.tasks), len(cfg.seeds), cfg.stats.alpha)
     if budgets:
         _print_budgets(budgets, budget_source)
+    if resources is not None:
+        print()
+        print("\n".join(resources.text_lines()))
     if args.cells:
         print()
         print("\n".join(summary["cells"]))
     return 0
+
+
+def _resources(cfg, grid, site_path: str | None, gpus: int | None):
+    """GPU memory per training stage, disk and makespan on a site (`hpcxlt/launch/resources.py`)."""
+    # deferred: the parser imports every command module; this command's code loads when it runs
+    from hpcxlt.launch import resources
+    from hpcxlt.launch.site.profile import load_site
+
+    if gpus is not None and gpus < 1:
+        raise UserError(f"--gpus {gpus}: must be >= 1")
+    site = load_site(site_path) if site_path is not None else None
+    return resources.plan_resources(cfg, grid, site, gpus)
 
 
 def example_budgets(cfg, prepared: str | None) -> tuple[dict, str]:

@@ -49,7 +49,7 @@ class StageCost:
     """Estimated GPU-hours."""
 
 
-def _train_examples(cfg: ExperimentConfig, task: str, langs: tuple[str, ...]) -> int:
+def train_examples(cfg: ExperimentConfig, task: str, langs: tuple[str, ...]) -> int:
     if task in cfg.cost.train_examples:
         return cfg.cost.train_examples[task]
     if task in TRAIN_EXAMPLES:
@@ -63,28 +63,41 @@ def _run_samples(examples: int, train) -> int:
     return int(examples * train.epochs)
 
 
-def estimate(cfg: ExperimentConfig, plan: Plan) -> list[StageCost]:
-    """GPU-hours per stage for the cells of `plan`."""
-    train_rate = cfg.cost.train_samples_per_second * 3600
-    eval_rate = cfg.cost.eval_samples_per_second * 3600
-    inter = 0
+def cell_samples(cfg: ExperimentConfig, plan: Plan) -> dict[str, int]:
+    """Examples each cell of `plan` processes (training: examples x epochs, or max_steps x the global batch
+    per process; evaluation: `cost.eval_examples_per_language` x splits): what `estimate` sums per stage,
+    and what the makespan (`grid/resource_plan.py`) schedules job by job."""
+    out: dict[str, int] = {}
     for cell in plan.stage_cells("intermediate"):
         arm = cfg.arm(cell.arm)
         langs = arm_languages(cfg, arm.name)
         # a budgeted task gives at most its budget (arms[].examples)
         examples = sum(
-            min(_train_examples(cfg, task, langs[task]), arm.examples.get(task, 10**12)) for task in arm.tasks
+            min(train_examples(cfg, task, langs[task]), arm.examples.get(task, 10**12)) for task in arm.tasks
         )
-        inter += _run_samples(examples, arm_train_config(cfg, arm))
-    target = 0
+        out[cell.key] = _run_samples(examples, arm_train_config(cfg, arm))
     for cell in plan.stage_cells("target"):
         if cell.target is None:
             raise ValueError(f"target cell {cell.key} names no target task")
-        examples = _train_examples(cfg, cell.trains or cell.target, ("en",))
-        target += _run_samples(examples, target_train_config(cfg, cell.target))
-    evals = len(plan.stage_cells("eval")) * cfg.cost.eval_examples_per_language * len(cfg.eval.splits)
-    return [
-        StageCost(stage="intermediate", samples=inter, gpu_hours=inter / train_rate),
-        StageCost(stage="target", samples=target, gpu_hours=target / train_rate),
-        StageCost(stage="eval", samples=evals, gpu_hours=evals / eval_rate),
-    ]
+        examples = train_examples(cfg, cell.trains or cell.target, ("en",))
+        out[cell.key] = _run_samples(examples, target_train_config(cfg, cell.target))
+    per_eval = cfg.cost.eval_examples_per_language * len(cfg.eval.splits)
+    for cell in plan.stage_cells("eval"):
+        out[cell.key] = per_eval
+    return out
+
+
+def stage_rate(cfg: ExperimentConfig, stage: str) -> float:
+    """Examples per GPU-hour of a stage: the config's training or inference throughput."""
+    per_second = cfg.cost.eval_samples_per_second if stage == "eval" else cfg.cost.train_samples_per_second
+    return per_second * 3600
+
+
+def estimate(cfg: ExperimentConfig, plan: Plan) -> list[StageCost]:
+    """GPU-hours per stage for the cells of `plan`."""
+    samples = cell_samples(cfg, plan)
+    out = []
+    for stage in ("intermediate", "target", "eval"):
+        total = sum(samples[cell.key] for cell in plan.stage_cells(stage))
+        out.append(StageCost(stage=stage, samples=total, gpu_hours=total / stage_rate(cfg, stage)))
+    return out

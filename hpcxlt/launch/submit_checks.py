@@ -5,7 +5,9 @@ feeder job that submits a run's next wave, and the local executor.
 
 - the tracking backends the config names are installed (here, not in every job on a compute node);
 - `stats.aso` has its `deepsig` package (the aggregation job needs it);
-- an offline site (compute nodes without the hub) is not asked to read hub data.
+- an offline site (compute nodes without the hub) is not asked to read hub data;
+- every training stage fits the site's `gpu_memory_gb`, and the grid's disk estimate its `disk_quota_gb`
+  (`hpcxlt/launch/resources.py`; a site without those keys is not checked).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 
 from hpcxlt.config import ExperimentConfig
+from hpcxlt.launch.resources import refusal
 from hpcxlt.launch.site.profile import SiteProfile
 
 
@@ -40,6 +43,10 @@ def check_before_submit(cfg: ExperimentConfig, site: SiteProfile | None, where: 
             f"data.source 'hub' reads. On a login node run `hpcxlt prepare CONFIG --out DIR [--features]`, then "
             "submit with -o data.source=local -o data.root=DIR"
         )
+    if site is not None:
+        problem = refusal(cfg, site)  # GPU memory per training stage, then the disk quota
+        if problem:
+            raise SubmitCheckError(f"{where}: {problem}")
 
 
 __all__ = ["SubmitCheckError", "check_before_submit"]
