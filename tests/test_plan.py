@@ -116,6 +116,30 @@ def test_replanning_is_identical_and_serialises():
     assert type(first).from_dict(json.loads(json.dumps(first.to_dict()))) == first
 
 
+def test_eval_fingerprints_hash_the_same_text_as_every_other_fingerprint():
+    """plan() hashes eval cells without a dict per cell (`_eval_hasher`); the text is `_hash`'s, so
+    fingerprints, and the done cells of existing run directories, stay what they were."""
+    from hpcxlt.config import config_to_dict
+    from hpcxlt.grid.plan import _hash, eval_languages
+
+    cfg = load_experiment(CONFIGS / "phang2020.yaml", ["seeds=[1,2]", "eval.languages_per_job=4"])
+    grid = plan(cfg)
+    settings = {
+        "source": cfg.data.source,
+        "root": cfg.data.root,
+        "max_eval_examples": cfg.data.max_eval_examples,
+        "splits": list(cfg.eval.splits),
+        "retrieval_layer": cfg.eval.retrieval_layer,
+    }
+    evals = grid.stage_cells("eval")
+    assert len(evals) == 2 * 11 * sum(len(eval_languages(cfg, t)) for t in cfg.targets.tasks)
+    for cell in evals:
+        pretrained = _hash({"pretrained": config_to_dict(cfg.model)})
+        upstream = grid.cell(cell.deps[0]).fingerprint if cell.deps else pretrained
+        expected = {"stage": "eval", "from": upstream, "task": cell.target, "lang": cell.lang, "eval": settings}
+        assert cell.fingerprint == _hash(expected), cell.key
+
+
 def test_changed_config_changes_only_affected_cells():
     base = plan(load_experiment(CONFIGS / "demo.yaml"))
     changed = plan(load_experiment(CONFIGS / "demo.yaml", ["targets.overrides.panx={lr: 5e-4}"]))
