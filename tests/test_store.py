@@ -28,6 +28,22 @@ def test_initialize_writes_resolved_config_and_plan(tmp_path, demo):
     assert store.initialize(cfg, grid) is False
 
 
+def test_config_and_plan_are_parsed_once_per_content(tmp_path, demo):
+    """status and resume load them from several places: the same bytes give the same object, any change
+    is read again (also by another RunStore of the same folder)."""
+    cfg, grid = demo
+    store = RunStore(tmp_path / "run")
+    store.initialize(cfg, grid)
+    assert store.load_plan() is RunStore(tmp_path / "run").load_plan()
+    assert store.load_config() is store.load_config()
+    bigger = load_experiment(CONFIGS / "demo.yaml", ["seeds=[1,2,3]"])
+    store.initialize(bigger, plan(bigger))
+    assert store.load_plan() == plan(bigger) and store.load_config() == bigger
+    store.plan_path.write_text(store.plan_path.read_text()[:-20])
+    with pytest.raises(RunDirError, match="is not valid JSON"):
+        store.load_plan()
+
+
 def test_different_experiment_is_refused_before_anything_is_overwritten(tmp_path, demo):
     cfg, grid = demo
     store = RunStore(tmp_path / "run")

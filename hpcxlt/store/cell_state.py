@@ -44,6 +44,7 @@ class CellStates:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._cells = str(self.root / "cells")
         self._names: list[str] | None = None
         self._index: dict[str, Submitted] = {}
 
@@ -127,7 +128,9 @@ class CellStates:
     def _own(self, key: str) -> dict[str, Any]:
         """What the cell's own file says; pending without one (or with one cut short by a crash)."""
         try:
-            return read_json(self.path(key))
+            # plain os paths and bytes: status and resume read this for every cell that has a folder
+            with open(f"{self._cells}/{key}/state.json", "rb") as handle:
+                return json.loads(handle.read())
         except (FileNotFoundError, json.JSONDecodeError):
             return {"state": "pending"}
 

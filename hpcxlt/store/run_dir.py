@@ -13,7 +13,7 @@ import json
 import os
 import resource
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -216,12 +216,12 @@ class RunStore:
 
         if not self.config_path.exists():
             raise RunDirError(f"{self.root} is not a run directory (no config.yaml); create one with `hpcxlt submit`")
-        return parse_config(yaml.safe_load(self.config_path.read_text(encoding="utf-8")))
+        return _parsed(self.config_path, lambda raw: parse_config(yaml.safe_load(raw.decode("utf-8"))))
 
     def load_plan(self) -> Plan:
         if not self.plan_path.exists():
             raise RunDirError(f"{self.root} is not a run directory (no plan.json); create one with `hpcxlt submit`")
-        return Plan.from_dict(self.read_record(self.plan_path, PLAN_RESTORE))
+        return _parsed(self.plan_path, lambda raw: Plan.from_dict(_json_record(self.plan_path, raw, PLAN_RESTORE)))
 
     def read_record(self, path: Path, restore: str) -> Any:
         """A JSON file of the run directory; one that cannot be parsed (cut short by a full disk, edited by
@@ -389,6 +389,30 @@ class RunStore:
         """Every record file: the jobs' JSON-lines files and older one-record files."""
         for name in list_result_names(self.results_dir):
             yield self.results_dir / name
+
+
+_PARSED: dict[Path, tuple[bytes, Any]] = {}
+"""config.yaml / plan.json path -> (the bytes last parsed, what they gave): `status` and `resume` read both
+from several places (a 100k-cell plan takes about a second to parse); the same bytes give the same (frozen)
+object, and a file that changed in any byte is parsed again."""
+
+
+def _parsed(path: Path, parse: Callable[[bytes], Any]) -> Any:
+    raw = path.read_bytes()
+    cached = _PARSED.get(path)
+    if cached is not None and cached[0] == raw:
+        return cached[1]
+    value = parse(raw)
+    _PARSED[path] = (raw, value)
+    return value
+
+
+def _json_record(path: Path, raw: bytes, restore: str) -> Any:
+    """`RunStore.read_record` of bytes already read."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except ValueError as err:
+        raise RunDirError(f"{path} is not valid JSON ({err}); it holds {restore}") from None
 
 
 RESULT_SUFFIXES = (".json", ".jsonl")
