@@ -276,12 +276,12 @@ def feature_bytes(cfg: ExperimentConfig, plan: Plan) -> int:
                 rows = min(rows, cap * len(langs[task]))
             key = (task, langs[task], max_length)
             train[key] = max(train.get(key, 0), rows)
-    for cell in plan.stage_cells("target"):
-        task = cell.trains or cell.target or ""
+    # per (target, task trained), not per cell: resolving a target's hyperparameters builds a config
+    for target, task in {(cell.target or "", cell.trains or cell.target or "") for cell in plan.stage_cells("target")}:
         rows = train_examples(cfg, task, ("en",))
         if cap is not None:
             rows = min(rows, cap)
-        key = (task, ("en",), target_train_config(cfg, cell.target or task).max_length)
+        key = (task, ("en",), target_train_config(cfg, target).max_length)
         train[key] = max(train.get(key, 0), rows)
     total = 0
     for (task, _, max_length), rows in train.items():
@@ -291,10 +291,11 @@ def feature_bytes(cfg: ExperimentConfig, plan: Plan) -> int:
     eval_rows = cfg.cost.eval_examples_per_language
     if cfg.data.max_eval_examples is not None:
         eval_rows = min(eval_rows, cfg.data.max_eval_examples)
-    evaluated = {(cell.target, cell.lang) for cell in plan.stage_cells("eval")}
+    evaluated = {(cell.target or "", cell.lang) for cell in plan.stage_cells("eval")}
+    max_lengths = {target: target_train_config(cfg, target).max_length for target in {t for t, _ in evaluated}}
     for target, _ in evaluated:
-        spec = get_task(target or "")
-        max_length = target_train_config(cfg, spec.name).max_length
+        spec = get_task(target)
+        max_length = max_lengths[target]
         per_row = max_length * (_labels_of(spec)[1] if spec.format == "multiple_choice" else 1)
         total += len(cfg.eval.splits) * feature_cache_bytes(eval_rows, per_row, format=spec.format)
     return total
