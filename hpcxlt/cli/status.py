@@ -67,6 +67,12 @@ def _status(args: argparse.Namespace) -> dict:
     status["progress"] = running_progress(store, status)
     executor = status["executor"] if not args.no_queue or status["executor"] != "slurm" else None
     status["cost"] = cost_used(store, store.load_plan(), store.load_config(), executor)
+    from hpcxlt.store.rehearsal import rehearsal_path
+
+    if rehearsal_path(store).is_file():  # a rehearsal (`submit --rehearse`): its report, written again
+        from hpcxlt.launch.rehearsal import finish
+
+        status["rehearsal"] = finish(store, use_queue=not args.no_queue)
     if not args.cells:
         status.pop("cell_states")
     return status
@@ -166,6 +172,11 @@ def report(status: dict, cells: bool) -> str:
         pass  # a local run is still working through the grid: nothing to resume yet
     elif status["counts"]["failed"] or status["counts"]["cancelled"] or status["counts"]["pending"]:
         out(f"\n`hpcxlt resume {status['run_dir']}` resubmits what is neither done nor queued")
+    if status.get("rehearsal"):
+        from hpcxlt.launch.rehearsal import render  # deferred: this command's code loads when it runs
+
+        out("")
+        out(render(status["rehearsal"], status["run_dir"]).rstrip("\n"))
     if cells:
         for key, state in status["cell_states"].items():
             out(f"{state:<10} {key}")

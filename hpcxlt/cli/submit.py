@@ -7,6 +7,8 @@ import json
 
 from hpcxlt.cli import UserError, add_override_argument
 
+SUFFIX = ".rehearsal"  # hpcxlt.launch.rehearsal.SUFFIX: the parser imports every command module, so not from there
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -36,6 +38,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="link the done cells of another run directory whose fingerprints equal this plan's "
         "(models, records, predictions) instead of training and evaluating them again",
     )
+    rehearse = parser.add_argument_group(
+        "rehearsal", "every job of the grid on the same site, each cut to a minimum, into a run directory of its own"
+    )
+    rehearse.add_argument(
+        "--rehearse",
+        action="store_true",
+        help="rehearse the grid (docs/rehearsal.md): a few steps per training cell (one of each training stage "
+        "preempted, requeued and resumed once), a few examples per evaluation, the aggregation; then a verdict "
+        "per stage, the rates measured here and the real run's GPU-hours from them (REHEARSAL_DIR/rehearsal.json)",
+    )
+    rehearse.add_argument(
+        "--rehearsal-dir",
+        metavar="REHEARSAL_DIR",
+        help=f"the rehearsal's run directory (default: RUN_DIR{SUFFIX}); never the real run's",
+    )
+    rehearse.add_argument("--steps", type=int, default=2, metavar="N", help="optimizer steps per training cell (2)")
+    rehearse.add_argument(
+        "--examples", type=int, default=16, metavar="N", help="evaluation examples per language and split (16)"
+    )
+    rehearse.add_argument(
+        "--wait",
+        action="store_true",
+        help="Slurm: wait for the rehearsal's jobs to end, then print its report (else the aggregation job "
+        "writes it and `hpcxlt status REHEARSAL_DIR` prints it)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="local: no progress bar")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     parser.set_defaults(func=run)
@@ -47,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from hpcxlt.grid.plan import plan
     from hpcxlt.store import RunDirError, RunStore
 
+    rehearsal = None
+    if args.rehearse:
+        rehearsal, args = _rehearsal(args)
     cfg = load_experiment(args.config, args.override)
     grid = plan(cfg)
     site = None
@@ -75,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         added = store.growth(cfg, grid) if store.config_path.exists() else None  # refuses a non-additive change
         if not args.dry_run:
             store.initialize(cfg, grid)
+            if rehearsal is not None:
+                rehearsal(store, cfg, grid, site)
     except RunDirError as err:
         raise UserError(str(err)) from None
     if added:
@@ -112,12 +144,19 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(str(err)) from None
         if not args.dry_run:
             _print_slurm(result, store.root)
+            if rehearsal is not None:
+                result.exit_code = result.exit_code or _rehearsal_end(store, wait=args.wait)
     else:
         from hpcxlt.launch.submit import launch_local
 
         result = launch_local(store, grid, dry_run=args.dry_run, progress=not args.no_progress)
         if not args.dry_run and result.exit_code == 0:
             print(f"ran {result.jobs} jobs ({result.cells} cells) locally; results in {store.root}")
+        if not args.dry_run and rehearsal is not None and result.exit_code != 130:
+            from hpcxlt.launch.rehearsal import aggregate_here
+
+            aggregate_here(store)  # the aggregation job of a Slurm run, here
+            result.exit_code = _rehearsal_end(store, wait=True) or result.exit_code
     if args.json:
         print(json.dumps(result.summary(dry_run=args.dry_run)))
     return result.exit_code
@@ -144,3 +183,86 @@ def _print_slurm(result, root) -> None:
         shown = ids[0].split("_")[0] if len(ids) > 1 else (ids[0] if ids else "-")
         print(f"  {row['name']:<18}{row['tasks']:>5} task(s)  job {shown:<10} {row['dependency'] or ''}")
     print(f"follow with `hpcxlt status {root}`")
+
+
+def _rehearsal(args: argparse.Namespace):
+    """--rehearse: the cuts as -o overrides, the rehearsal's own run directory; returns the function that
+    records the rehearsal's settings once its run directory is initialised, and the arguments to go on with."""
+    # deferred: the parser imports every command module; this command's code loads when it runs
+    from hpcxlt.grid.experiment import load_experiment
+    from hpcxlt.grid.plan import plan
+    from hpcxlt.launch import rehearsal
+    from hpcxlt.store import RunDirError
+    from hpcxlt.store.rehearsal import read_rehearsal, write_settings
+
+    if args.reuse_from:
+        raise UserError("--rehearse runs every cell again: it takes no --reuse-from")
+    if args.no_aggregate:
+        raise UserError("--rehearse rehearses the aggregation job too: it takes no --no-aggregate")
+    target = args.rehearsal_dir or str(rehearsal.default_dir(args.run_dir))
+    try:
+        rehearsal.check_apart(target, args.run_dir)
+        cuts = rehearsal.Cuts(steps=args.steps, eval_examples=args.examples)
+        site = None
+        if args.site:
+            from hpcxlt.config.load import read_yaml
+            from hpcxlt.launch.site.profile import SiteError, parse_site
+
+            site = parse_site(read_yaml(args.site, "site profile", SiteError), args.site)
+        overrides, cut = rehearsal.rehearsal_overrides(
+            args.config, list(args.override), cuts, rehearsal.training_world(site)
+        )
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    from hpcxlt.store import RunStore
+
+    existing = RunStore(target)
+    try:
+        if existing.config_path.exists() and read_rehearsal(existing) is None:
+            raise UserError(f"{target} holds a run that is not a rehearsal: pass another --rehearsal-dir")
+    except RunDirError as err:
+        raise UserError(str(err)) from None
+    real_cfg = load_experiment(args.config, args.override)
+    real_plan = plan(real_cfg)
+    real_run_dir = args.run_dir
+    print(
+        f"rehearsal of {args.config} in {target} (the real run directory {real_run_dir} is not touched): "
+        f"{cuts.steps} step(s) per training cell, {cuts.eval_examples} example(s) per evaluated language; "
+        f"cuts: {' '.join('-o ' + o for o in cut)}"
+    )
+
+    def record(store, cfg, grid, site) -> None:
+        if sorted(c.key for c in grid.cells) != sorted(c.key for c in real_plan.cells):  # pragma: no cover
+            raise UserError("the rehearsal's cuts changed the grid's cells: a bug, please report it")
+        write_settings(
+            store,
+            rehearsal.settings(
+                config=args.config,
+                overrides=list(args.override),
+                cut=cut,
+                cuts=cuts,
+                real_cfg=real_cfg,
+                real_plan=real_plan,
+                rehearsal_plan=grid,
+                real_run_dir=real_run_dir,
+                site=site,
+            ),
+        )
+
+    return record, argparse.Namespace(**{**vars(args), "run_dir": target, "override": overrides})
+
+
+def _rehearsal_end(store, *, wait: bool) -> int:
+    """The rehearsal's report, once its jobs have ended (Slurm: with --wait only); 0 when it passed."""
+    from hpcxlt.launch import rehearsal  # deferred: this command's code loads when it runs
+
+    if not wait:
+        print(
+            f"the rehearsal's report goes to {store.root}/rehearsal.json when its jobs have ended "
+            f"(the aggregation job writes it; `hpcxlt status {store.root}` prints it)"
+        )
+        return 0
+    rehearsal.wait_until_ended(store)
+    report = rehearsal.finish(store)
+    print(rehearsal.render(report, store.root), end="")
+    return 0 if report["ok"] else 1

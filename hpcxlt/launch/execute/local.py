@@ -29,7 +29,8 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from hpcxlt.launch.execute.worker import is_preemption, run_job
+from hpcxlt.launch.execute.forced_stop import forced_stop
+from hpcxlt.launch.execute.worker import is_preemption, note_requeue, run_job
 from hpcxlt.launch.record import job_done, unfinished_jobs
 from hpcxlt.store import RunStore
 
@@ -124,6 +125,12 @@ def run_local(run_dir: str | os.PathLike, *, progress: bool = True, out: TextIO 
 
 INTERRUPTED = 130
 """Exit status of a job's process that stopped on Ctrl-C or SIGTERM (its cells went back to pending)."""
+EXIT_REQUEUE = 75
+"""Exit status of a job's process preempted by SIGUSR1/SIGUSR2 with its checkpoint saved (the training loop's
+EXIT_PREEMPTED, EX_TEMPFAIL): the executor runs it again, which resumes from that checkpoint."""
+REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+LOCAL_MAX_REQUEUES = 3
+"""Requeues without progress before a local job's cells are marked failed (a site's max_requeues on Slurm)."""
 
 
 _CONTEXT = None
@@ -167,6 +174,9 @@ def _run_one(store: RunStore, key: str, report: LocalReport, blocked_by: dict[st
     finally:
         signal.signal(signal.SIGTERM, previous)
     code = child.exitcode if child.exitcode is not None else 1
+    if code == EXIT_REQUEUE:  # preempted with its checkpoint saved (and counted): run it again, as Slurm requeues
+        _run_one(store, key, report, blocked_by)
+        return
     if code == 0:
         report.ran.append(key)
         return
@@ -184,13 +194,18 @@ def run_job_here(run_dir: str | os.PathLike, key: str) -> int:
     store = RunStore(run_dir)
     log_path = job_log_path(store, key)
     try:
-        with _JobLog(log_path):
+        with _JobLog(log_path), forced_stop(store.root, key):  # forced_stop: a rehearsal's one forced preemption
             run_job(store.root, key, job_id=f"local:{os.getpid()}", log_path=str(log_path))
     except KeyboardInterrupt:
         _back_to_pending(store, key, "interrupted (Ctrl-C)")
         return INTERRUPTED
     except Exception as err:
-        if is_preemption(err):  # SIGTERM/SIGUSR2 during training: checkpoint saved, stop like Ctrl-C
+        if is_preemption(err) and getattr(err, "signum", None) in REQUEUE_SIGNALS:
+            # a preemption signal (Slurm's, or a rehearsal's forced one): requeued, within max_requeues
+            if note_requeue(store.root, key, max_requeues=LOCAL_MAX_REQUEUES, reason=str(err)):
+                return EXIT_REQUEUE
+            return 1
+        if is_preemption(err):  # SIGTERM during training: checkpoint saved, stop like Ctrl-C
             _back_to_pending(store, key, str(err))
             return INTERRUPTED
         return 1  # the worker marked the cells failed, with the error and the log

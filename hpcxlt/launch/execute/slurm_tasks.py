@@ -28,10 +28,12 @@ from typing import Any
 
 import submitit
 
+from hpcxlt.launch.execute.forced_stop import forced_stop
 from hpcxlt.launch.execute.worker import is_preemption, mark_failed, note_requeue, run_job
 from hpcxlt.launch.record import set_aggregate_state
 from hpcxlt.launch.site.profile import SiteProfile
 from hpcxlt.store import RunStore
+from hpcxlt.store.rehearsal import rehearsal_path
 
 
 class SlurmTask:
@@ -46,7 +48,8 @@ class SlurmTask:
         env = submitit.JobEnvironment()
         log_path = str(env.paths.stdout)
         try:
-            return run_job(self.run_dir, self.job_key, job_id=env.job_id, log_path=log_path)
+            with forced_stop(self.run_dir, self.job_key):  # a rehearsal's one forced preemption
+                return run_job(self.run_dir, self.job_key, job_id=env.job_id, log_path=log_path)
         except Exception as err:
             if not is_preemption(err):
                 raise
@@ -93,6 +96,12 @@ class AggregateTask:
         env = submitit.JobEnvironment()
         store = RunStore(self.run_dir)
         set_aggregate_state(store, "running", job_id=env.job_id, log=str(env.paths.stdout), host=env.hostname)
+        try:
+            return self._aggregate(store)
+        finally:
+            _rehearsal_report(store)
+
+    def _aggregate(self, store: RunStore) -> int:
         launcher = list(self.launcher)
         if launcher and shutil.which(launcher[0]) is None:
             # the venv's own mpiexec (mpich wheel) when the venv is not activated in the job
@@ -114,6 +123,18 @@ class AggregateTask:
 
     def checkpoint(self) -> submitit.helpers.DelayedSubmission:
         return submitit.helpers.DelayedSubmission(self)  # reading records again is cheap and idempotent
+
+
+def _rehearsal_report(store: RunStore) -> None:
+    """A rehearsal's last job writes its report (rehearsal.json); a report that cannot be made fails nothing."""
+    if not rehearsal_path(store).is_file():
+        return
+    try:
+        from hpcxlt.launch.rehearsal import finish, render
+
+        print(render(finish(store), store.root), flush=True)
+    except Exception as err:  # the aggregation's own outcome stands; `hpcxlt status` makes the report again
+        print(f"rehearsal report not written: {type(err).__name__}: {err}", flush=True)
 
 
 def aggregate_launcher(site: SiteProfile) -> list[str]:
