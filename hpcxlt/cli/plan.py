@@ -65,6 +65,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="GPUs the sweep may use at once, for the makespan (default: the site's gpus)",
     )
+    parser.add_argument(
+        "--calibrate",
+        metavar="REHEARSAL_RUN",
+        default=None,
+        help="GPU-hours at the rates a rehearsal (`submit --rehearse`) measured on the site, per-job overhead "
+        "included, instead of the config's cost figures (docs/rehearsal.md)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(func=run)
 
@@ -75,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None and not Path(args.data).expanduser().is_dir():
         raise UserError(f"--data {args.data}: no such folder (it takes a folder written by `hpcxlt prepare`)")
     grid = plan(cfg)
-    costs = {c.stage: c for c in estimate(cfg, grid)}
+    costs = {c.stage: c for c in (_calibrated(cfg, grid, args.calibrate) if args.calibrate else estimate(cfg, grid))}
     counts = grid.counts()
     arrays: list[dict[str, Any]] = []
     for stage in STAGES:
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         "arrays": arrays,
         "gpu_hours": {stage: round(costs[stage].gpu_hours, 2) for stage in STAGES},
         "gpu_hours_total": round(sum(c.gpu_hours for c in costs.values()), 2),
+        "gpu_hours_from": f"rates measured by {args.calibrate}" if args.calibrate else "the config's cost figures",
     }
     pilot = pilot_spreads(args.pilot) if args.pilot else {}
     summary["comparisons"] = [
@@ -143,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         )
     print("-" * len(header))
     print(f"{'total':<14}{len(grid.cells):>8}{len(grid.jobs):>8}{'':>16}{summary['gpu_hours_total']:>12.1f}")
+    if args.calibrate:
+        print(f"GPU-hours from the {summary['gpu_hours_from']} (per-job overhead included)")
     print()
     print("job arrays `hpcxlt submit` would create (one array task per job; dependencies element-wise):")
     for array in arrays:
@@ -162,6 +172,19 @@ def run(args: argparse.Namespace) -> int:
         print()
         print("\n".join(summary["cells"]))
     return 0
+
+
+def _calibrated(cfg, grid, rehearsal: str):
+    """The estimate at a rehearsal's measured rates (`grid/calibrate.py`)."""
+    # deferred: the parser imports every command module; this command's code loads when it runs
+    from hpcxlt.grid.calibrate import as_stage_costs, calibrated_estimate
+    from hpcxlt.store import RunDirError
+    from hpcxlt.store.rehearsal import measured_rates
+
+    try:
+        return as_stage_costs(calibrated_estimate(cfg, grid, measured_rates(rehearsal)))
+    except RunDirError as err:
+        raise UserError(f"--calibrate {rehearsal}: {err}") from None
 
 
 def _resources(cfg, grid, site_path: str | None, gpus: int | None):
