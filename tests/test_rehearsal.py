@@ -141,6 +141,12 @@ def test_a_local_rehearsal_runs_every_job_with_one_requeue_per_training_stage(tm
     measured = measured_rates(store.root)
     assert measured.rate("intermediate") == rates["intermediate"]["samples_per_second_per_gpu"]
     assert measured.rate("eval") == rates["eval"]["samples_per_second_per_gpu"]
+    # `hpcxlt plan --calibrate` prints the real grid's GPU-hours at those rates (and refuses a non-rehearsal)
+    code, out = run_cli("plan", str(config), "--calibrate", str(store.root), "--json")
+    planned = json.loads(out)
+    assert code == 0 and planned["gpu_hours_from"] == f"rates measured by {store.root}"
+    assert planned["gpu_hours_total"] == pytest.approx(report["estimate"]["gpu_hours"], abs=0.01)
+    assert run_cli("plan", str(config), "--calibrate", str(real))[0] == 2
     # `hpcxlt status` of the rehearsal prints the table too
     code, out = run_cli("status", str(store.root))
     assert code == 0 and "forced requeue target.none.xnli.s1: preempted, requeued and resumed" in out
