@@ -89,6 +89,23 @@ def test_state_and_done_marker(tmp_path):
         store.set_state(key, "exploded")
 
 
+def test_done_keys_and_states_of_many_cells_agree_with_each_cell_asked_alone(tmp_path):
+    """done_keys and states list the cells folder once and look up done markers only where a folder is;
+    the answers are those of is_done and state, cell by cell."""
+    store = RunStore(tmp_path)
+    keys = [f"eval.none.xnli.s1.{lang}" for lang in ("de", "fr", "sw", "ur")]
+    assert store.done_keys(keys) == set() and store.states(keys)[keys[0]] == {"state": "pending"}
+    store.record_submission({key: ("10_1", "eval") for key in keys}, log_pattern=str(tmp_path / "{job_id}.out"))
+    store.set_state(keys[1], "running", job_id="10_1")
+    store.mark_done(keys[2])
+    (tmp_path / "cells" / keys[3]).mkdir()  # a folder without a done marker (a model being written, say)
+    view = store.assuming_done([keys[0]])
+    for each in (store, view):
+        assert each.done_keys(keys) == {key for key in keys if each.is_done(key)}
+        assert each.states(keys) == {key: each.state(key) for key in keys}
+    assert view.done_keys(keys) == {keys[0], keys[2]} and view.states(keys)[keys[0]]["state"] == "done"
+
+
 def test_a_submission_is_one_record_and_every_cell_reads_its_state_from_it(tmp_path):
     store = RunStore(tmp_path)
     pattern = str(tmp_path / "logs" / "{job_id}_0_log.out")

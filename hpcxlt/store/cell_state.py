@@ -113,13 +113,18 @@ class CellStates:
         """The cell's state: its own file, updated by a newer submission that names it."""
         return _newer(self._own(key), self.submissions().get(key))
 
-    def views(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """`view` of many cells; the cells folder is listed once, so cells without a folder (never run
-        on a node) cost no file lookup: a fresh 5,000-cell grid reads no file at all."""
+    def listing(self) -> set[str]:
+        """The names in the cells folder: the cells that ever had a folder (a state, a done marker, a model)."""
         try:
-            present = set(os.listdir(self.root / "cells"))
+            return set(os.listdir(self._cells))
         except FileNotFoundError:
-            present = set()
+            return set()
+
+    def views(self, keys: list[str], present: set[str] | None = None) -> dict[str, dict[str, Any]]:
+        """`view` of many cells; the cells folder is listed once (or `present`, a `listing` just made), so
+        cells without a folder (never run on a node) cost no file lookup: a fresh 5,000-cell grid reads no
+        file at all."""
+        present = self.listing() if present is None else present
         entries = self.submissions()
         return {
             key: _newer(self._own(key) if key in present else {"state": "pending"}, entries.get(key)) for key in keys

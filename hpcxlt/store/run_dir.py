@@ -236,6 +236,17 @@ class RunStore:
         # plain os.path: submission and status ask this for every cell, and pathlib costs 20 us a call
         return key in self._assumed_done or os.path.exists(f"{self._cells}/{key}/done.json")
 
+    def done_keys(self, keys: Iterable[str], present: set[str] | None = None) -> set[str]:
+        """The keys among `keys` that are done (`is_done` of each): the cells folder listed once (or
+        `present`, a `CellStates.listing` just made), a done marker looked up only for cells with a folder."""
+        present = self.cell_states.listing() if present is None else present
+        cells = self._cells
+        return {
+            key
+            for key in keys
+            if key in self._assumed_done or (key in present and os.path.exists(f"{cells}/{key}/done.json"))
+        }
+
     def assuming_done(self, keys: Iterable[str]) -> RunStore:
         """A view of this run directory in which `keys` count as done too (what a dry run of --reuse-from
         would find after the reuse); nothing is written."""
@@ -260,7 +271,11 @@ class RunStore:
 
     def states(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """`state` of many cells at once (the cells folder listed once; see `CellStates.views`)."""
-        return {key: self._done_wins(key, state) for key, state in self.cell_states.views(keys).items()}
+        present = self.cell_states.listing()
+        views = self.cell_states.views(keys, present)
+        for key in self.done_keys(keys, present):  # the done marker outranks every state (`_done_wins`)
+            views[key]["state"] = "done"
+        return views
 
     def _done_wins(self, key: str, state: dict[str, Any]) -> dict[str, Any]:
         if self.is_done(key):  # the done marker is the last thing a cell writes: it outranks every state
@@ -336,8 +351,9 @@ class RunStore:
         JSON (cut short, edited by hand), or no record at all. Such a cell is done in name only: status says
         so and `repair_records` makes the next submission evaluate it again."""
         problems: dict[str, str] = {}
+        done_cells = self.done_keys(cell.key for cell in plan.cells if cell.stage == "eval")
         for job in plan.stage_jobs("eval"):
-            done = [key for key in job.cells if self.is_done(key)]
+            done = [key for key in job.cells if key in done_cells]
             if not done:
                 continue
             path = self.job_results_path(job.key)

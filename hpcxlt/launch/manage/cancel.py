@@ -8,6 +8,7 @@ import socket
 import time
 from typing import Any
 
+from hpcxlt.grid.plan import Plan
 from hpcxlt.launch.record import aggregate_state, read_launch
 from hpcxlt.launch.slurm import queue
 from hpcxlt.store import RunStore
@@ -18,11 +19,10 @@ def cancel_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     store = RunStore(run_dir)
     plan = store.load_plan()
     executor = (read_launch(store) or {}).get("executor")
-    states = store.states([c.key for c in plan.cells if not store.is_done(c.key)])
     if executor == "slurm":
         # under the run directory's lock: a resume that is submitting finishes (and records its job ids) first
         with store.lock("cancel"):
-            states = store.states([c.key for c in plan.cells if not store.is_done(c.key)])
+            states = _unfinished_states(store, plan)
             # a COMPLETING job is ending already (e.g. cancelled a moment ago, in its KillWait): nothing to cancel
             alive = {job: state for job, state in queue.alive_jobs().items() if state != "COMPLETING"}
             ids = {s["job_id"] for s in states.values() if s.get("job_id") in alive}
@@ -33,6 +33,7 @@ def cancel_run(run_dir: str | os.PathLike) -> dict[str, Any]:
             if ids:
                 queue.cancel(ids)
         return {"executor": executor, "jobs": sorted(ids), "cells": cells}
+    states = _unfinished_states(store, plan)
     # a local run holds the lock while it runs: stopping it is a signal, never a wait for that lock
     host, pids, cells = socket.gethostname(), set(), 0
     for s in states.values():
@@ -49,3 +50,10 @@ def cancel_run(run_dir: str | os.PathLike) -> dict[str, Any]:
         if s.get("state") == "running" and s.get("pid") and int(s["pid"]) in pids:
             store.set_state(key, "cancelled", reason="stopped by `hpcxlt cancel`", cancelled=time.time())
     return {"executor": executor or "local", "jobs": [str(p) for p in sorted(pids)], "cells": cells}
+
+
+def _unfinished_states(store: RunStore, plan: Plan) -> dict[str, dict[str, Any]]:
+    """The states of the cells that are not done."""
+    keys = [cell.key for cell in plan.cells]
+    done = store.done_keys(keys)
+    return store.states([key for key in keys if key not in done])

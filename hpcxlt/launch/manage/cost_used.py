@@ -46,9 +46,10 @@ def cost_used(store: RunStore, plan: Plan, cfg, executor: str | None) -> dict[st
             if finished and started:
                 hours, _ = used[job.stage]
                 used[job.stage] = (hours + max(0.0, max(finished) - min(started)) / 3600, None)
+    done_keys = store.done_keys(cell.key for cell in plan.cells)
     for stage in STAGES:
         cells = plan.stage_cells(stage)
-        done = sum(store.is_done(c.key) for c in cells)
+        done = sum(c.key in done_keys for c in cells)
         estimate_h = est.get(stage)
         hours, gpu_hours = used[stage]
         out[stage] = {
