@@ -39,10 +39,22 @@ class _SignalFlag:
         log.warning("received %s: will checkpoint at the next step boundary and stop", signal.Signals(signum).name)
 
 
+_requested: list[int] = []
+
+
+def request_stop(signum: int = signal.SIGUSR2) -> None:
+    """Make the next training loop of this process stop at its first step boundary as if `signum` had arrived
+    just before it: checkpoint, `Preempted`, requeue. The rehearsal's forced requeue (launch/execute/forced_stop.py):
+    the real preemption path, at a point that does not depend on the machine's speed."""
+    _requested.append(signum)
+
+
 @contextmanager
 def preemption_signals() -> Iterator[_SignalFlag]:
     """Turn SIGUSR1/SIGUSR2/SIGTERM into a flag for the duration of the loop; restore the old handlers after."""
     flag = _SignalFlag()
+    if _requested:
+        flag(_requested.pop(), None)
     previous = {}
     try:
         for sig in PREEMPT_SIGNALS:

@@ -4,9 +4,8 @@ launcher then requeues it (Slurm: submitit's SIGUSR2 hand-over; the local execut
 next attempt resumes from the checkpoint. `hpcxlt submit --rehearse` uses it to rehearse one requeue per
 training stage (docs/rehearsal.md).
 
-How: for that attempt only, the training loop's signal flag is raised as the loop installs it
-(`hpcxlt.train.loop.preemption_signals`, wrapped in this process), as if Slurm's SIGUSR2 had arrived just
-before the first step. The loop saves at the next step boundary and raises `Preempted`: every line that
+How: for that attempt only, `hpcxlt.train.preemption.request_stop` raises the training loop's signal flag as
+the loop installs it, as if Slurm's SIGUSR2 had arrived just before the first step. The loop saves at the next step boundary and raises `Preempted`: every line that
 runs after is the real preemption path. Raising the flag this way, rather than sending a signal from a
 timer, makes the stop independent of the machine's speed (a signal that comes after the loop has ended
 would kill a local job or requeue it without its checkpoint).
@@ -20,10 +19,10 @@ import logging
 import os
 import signal
 from collections.abc import Iterator
-from typing import Any
 
 from hpcxlt.store import RunStore
 from hpcxlt.store.rehearsal import preempts
+from hpcxlt.train import preemption
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +50,6 @@ def forced_stop(run_dir: str | os.PathLike, job_key: str) -> Iterator[bool]:
     if not due(store, job_key):
         yield False
         return
-    from hpcxlt.train import loop  # heavy: torch (the job trains next anyway)
-
-    original = loop.preemption_signals
-
-    @contextlib.contextmanager
-    def raised_at_once() -> Iterator[Any]:
-        with original() as flag:
-            log.warning("rehearsal: %s preempts itself once, after its first step and checkpoint", job_key)
-            flag(signal.SIGUSR2, None)
-            yield flag
-
-    loop.preemption_signals = raised_at_once
-    try:
-        yield True
-    finally:
-        loop.preemption_signals = original
+    log.warning("rehearsal: %s preempts itself once, after its first step and checkpoint", job_key)
+    preemption.request_stop(signal.SIGUSR2)
+    yield True
