@@ -81,7 +81,7 @@ def model_source(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> ModelSou
             path=str(store.model_dir(dep)),
             revision=None,
             format=spec.format,
-            checkpoint=f"cells/{dep}/model",
+            checkpoint=store.model_dir(dep).relative_to(store.root).as_posix(),
             trained_retrieval=spec.format == "retrieval" and spec.has_training_data(),
         )
     if spec.has_training_data():

@@ -22,12 +22,13 @@ def find_runs(paths: list[str]) -> list[RunStore]:
     for path in map(Path, paths):
         candidates = (
             [path]
-            if (path / "config.yaml").is_file()
+            if RunStore(path).config_path.is_file()
             else sorted(p for p in path.iterdir() if p.is_dir())
             if path.is_dir()
             else []
         )
-        found += [RunStore(p) for p in candidates if (p / "config.yaml").is_file() and (p / "plan.json").is_file()]
+        stores = (RunStore(p) for p in candidates)
+        found += [store for store in stores if store.config_path.is_file() and store.plan_path.is_file()]
     return found
 
 
