@@ -53,11 +53,13 @@ def build_model(
     label_names: tuple[str, ...] | None = None,
     num_choices: int | None = None,
     revision: str | None = None,
+    weights: bool = True,
 ):
     """The Hugging Face model for a format, its head new: AutoModelFor{SequenceClassification,
     MultipleChoice, TokenClassification, QuestionAnswering}, or the bare encoder (AutoModel) for
     retrieval. `label_names` (or `num_labels`) sizes classification and tagging heads; multiple
-    choice takes any number of choices per batch (`num_choices` is only checked)."""
+    choice takes any number of choices per batch (`num_choices` is only checked). `weights=False`
+    gives the architecture alone on the meta device, for a caller that assigns every weight itself."""
     import transformers
 
     _check_format(format)
@@ -78,7 +80,11 @@ def build_model(
     if format == "multiple_choice" and num_choices is not None and num_choices < 2:
         raise ValueError(f"num_choices must be >= 2, got {num_choices}")
     auto = getattr(transformers, AUTO_CLASSES[format])
-    return auto.from_pretrained(model_name_or_path, **kwargs)
+    if weights:
+        return auto.from_pretrained(model_name_or_path, **kwargs)
+    config = transformers.AutoConfig.from_pretrained(model_name_or_path, **kwargs)
+    with torch.device("meta"):  # nothing read, nothing allocated: the caller assigns the weights
+        return auto.from_config(config)
 
 
 def encoder_of(model) -> nn.Module:
@@ -291,14 +297,27 @@ class MultiTaskModel(nn.Module):
 
     @classmethod
     def from_tasks(
-        cls, model_name_or_path: str, tasks: Mapping[str, tuple[str, int | None]], *, revision: str | None = None
+        cls,
+        model_name_or_path: str,
+        tasks: Mapping[str, tuple[str, int | None]],
+        *,
+        revision: str | None = None,
+        weights: bool = True,
     ) -> MultiTaskModel:
-        """Encoder from a pretrained model + a new head per task: tasks = {name: (format, num_labels)}."""
-        from transformers import AutoModel
+        """Encoder from a pretrained model + a new head per task: tasks = {name: (format, num_labels)}.
+        `weights=False`: the architecture alone on the meta device (the caller assigns every weight)."""
+        from transformers import AutoConfig, AutoModel
 
-        encoder = AutoModel.from_pretrained(model_name_or_path, **({"revision": revision} if revision else {}))
-        hidden = encoder.config.hidden_size
-        return cls(encoder, {name: make_head(fmt, hidden, num_labels=n) for name, (fmt, n) in tasks.items()})
+        kwargs = {"revision": revision} if revision else {}
+        if weights:
+            encoder = AutoModel.from_pretrained(model_name_or_path, **kwargs)
+            hidden = encoder.config.hidden_size
+            return cls(encoder, {name: make_head(fmt, hidden, num_labels=n) for name, (fmt, n) in tasks.items()})
+        config = AutoConfig.from_pretrained(model_name_or_path, **kwargs)
+        with torch.device("meta"):
+            encoder = AutoModel.from_config(config)
+            heads = {name: make_head(fmt, config.hidden_size, num_labels=n) for name, (fmt, n) in tasks.items()}
+            return cls(encoder, heads)
 
     def forward(self, task: str, **batch) -> HeadOutput:
         if task not in self.heads:

@@ -35,21 +35,25 @@ def _num_labels(spec: TaskSpec, label_names: tuple[str, ...]) -> int | None:
 
 def model_builder(
     cfg: ExperimentConfig, setup: CellSetup, label_names: dict[str, tuple[str, ...]]
-) -> Callable[[], Any]:
-    """A function that builds the cell's fresh model (pretrained encoder, new heads)."""
+) -> Callable[..., Any]:
+    """A function that builds the cell's fresh model (pretrained encoder, new heads); `weights=False`: the
+    architecture alone, on the meta device."""
     from hpcxlt.model import heads
 
     path, revision = cfg.model.name_or_path, cfg.model.revision
     if setup.multi_task:
         tasks = {s.name: (s.format, _num_labels(s, label_names[s.name])) for s in setup.specs}
-        return lambda: heads.MultiTaskModel.from_tasks(path, tasks, revision=revision)
+        return lambda weights=True: heads.MultiTaskModel.from_tasks(path, tasks, revision=revision, weights=weights)
     spec = setup.specs[0]
-    return lambda: heads.build_model(spec.format, path, label_names=label_names[spec.name] or None, revision=revision)
+    names = label_names[spec.name] or None
+    return lambda weights=True: heads.build_model(
+        spec.format, path, label_names=names, revision=revision, weights=weights
+    )
 
 
 def build_cell_model(
     cfg: ExperimentConfig, cell: Cell, store: RunStore, setup: CellSetup, label_names: dict[str, tuple[str, ...]]
-) -> tuple[Any, Callable[[], Any], dict | None]:
+) -> tuple[Any, Callable[..., Any], dict | None]:
     """(model, builder, init_from): the model a cell starts training from, seeded by the cell's seed.
 
     A target cell of an intermediate arm gets the intermediate model's encoder (its head stays new);
@@ -63,7 +67,8 @@ def build_cell_model(
         if info is None:
             raise RuntimeError(f"cell {cell.key} continues prelude cell {previous}, which is not done")
         spec, folder = setup.specs[0], store.model_dir(previous)
-        builder = lambda: heads.build_model(spec.format, str(folder), label_names=label_names[spec.name] or None)  # noqa: E731
+        names = label_names[spec.name] or None
+        builder = lambda weights=True: heads.build_model(spec.format, str(folder), label_names=names, weights=weights)  # noqa: E731
         model = builder()
         log.info("cell %s: whole model from prelude %s", cell.key, folder)
         return (
@@ -103,24 +108,27 @@ def build_cell_model(
     )
 
 
-def export_model(builder: Callable[[], Any], checkpoint: Path, out: Path, tokenizer) -> Path:
+def export_model(builder: Callable[..., Any], checkpoint: Path, out: Path, tokenizer) -> Path:
     """Write the fp32 weights of `checkpoint` as a Hugging Face model folder + tokenizer at `out` (atomically)."""
     started = time.perf_counter()
     import transformers
 
     state = consolidated_state_dict(checkpoint)
     verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # the rebuild's "newly initialized head" report is noise here
+    transformers.logging.set_verbosity_error()
     try:
-        model = builder()
+        # the architecture alone, on the meta device: the checkpoint's tensors become its weights as they are
+        # (assign), so the export holds one copy of the model, not the pretrained weights beside the trained ones
+        model = builder(weights=False)
     finally:
         transformers.logging.set_verbosity(verbosity)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     # non-persistent buffers (position ids) are rebuilt by the model itself; anything else must match
     missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
-    if missing or unexpected:
+    left = [name for name, tensor in model.state_dict().items() if tensor.is_meta]
+    if missing or unexpected or left:
         raise RuntimeError(
-            f"{checkpoint}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            f"{checkpoint}: weights do not fit the model (missing {(missing or left)[:5]}, unexpected {unexpected[:5]})"
         )
     # what an earlier, interrupted export of this checkpoint left is replaced
     publish_dir(out, lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)), replace=True)
