@@ -99,6 +99,27 @@ def test_cancel_stops_every_queued_job_and_resume_brings_them_back(tmp_path, ass
     assert "nothing to cancel" in out
 
 
+def test_cancel_also_stops_a_queued_job_whose_cells_are_all_done(tmp_path, assets, slurm_env):
+    """A job still in the queue although its cells are done (finished by an earlier job, marked by hand):
+    cancel leaves nothing of the run in the queue (it once skipped such jobs: they would start and idle)."""
+    data = experiment(
+        assets,
+        name="slurm-cancel-done",
+        arms=[{"name": "none"}],
+        targets={"tasks": ["xnli"], "languages": {"xnli": ["en"]}},
+    )
+    run_dir = tmp_path / "run"
+    code, out = run_cli("submit", str(write_config(tmp_path, data)), "--run-dir", str(run_dir), "--site", SITE)
+    assert code == 0 and "submitted 2 jobs (2 cells)" in out
+    store = RunStore(run_dir)
+    (eval_cell,) = [c.key for c in store.load_plan().cells if c.stage == "eval"]
+    store.mark_done(eval_cell, {"splits": ["test"]})
+    assert len(queued(run_dir)) == 3
+    code, out = run_cli("cancel", str(run_dir))
+    assert code == 0 and "cancelled 3 Slurm job(s) covering 1 unfinished cell(s)" in out
+    wait_for(lambda: not queued(run_dir), timeout=60, what="the cancelled jobs to leave the queue")
+
+
 def test_resume_releases_jobs_that_an_interrupted_submission_left_held(tmp_path, assets, slurm_env):
     import yaml
 

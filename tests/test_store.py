@@ -104,6 +104,12 @@ def test_done_keys_and_states_of_many_cells_agree_with_each_cell_asked_alone(tmp
         assert each.done_keys(keys) == {key for key in keys if each.is_done(key)}
         assert each.states(keys) == {key: each.state(key) for key in keys}
     assert view.done_keys(keys) == {keys[0], keys[2]} and view.states(keys)[keys[0]]["state"] == "done"
+    # without a done cell's details (status, resume): the same state and job id for every cell
+    brief = store.states(keys, done_details=False)
+    assert {k: (s["state"], s.get("job_id")) for k, s in brief.items()} == {
+        k: (s["state"], s.get("job_id")) for k, s in store.states(keys).items()
+    }
+    assert brief[keys[2]]["job_id"] == "10_1"
 
 
 def test_a_submission_is_one_record_and_every_cell_reads_its_state_from_it(tmp_path):

@@ -62,11 +62,12 @@ def _status(args: argparse.Namespace) -> dict:
     from hpcxlt.launch.manage.status import run_status
     from hpcxlt.store import RunStore
 
-    status = run_status(args.run_dir, use_queue=not args.no_queue)
-    store = RunStore(args.run_dir)
+    store = RunStore(args.run_dir)  # one store: what it has read (submission records) is read once
+    status = run_status(store, use_queue=not args.no_queue)
     status["progress"] = running_progress(store, status)
     executor = status["executor"] if not args.no_queue or status["executor"] != "slurm" else None
-    status["cost"] = cost_used(store, store.load_plan(), store.load_config(), executor)
+    done = {key for key, state in status["cell_states"].items() if state == "done"}
+    status["cost"] = cost_used(store, store.load_plan(), store.load_config(), executor, done)
     from hpcxlt.store.rehearsal import rehearsal_path
 
     if rehearsal_path(store).is_file():  # a rehearsal (`submit --rehearse`): its report, written again

@@ -119,7 +119,8 @@ def _launch_slurm(
     if not dry_run and not queue.available():
         raise slurm.SubmitError("sbatch/squeue not found: submit from a Slurm login node, or use --local or --dry-run")
     recorded_ids = (
-        {s.get("job_id") for s in store.states([c.key for c in plan.cells]).values()} - {None}
+        # a done cell's job id is its newest submission's: its own state file need not be read
+        {s.get("job_id") for s in store.states([c.key for c in plan.cells], done_details=False).values()} - {None}
         if store.exists()
         else set()
     )

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from hpcxlt.grid.plan import key_stage
 from hpcxlt.io import read_json, write_json_atomic
 
 STATES = ("pending", "submitted", "running", "done", "failed", "cancelled")
@@ -47,6 +48,7 @@ class CellStates:
         self._cells = str(self.root / "cells")
         self._names: list[str] | None = None
         self._index: dict[str, Submitted] = {}
+        self._records: dict[str, dict[str, Any]] = {}  # record name -> its content (records never change)
 
     @property
     def submissions_dir(self) -> Path:
@@ -71,20 +73,31 @@ class CellStates:
         if names != self._names:
             index: dict[str, Submitted] = {}
             for name in names:  # in order: a later submission of a cell replaces an earlier one
-                record = read_json(self.submissions_dir / name)
+                record = self._record(name)
                 pattern, seq, when = record["log_pattern"], int(record["seq"]), float(record["submitted"])
                 for cell, (job_id, array) in record["cells"].items():
                     index[cell] = Submitted(seq, job_id, array, when, pattern.replace(JOB_ID_FIELD, job_id))
             self._index, self._names = index, names
         return self._index
 
-    def every_job_id(self) -> dict[str, set[str]]:
-        """Cell key -> every Slurm job id any submission gave it (a resubmitted cell has several)."""
-        out: dict[str, set[str]] = {}
+    def every_job_stage(self) -> dict[str, str]:
+        """Every Slurm job id any submission gave a cell (a resubmitted cell has several) -> that cell's
+        stage (the cells of one job share it)."""
+        out: dict[str, str] = {}
         for name in self._record_names():
-            for cell, (job_id, _array) in read_json(self.submissions_dir / name)["cells"].items():
-                out.setdefault(cell, set()).add(job_id)
+            for cell, (job_id, _array) in self._record(name)["cells"].items():
+                if job_id not in out:
+                    stage = key_stage(cell)
+                    if stage is not None:
+                        out[job_id] = stage
         return out
+
+    def _record(self, name: str) -> dict[str, Any]:
+        """One submission record, read once per instance (status reads them all twice: states and costs)."""
+        record = self._records.get(name)
+        if record is None:
+            record = self._records[name] = read_json(self.submissions_dir / name)
+        return record
 
     def record_submission(self, cells: Mapping[str, tuple[str, str]], *, log_pattern: str) -> int:
         """Write one record: cell -> (job id, array name); `log_pattern` names the job's log with
@@ -120,14 +133,19 @@ class CellStates:
         except FileNotFoundError:
             return set()
 
-    def views(self, keys: list[str], present: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    def views(
+        self, keys: list[str], present: set[str] | None = None, unread: Set[str] = frozenset()
+    ) -> dict[str, dict[str, Any]]:
         """`view` of many cells; the cells folder is listed once (or `present`, a `listing` just made), so
         cells without a folder (never run on a node) cost no file lookup: a fresh 5,000-cell grid reads no
-        file at all."""
+        file at all. Cells in `unread` get their submission entry alone, their own file not read."""
         present = self.listing() if present is None else present
         entries = self.submissions()
         return {
-            key: _newer(self._own(key) if key in present else {"state": "pending"}, entries.get(key)) for key in keys
+            key: _newer(
+                self._own(key) if key in present and key not in unread else {"state": "pending"}, entries.get(key)
+            )
+            for key in keys
         }
 
     def _own(self, key: str) -> dict[str, Any]:

@@ -269,11 +269,14 @@ class RunStore:
         """The cell's state (`CellStates.view`); 'done' whenever its done marker exists."""
         return self._done_wins(key, self.cell_states.view(key))
 
-    def states(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """`state` of many cells at once (the cells folder listed once; see `CellStates.views`)."""
+    def states(self, keys: list[str], *, done_details: bool = True) -> dict[str, dict[str, Any]]:
+        """`state` of many cells at once (the cells folder listed once; see `CellStates.views`). Without
+        `done_details` a done cell's own state file is not read (its view is the state and its newest
+        submission): status counts states, and at 100k cells those files are most of its reading."""
         present = self.cell_states.listing()
-        views = self.cell_states.views(keys, present)
-        for key in self.done_keys(keys, present):  # the done marker outranks every state (`_done_wins`)
+        done = self.done_keys(keys, present)
+        views = self.cell_states.views(keys, present, unread=set() if done_details else done)
+        for key in done:  # the done marker outranks every state (`_done_wins`)
             views[key]["state"] = "done"
         return views
 
@@ -346,12 +349,14 @@ class RunStore:
                 wanted[key].append(read_json(path))
         return wanted
 
-    def unreadable_records(self, plan: Plan) -> dict[str, str]:
+    def unreadable_records(self, plan: Plan, done_cells: set[str] | None = None) -> dict[str, str]:
         """Done evaluation cells whose record cannot be read, with why: a line of their job's file that is not
         JSON (cut short, edited by hand), or no record at all. Such a cell is done in name only: status says
-        so and `repair_records` makes the next submission evaluate it again."""
+        so and `repair_records` makes the next submission evaluate it again. `done_cells`: the done cells, where
+        the caller has just looked them up (`done_keys`, or the `states` saying done)."""
         problems: dict[str, str] = {}
-        done_cells = self.done_keys(cell.key for cell in plan.cells if cell.stage == "eval")
+        if done_cells is None:
+            done_cells = self.done_keys(cell.key for cell in plan.cells if cell.stage == "eval")
         for job in plan.stage_jobs("eval"):
             done = [key for key in job.cells if key in done_cells]
             if not done:

@@ -22,14 +22,16 @@ def cancel_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     if executor == "slurm":
         # under the run directory's lock: a resume that is submitting finishes (and records its job ids) first
         with store.lock("cancel"):
-            states = _unfinished_states(store, plan)
+            # every cell, done ones too: a queued job whose cells are all done (finished by another job, or
+            # marked by hand) would still start and take a slot, and `cancel` promises an empty queue
+            states = store.states([cell.key for cell in plan.cells], done_details=False)
             # a COMPLETING job is ending already (e.g. cancelled a moment ago, in its KillWait): nothing to cancel
             alive = {job: state for job, state in queue.alive_jobs().items() if state != "COMPLETING"}
             ids = {s["job_id"] for s in states.values() if s.get("job_id") in alive}
             agg = aggregate_state(store).get("job_id")
             if agg in alive:
                 ids.add(agg)
-            cells = sum(1 for s in states.values() if s.get("job_id") in ids)
+            cells = sum(1 for s in states.values() if s.get("job_id") in ids and s["state"] != "done")
             if ids:
                 queue.cancel(ids)
         return {"executor": executor, "jobs": sorted(ids), "cells": cells}

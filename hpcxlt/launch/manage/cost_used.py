@@ -19,16 +19,15 @@ from hpcxlt.launch.slurm import queue
 from hpcxlt.store import RunStore
 
 
-def cost_used(store: RunStore, plan: Plan, cfg, executor: str | None) -> dict[str, dict[str, Any]]:
+def cost_used(
+    store: RunStore, plan: Plan, cfg, executor: str | None, done_cells: set[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """`done_cells`: the done cells where the caller has them (status: its own cell states), else looked up."""
     est = {c.stage: c.gpu_hours for c in estimate(cfg, plan)}
     out: dict[str, dict[str, Any]] = {}
     used: dict[str, tuple[float, float | None]] = {stage: (0.0, 0.0) for stage in STAGES}
     if executor == "slurm":
-        ids = store.cell_states.every_job_id()
-        stage_of: dict[str, str] = {}
-        for cell in plan.cells:
-            for job_id in ids.get(cell.key, ()):
-                stage_of[job_id] = cell.stage
+        stage_of = store.cell_states.every_job_stage()
         try:
             usage = queue.usage(stage_of)
         except queue.QueueError:
@@ -46,7 +45,7 @@ def cost_used(store: RunStore, plan: Plan, cfg, executor: str | None) -> dict[st
             if finished and started:
                 hours, _ = used[job.stage]
                 used[job.stage] = (hours + max(0.0, max(finished) - min(started)) / 3600, None)
-    done_keys = store.done_keys(cell.key for cell in plan.cells)
+    done_keys = store.done_keys(cell.key for cell in plan.cells) if done_cells is None else done_cells
     for stage in STAGES:
         cells = plan.stage_cells(stage)
         done = sum(c.key in done_keys for c in cells)

@@ -31,14 +31,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[str, Any]:
+def run_status(run_dir: str | os.PathLike | RunStore, *, use_queue: bool = True) -> dict[str, Any]:
     """Counts per state (overall and per stage), the failed cells with their logs, the aggregation state."""
-    store = RunStore(run_dir)
+    store = run_dir if isinstance(run_dir, RunStore) else RunStore(run_dir)
     cfg = store.load_config()
     plan = store.load_plan()
     launch = read_launch(store) or {}
     executor = launch.get("executor")
-    states = store.states([cell.key for cell in plan.cells])
+    states = store.states([cell.key for cell in plan.cells], done_details=False)  # a done cell: its state alone
 
     alive: dict[str, str] = {}
     acct: dict[str, dict[str, str]] = {}
@@ -57,7 +57,7 @@ def run_status(run_dir: str | os.PathLike, *, use_queue: bool = True) -> dict[st
             queue_info["error"] = str(err)
 
     host = socket.gethostname()
-    unreadable = store.unreadable_records(plan)
+    unreadable = store.unreadable_records(plan, {key for key, s in states.items() if s["state"] == "done"})
     cells: dict[str, dict[str, Any]] = {}
     for cell in plan.cells:
         rec = states[cell.key]
