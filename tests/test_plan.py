@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hpcxlt.grid import plan
-from hpcxlt.grid.cost import estimate
+from hpcxlt.grid.cost import cell_samples, estimate
 from hpcxlt.grid.experiment import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,6 +173,22 @@ def test_gpu_hour_estimate_uses_config_throughput():
     assert {c.stage: c for c in estimate(slower, plan(slower))}["target"].gpu_hours == pytest.approx(
         2 * costs["target"].gpu_hours
     )
+
+
+def test_the_estimate_counts_only_the_examples_the_data_caps_let_through():
+    """A capped run (a smoke test, a rehearsal) reads at most data.max_train_examples per task and language
+    and data.max_eval_examples per evaluated language: so does the estimate (it once used the full sizes)."""
+    cfg = load_experiment(
+        CONFIGS / "phang2020.yaml", ["data.max_train_examples=64", "data.max_eval_examples=16", "seeds=[1]"]
+    )
+    samples = cell_samples(cfg, plan(cfg))
+    # by hand: MNLI (392,702 English examples) capped to 64, 2 epochs (phang2020's intermediate and target)
+    assert samples["inter.mnli.s1"] == 64 * 2
+    assert samples["target.none.xnli.s1"] == 64 * 2
+    # evaluation: min(cost.eval_examples_per_language 2,000, 16) x the splits dev and test
+    assert samples["eval.none.xnli.s1.de"] == 16 * 2
+    uncapped = cell_samples(load_experiment(CONFIGS / "phang2020.yaml", ["seeds=[1]"]), plan(cfg))
+    assert uncapped["target.none.xnli.s1"] == 392_702 * 2 and uncapped["eval.none.xnli.s1.de"] == 2000 * 2
 
 
 @pytest.mark.parametrize(

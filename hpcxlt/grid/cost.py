@@ -50,11 +50,25 @@ class StageCost:
 
 
 def train_examples(cfg: ExperimentConfig, task: str, langs: tuple[str, ...]) -> int:
+    """Training examples of `task` in `langs`: the config's figure, else the published size, else a default
+    per language; at most `data.max_train_examples` per language where the config caps them (a smoke test,
+    a rehearsal), as the data loader does."""
     if task in cfg.cost.train_examples:
-        return cfg.cost.train_examples[task]
-    if task in TRAIN_EXAMPLES:
-        return TRAIN_EXAMPLES[task]
-    return DEFAULT_PER_LANGUAGE * max(1, len(langs))
+        examples = cfg.cost.train_examples[task]
+    elif task in TRAIN_EXAMPLES:
+        examples = TRAIN_EXAMPLES[task]
+    else:
+        examples = DEFAULT_PER_LANGUAGE * max(1, len(langs))
+    cap = cfg.data.max_train_examples
+    return examples if cap is None else min(examples, cap * max(1, len(langs)))
+
+
+def eval_examples(cfg: ExperimentConfig) -> int:
+    """Examples one evaluation cell reads per split: `cost.eval_examples_per_language`, at most
+    `data.max_eval_examples` where the config caps them."""
+    cap = cfg.data.max_eval_examples
+    per_language = cfg.cost.eval_examples_per_language
+    return per_language if cap is None else min(per_language, cap)
 
 
 def _run_samples(examples: int, train) -> int:
@@ -65,7 +79,7 @@ def _run_samples(examples: int, train) -> int:
 
 def cell_samples(cfg: ExperimentConfig, plan: Plan) -> dict[str, int]:
     """Examples each cell of `plan` processes (training: examples x epochs, or max_steps x the global batch
-    per process; evaluation: `cost.eval_examples_per_language` x splits): what `estimate` sums per stage,
+    per process; evaluation: `eval_examples` x splits; both within the config's data caps): what `estimate` sums per stage,
     and what the makespan (`grid/resource_plan.py`) schedules job by job."""
     out: dict[str, int] = {}
     # a cell's figure depends on its arm or task, never its seed: each is worked out once (resolving a
@@ -90,7 +104,7 @@ def cell_samples(cfg: ExperimentConfig, plan: Plan) -> dict[str, int]:
             examples = train_examples(cfg, cell.trains or cell.target, ("en",))
             per_target[task] = _run_samples(examples, target_train_config(cfg, cell.target))
         out[cell.key] = per_target[task]
-    per_eval = cfg.cost.eval_examples_per_language * len(cfg.eval.splits)
+    per_eval = eval_examples(cfg) * len(cfg.eval.splits)
     for cell in plan.stage_cells("eval"):
         out[cell.key] = per_eval
     return out

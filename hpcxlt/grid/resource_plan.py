@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hpcxlt.config import ExperimentConfig, TrainConfig, arm_train_config, target_train_config
-from hpcxlt.grid.cost import cell_samples, stage_rate, train_examples
+from hpcxlt.grid.cost import cell_samples, eval_examples, stage_rate, train_examples
 from hpcxlt.grid.disk import (
     DiskEstimate,
     StageDisk,
@@ -263,8 +263,7 @@ def feature_bytes(cfg: ExperimentConfig, plan: Plan) -> int:
     """The feature cache the grid fills: each trained (task, languages, max_length) once, with its rows
     (the cost model's sizes, capped by arm budgets and data.max_train_examples) x max_length tokens (an
     upper bound: features are unpadded); each evaluated (target, language, split) with
-    cost.eval_examples_per_language rows (capped by data.max_eval_examples)."""
-    cap = cfg.data.max_train_examples
+    `cost.eval_examples` rows (capped by data.max_eval_examples)."""
     train: dict[tuple[str, tuple[str, ...], int], int] = {}
     for name in {cell.arm for cell in plan.stage_cells("intermediate")}:
         arm = cfg.arm(name)
@@ -272,15 +271,11 @@ def feature_bytes(cfg: ExperimentConfig, plan: Plan) -> int:
         max_length = arm_train_config(cfg, arm).max_length
         for task in arm.tasks:
             rows = min(train_examples(cfg, task, langs[task]), arm.examples.get(task, 10**12))
-            if cap is not None:
-                rows = min(rows, cap * len(langs[task]))
             key = (task, langs[task], max_length)
             train[key] = max(train.get(key, 0), rows)
     # per (target, task trained), not per cell: resolving a target's hyperparameters builds a config
     for target, task in {(cell.target or "", cell.trains or cell.target or "") for cell in plan.stage_cells("target")}:
         rows = train_examples(cfg, task, ("en",))
-        if cap is not None:
-            rows = min(rows, cap)
         key = (task, ("en",), target_train_config(cfg, target).max_length)
         train[key] = max(train.get(key, 0), rows)
     total = 0
@@ -288,9 +283,7 @@ def feature_bytes(cfg: ExperimentConfig, plan: Plan) -> int:
         spec = get_task(task)
         per_row = max_length * (_labels_of(spec)[1] if spec.format == "multiple_choice" else 1)
         total += feature_cache_bytes(rows, per_row, format=spec.format)
-    eval_rows = cfg.cost.eval_examples_per_language
-    if cfg.data.max_eval_examples is not None:
-        eval_rows = min(eval_rows, cfg.data.max_eval_examples)
+    eval_rows = eval_examples(cfg)
     evaluated = {(cell.target or "", cell.lang) for cell in plan.stage_cells("eval")}
     max_lengths = {target: target_train_config(cfg, target).max_length for target in {t for t, _ in evaluated}}
     for target, _ in evaluated:
@@ -330,9 +323,7 @@ def disk_plan(cfg: ExperimentConfig, plan: Plan, setups: dict[str, list[SetupMem
                 ),
             )
         )
-    eval_rows = cfg.cost.eval_examples_per_language
-    if cfg.data.max_eval_examples is not None:
-        eval_rows = min(eval_rows, cfg.data.max_eval_examples)
+    eval_rows = eval_examples(cfg)
     predictions = prediction_bytes(len(plan.stage_cells("eval")) * len(cfg.eval.splits) * eval_rows)
     estimate = grid_disk(stages, features=feature_bytes(cfg, plan), predictions=predictions)
     return DiskPlan(
