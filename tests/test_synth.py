@@ -4,7 +4,7 @@ import pytest
 
 from hpcxlt.cli import main
 from hpcxlt.demo.lexicon import CONCEPTS, language_lexicon
-from hpcxlt.demo.synth import MANIFEST, SynthSettings, generate_rows, read_manifest, split_languages, write_benchmark
+from hpcxlt.demo.synth import MANIFEST, SynthSettings, generate_rows, read_manifest, write_benchmark
 from hpcxlt.tasks.registry import SCHEMA_COLUMNS, TASKS, get_task
 
 SMALL = SynthSettings(train_size=30, eval_size=12)
@@ -25,7 +25,7 @@ def test_every_registered_task_gets_every_split_and_language_it_has_on_the_hub(b
     manifest = read_manifest(bench)
     assert set(manifest["files"]) == set(TASKS)
     for name, spec in TASKS.items():
-        for split, langs in split_languages(spec).items():
+        for split, langs in spec.split_languages().items():
             assert langs, (name, split)
             for lang in langs:
                 rows = _rows(bench / name / lang / f"{split}.jsonl")
@@ -33,16 +33,16 @@ def test_every_registered_task_gets_every_split_and_language_it_has_on_the_hub(b
     # Targets: English training data only; every evaluation language has test data.
     for spec in TASKS.values():
         if spec.role == "target":
-            assert split_languages(spec).get("train", ("en",)) == ("en",)
-            assert set(split_languages(spec)["test"]) == set(spec.languages)
+            assert spec.split_languages().get("train", ("en",)) == ("en",)
+            assert set(spec.split_languages()["test"]) == set(spec.languages)
     # CCG has no hub data: it still gets train and dev in English.
-    assert split_languages(get_task("ccg")) == {"train": ("en",), "dev": ("en",)}
+    assert get_task("ccg").split_languages() == {"train": ("en",), "dev": ("en",)}
     assert (bench / "mewslix" / "candidates.jsonl").is_file()
 
 
 def test_rows_follow_the_real_schemas(bench):
     for name, spec in TASKS.items():
-        for split, langs in split_languages(spec).items():
+        for split, langs in spec.split_languages().items():
             row = _rows(bench / name / langs[0] / f"{split}.jsonl")[0]
             if spec.columns:
                 assert set(spec.columns.values()) <= set(row), (name, row)
@@ -68,7 +68,7 @@ def test_rows_follow_the_real_schemas(bench):
 
 def test_labels_and_tags_are_valid_ids_and_qa_answers_are_exact_spans(bench):
     for name, spec in TASKS.items():
-        for split, langs in split_languages(spec).items():
+        for split, langs in spec.split_languages().items():
             for row in _rows(bench / name / langs[-1] / f"{split}.jsonl"):
                 if spec.format == "classification":
                     label = row[spec.columns["label"]]

@@ -3,7 +3,7 @@ local data folder that offline compute nodes read with `data.source: local`.
 
 What a plan reads (`plan_needs`), per cell kind, exactly as the jobs read it:
 - an intermediate arm: the train split of each of its tasks in each of its languages; the dev split of
-  the language its training evaluates on (`grid.plan.dev_language`) when `eval_every` is set;
+  the language its training evaluates on (`grid.plan.dev_splits`: none for a task without a dev split there) when `eval_every` is set;
 - a target (and its preludes): the English train split, the English dev split when `eval_every` is set;
 - an evaluation: every configured eval split of every evaluated language that the task has; LAReQA's
   candidate pool covers all its languages; Mewsli-X's shared entity pool.
@@ -45,7 +45,7 @@ from hpcxlt.data.local import (
     local_file,
 )
 from hpcxlt.data.release import downloads_allowed
-from hpcxlt.grid.plan import arm_languages, dev_language, eval_languages
+from hpcxlt.grid.plan import arm_languages, dev_splits, eval_languages
 from hpcxlt.io import make_temp_dir, read_json, write_json_atomic
 from hpcxlt.tasks.registry import get_task
 from hpcxlt.tasks.spec import TaskSpec
@@ -76,17 +76,18 @@ def plan_needs(cfg: ExperimentConfig) -> list[Need]:
         if arm.is_baseline:
             continue
         train = arm_train_config(cfg, arm)
-        for task, langs in arm_languages(cfg, arm.name).items():
+        languages = arm_languages(cfg, arm.name)
+        for task, langs in languages.items():
             needs.update(Need(task, lang, "train") for lang in langs)
-            if train.eval_every:
-                needs.add(Need(task, dev_language(langs), "dev"))
+        if train.eval_every:
+            needs.update(Need(task, lang, "dev") for task, lang in dev_splits(languages).items())
     for task in cfg.targets.tasks:
         spec = get_task(task)
         train = target_train_config(cfg, task)
         for trained in (*cfg.targets.preludes.get(task, ()), task):
             if get_task(trained).has_training_data():
                 needs.add(Need(trained, "en", "train"))
-                if train.eval_every:
+                if train.eval_every and dev_splits({trained: ("en",)}):
                     needs.add(Need(trained, "en", "dev"))
         for split in cfg.eval.splits:
             langs = eval_languages(cfg, task)
@@ -361,10 +362,14 @@ def feature_requests(cfg: ExperimentConfig) -> list[tuple[TaskSpec, str, str, bo
         if arm.is_baseline:
             continue
         train = arm_train_config(cfg, arm)
-        for task, langs in arm_languages(cfg, arm.name).items():
+        languages = arm_languages(cfg, arm.name)
+        for task, langs in languages.items():
             requests.update((task, lang, "train", True, train.max_length, train.doc_stride) for lang in langs)
-            if train.eval_every:
-                requests.add((task, dev_language(langs), "dev", True, train.max_length, train.doc_stride))
+        if train.eval_every:
+            requests.update(
+                (task, lang, "dev", True, train.max_length, train.doc_stride)
+                for task, lang in dev_splits(languages).items()
+            )
     needs = set(plan_needs(cfg))
     for task in cfg.targets.tasks:
         train = target_train_config(cfg, task)

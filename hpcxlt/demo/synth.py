@@ -111,13 +111,6 @@ class SynthSettings:
 # --------------------------------------------------------------------------------------------------
 # Which files a task gets, and which random stream each file's rows come from
 # --------------------------------------------------------------------------------------------------
-def split_languages(spec: TaskSpec) -> dict[str, tuple[str, ...]]:
-    """split -> languages with a file: the registry's `data`, or train + dev in the training languages."""
-    if spec.data:
-        return {split: tuple(refs) for split, refs in spec.data.items()}
-    return {"train": spec.train_languages, "dev": spec.train_languages}
-
-
 def _ref_key(ref: DataRef) -> str:
     return f"{ref.hf_id}|{ref.config}|{ref.split}|{ref.id_prefix}"
 
@@ -621,7 +614,7 @@ def write_benchmark(
     files: dict[str, dict[str, dict[str, int]]] = {}
     for spec in specs:
         files[spec.name] = {}
-        for split, langs in split_languages(spec).items():
+        for split, langs in spec.split_languages().items():  # the files the task's release has
             size = settings.train_size if split == "train" else settings.eval_size
             for lang in langs:
                 rows = generate_rows(spec, lang, split, size=size, seed=settings.seed)

@@ -6,7 +6,7 @@ import difflib
 import os
 
 from hpcxlt.config import ConfigError, ExperimentConfig, load_config
-from hpcxlt.config.load import blame
+from hpcxlt.config.load import arm_train_config, blame
 from hpcxlt.tasks.registry import TASKS
 
 
@@ -66,7 +66,16 @@ def check_experiment(cfg: ExperimentConfig) -> None:
         if task not in TASKS:
             raise ConfigError(f"cost.train_examples.{task}: {_unknown('task', task, sorted(TASKS))}")
     from hpcxlt.grid.comparisons import check_zero_shot  # grid.plan imports this module's registry checks
+    from hpcxlt.grid.plan import arm_languages, dev_splits  # deferred: as above
 
+    for i, arm in enumerate(cfg.arms):
+        train = None if arm.is_baseline else arm_train_config(cfg, arm)
+        if train and train.eval_every and train.select_by != "last" and not dev_splits(arm_languages(cfg, arm.name)):
+            raise ConfigError(
+                f"arms[{i}] ({arm.name}): select_by {train.select_by!r} evaluates a dev split every "
+                f"{train.eval_every} steps, and none of its tasks {list(arm.tasks)} has one in its dev language; "
+                "allowed: select_by 'last', or eval_every 0, for this arm"
+            )
     check_zero_shot(cfg, "arms")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -251,6 +251,19 @@ def dev_language(languages: tuple[str, ...]) -> str:
     """The one language whose dev split a training run evaluates on: English when it trains on English,
     else its first training language."""
     return "en" if "en" in languages else languages[0]
+
+
+def dev_splits(languages: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    """Task -> the language of the dev split a training run evaluates it on (`dev_language`), for the tasks
+    of `languages` (task -> training languages) that have a dev split there. A task without one is trained
+    on and not dev-evaluated: tydiqa_lowres has none, since TyDiQA-GoldP's dev set is XTREME's TyDiQA test
+    (`hpcxlt/tasks/registry.py`); the dev metric averages the others."""
+    out = {}
+    for task, langs in languages.items():
+        lang = dev_language(langs)
+        if get_task(task).has_split(lang, "dev"):
+            out[task] = lang
+    return out
 
 
 def _chunks(items: tuple[str, ...], size: int) -> Iterable[tuple[str, ...]]:

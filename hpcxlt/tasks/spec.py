@@ -76,6 +76,15 @@ class TaskSpec:
         """True when the task can be fine-tuned on (English) training data."""
         return bool(self.train_languages)
 
+    def split_languages(self) -> dict[str, tuple[str, ...]]:
+        """split -> the languages that have it: the registry's hub locations; a task whose data exists only as
+        local files (CCGbank: LDC-licensed, no hub copy) has a train and a dev split in its training
+        languages, as its release has (CCGbank's sections 02-21 and 00)."""
+        if self.data:
+            return {split: tuple(refs) for split, refs in self.data.items()}
+        return {"train": self.train_languages, "dev": self.train_languages}
+
     def has_split(self, lang: str, split: str) -> bool:
-        """True when the task has `split` in `lang` (e.g. udpos has English dev data only, tydiqa no dev at all)."""
-        return lang in self.data.get(split, {})
+        """True when the task has `split` in `lang` (e.g. udpos has English dev data only, tydiqa_lowres no dev
+        at all: TyDiQA-GoldP's dev set is XTREME's TyDiQA test)."""
+        return lang in self.split_languages().get(split, ())

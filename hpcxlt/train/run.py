@@ -19,7 +19,7 @@ import logging
 import shutil
 
 from hpcxlt.config import ExperimentConfig
-from hpcxlt.grid.plan import Cell, dev_language
+from hpcxlt.grid.plan import Cell, dev_splits
 from hpcxlt.store import RunStore
 from hpcxlt.train import checkpoint as ckpt
 from hpcxlt.train import dist
@@ -54,7 +54,8 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     streams, label_names = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world, allocation=allocation)
     dev_streams = None
     if train.eval_every and train.select_by == "loss":
-        dev_langs: dict[str, tuple[str, ...]] = {s.name: (dev_language(setup.languages[s.name]),) for s in setup.specs}
+        dev = dev_splits(setup.languages)  # a task without a dev split is not dev-evaluated
+        dev_langs: dict[str, tuple[str, ...]] = {s.name: (dev[s.name],) if s.name in dev else () for s in setup.specs}
         dev_streams, _ = build_streams(
             cfg, setup, tokenizer, seed=cell.seed, world=world, split="dev", languages=dev_langs
         )

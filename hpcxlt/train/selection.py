@@ -24,7 +24,7 @@ from statistics import fmean
 from typing import Any
 
 from hpcxlt.config import ExperimentConfig
-from hpcxlt.grid.plan import dev_language
+from hpcxlt.grid.plan import dev_splits
 from hpcxlt.tasks.spec import TaskSpec
 from hpcxlt.train import dist
 
@@ -71,7 +71,13 @@ def dev_metric(
     from hpcxlt.evaluate.predict import InferenceSettings, predict_split
     from hpcxlt.evaluate.scoring import dev_metrics, dev_score
 
-    dev_langs = {spec.name: dev_language(languages[spec.name]) for spec in specs}
+    # a task without a dev split (tydiqa_lowres) is trained on, not dev-evaluated: the metric averages the others
+    dev_langs = dev_splits({spec.name: languages[spec.name] for spec in specs})
+    if not dev_langs:
+        raise ValueError(
+            f"none of {[spec.name for spec in specs]} has a dev split in its dev language: nothing to select on "
+            "(set select_by: last or eval_every: 0)"
+        )
 
     def evaluate(engine) -> dict[str, Any]:
         started = time.perf_counter()
@@ -80,7 +86,7 @@ def dev_metric(
         module.eval()
         scores = {}
         try:
-            for spec in specs:
+            for spec in (s for s in specs if s.name in dev_langs):
                 model, layer = _predictor(module, spec, multi_task)
                 settings = InferenceSettings(
                     batch_size=cfg.eval.batch_size,
