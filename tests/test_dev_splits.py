@@ -20,7 +20,9 @@ def assets(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("dev-splits")
     build_tiny(root / "tiny", TinySpec(vocab_size=400, sentences_per_language=40), languages=("en", "de", "sw"))
-    write_benchmark(root / "synth", SynthSettings(train_size=48, eval_size=16), tasks=("mnli", "tydiqa_lowres", "xnli"))
+    write_benchmark(
+        root / "synth", SynthSettings(train_size=48, eval_size=16), tasks=("mnli", "tydiqa_lowres", "xnli", "tydiqa")
+    )
     return root
 
 
@@ -58,4 +60,39 @@ def test_an_arm_with_no_dev_split_at_all_is_refused_before_anything_runs(tmp_pat
     assert (
         "arms[1] (ty): select_by 'metric' evaluates a dev split every 2 steps, and none of its tasks "
         "['tydiqa_lowres'] has one in its dev language; allowed: select_by 'last', or eval_every 0, for this arm"
+    ) in capsys.readouterr().err
+
+
+def test_a_target_without_a_dev_split_keeps_its_last_checkpoint_and_is_never_dev_evaluated(tmp_path, assets):
+    """TyDiQA-GoldP (English train, no dev split): select_by 'last' trains to the end with eval_every set,
+    as configs/phang2020.yaml and lowres.yaml now say for it; the cell is evaluated in its test languages."""
+    data = experiment(
+        assets,
+        name="tydiqa-last",
+        arms=[{"name": "none"}],
+        targets={"tasks": ["tydiqa"], "languages": {"tydiqa": ["sw"]}},
+    )
+    data["targets"]["overrides"] = {"tydiqa": {"select_by": "last", "patience": 0, "eval_every": 2}}
+    run_dir = tmp_path / "run"
+    code, out = run_cli("submit", str(write_config(tmp_path, data)), "--run-dir", str(run_dir), "--local")
+    assert code == 0, out
+    store = RunStore(run_dir)
+    assert all(store.is_done(cell.key) for cell in store.load_plan().cells)
+    lines = [json.loads(line) for line in store.train_log_path("target.none.tydiqa.s1").read_text().splitlines()]
+    assert lines and not any(line.get("dev") for line in lines)
+
+
+def test_a_target_without_a_dev_split_selecting_on_it_is_refused(tmp_path, assets, capsys):
+    data = experiment(
+        assets,
+        name="tydiqa-metric",
+        arms=[{"name": "none"}],
+        targets={"tasks": ["tydiqa"], "languages": {"tydiqa": ["sw"]}},
+    )
+    data["target"].update(eval_every=2, select_by="metric")
+    code, _ = run_cli("submit", str(write_config(tmp_path, data)), "--run-dir", str(tmp_path / "run"), "--local")
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert (
+        "targets.overrides.tydiqa: select_by 'metric' evaluates tydiqa's English dev split every 2 steps, and "
+        "tydiqa has none; allowed: select_by 'last', or eval_every 0, for this target"
     ) in capsys.readouterr().err

@@ -6,7 +6,7 @@ import difflib
 import os
 
 from hpcxlt.config import ConfigError, ExperimentConfig, load_config
-from hpcxlt.config.load import arm_train_config, blame
+from hpcxlt.config.load import arm_train_config, blame, target_train_config
 from hpcxlt.tasks.registry import TASKS
 
 
@@ -76,6 +76,17 @@ def check_experiment(cfg: ExperimentConfig) -> None:
                 f"{train.eval_every} steps, and none of its tasks {list(arm.tasks)} has one in its dev language; "
                 "allowed: select_by 'last', or eval_every 0, for this arm"
             )
+    for task in cfg.targets.tasks:
+        train = target_train_config(cfg, task)
+        for trained in (*cfg.targets.preludes.get(task, ()), task):
+            if not TASKS[trained].has_training_data() or not train.eval_every or train.select_by == "last":
+                continue
+            if not dev_splits({trained: ("en",)}):
+                raise ConfigError(
+                    f"targets.overrides.{task}: select_by {train.select_by!r} evaluates {trained}'s English dev split "
+                    f"every {train.eval_every} steps, and {trained} has none; allowed: select_by 'last', or "
+                    "eval_every 0, for this target"
+                )
     check_zero_shot(cfg, "arms")
 
 

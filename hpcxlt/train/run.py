@@ -53,8 +53,11 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     allocation = example_allocation(cfg, setup) if setup.examples else {}  # read once: streams and the log
     streams, label_names = build_streams(cfg, setup, tokenizer, seed=cell.seed, world=world, allocation=allocation)
     dev_streams = None
-    if train.eval_every and train.select_by == "loss":
-        dev = dev_splits(setup.languages)  # a task without a dev split is not dev-evaluated
+    # a task without a dev split is not dev-evaluated; with none at all (select_by 'last': the config check
+    # refuses the rest) nothing is, whatever eval_every says
+    dev = dev_splits(setup.languages)
+    eval_every = train.eval_every if dev else 0
+    if eval_every and train.select_by == "loss":
         dev_langs: dict[str, tuple[str, ...]] = {s.name: (dev[s.name],) if s.name in dev else () for s in setup.specs}
         dev_streams, _ = build_streams(
             cfg, setup, tokenizer, seed=cell.seed, world=world, split="dev", languages=dev_langs
@@ -72,7 +75,7 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     mixture = Mixture(streams, probabilities, seed=cell.seed, rank=dist.get_rank(), world_size=world, rule=rule)
     forward_kwargs = (lambda task: {"task": task}) if setup.multi_task else None
     evaluate = None
-    if train.eval_every:  # 'last' still logs the dev metric at each evaluation
+    if eval_every:  # 'last' still logs the dev metric at each evaluation
         evaluate = (
             dev_loss(dev_streams, forward_kwargs)
             if train.select_by == "loss"
@@ -93,7 +96,7 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
         save_every=train.save_every,
         keep_last=train.keep_last,
         log_every=max(1, min(50, total_steps // 50)),
-        eval_every=train.eval_every,
+        eval_every=eval_every,
         greater_is_better=train.select_by != "loss",
         select_best=train.select_by != "last",
         patience=train.patience,
@@ -112,7 +115,7 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
         "zero_stage": train.zero_stage,
         "selection_rule": {
             "by": train.select_by,
-            "eval_every": train.eval_every,
+            "eval_every": eval_every,
             "patience": train.patience,
             "min_delta": train.min_delta,
         },
@@ -140,7 +143,7 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
     engine.close()
 
     source = result.best_checkpoint or result.final_checkpoint
-    selected_by = train.select_by if train.eval_every and result.best_checkpoint else "last"
+    selected_by = train.select_by if eval_every and result.best_checkpoint else "last"
     if dist.is_main():
         export_model(builder, source, store.model_dir(cell.key), tokenizer)
         store.mark_done(
