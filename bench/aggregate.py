@@ -43,6 +43,7 @@ SHARDS = 64
 def build_run(root: Path, records: int, layout: str) -> dict:
     """Initialize a run directory with at least `records` planned eval cells, and write one record for each."""
     from hpcxlt.config import parse_config
+    from hpcxlt.demo.records import made_up_record
     from hpcxlt.evaluate.scoring import XTREME_R_TASKS
     from hpcxlt.grid.plan import plan
     from hpcxlt.store import RunStore
@@ -60,38 +61,11 @@ def build_run(root: Path, records: int, layout: str) -> dict:
     plan_s = time.perf_counter() - clock
     clock = time.perf_counter()
     rng = random.Random(0)
-    metric = {t: get_task(t).metric for t in XTREME_R_TASKS}
     arm_index = {arm["name"]: index for index, arm in enumerate(ARMS)}
     records: list[tuple[str, dict]] = []
     for cell in grid.stage_cells("eval"):
         score = round(55 + 3 * arm_index[cell.arm] + 10 * rng.random(), 4)
-        kind = metric[cell.target]
-        if kind in ("squad", "mlqa"):
-            metrics = {"exact_match": round(score - 4, 4), "f1": round(score + 4, 4)}
-        elif kind == "seqeval_f1":
-            metrics = {"f1": score}
-        elif kind == "map_at_20":
-            metrics = {"map_at_20": score}
-        else:
-            metrics = {"accuracy": score}
-        records.append(
-            (
-                cell.key,
-                {
-                    "key": cell.key,
-                    "arm": cell.arm,
-                    "target": cell.target,
-                    "seed": cell.seed,
-                    "lang": cell.lang,
-                    "split": "test",
-                    "metrics": metrics,
-                    "score": score,
-                    "n_examples": 1000,
-                    "checkpoint": f"cells/target.{cell.arm}.{cell.target}.s{cell.seed}/model",
-                    "config_hash": cell.fingerprint,
-                },
-            )
-        )
+        records.append((cell.key, made_up_record(store, cell, score)))
     results = store.results_dir
     results.mkdir(parents=True, exist_ok=True)
     if layout == "jobs":

@@ -143,8 +143,8 @@ def union(intervals: list[tuple[float, ...]]) -> float:
 def synthesize_results(run_dir: Path, fraction: float) -> dict:
     """Result records and done markers for `fraction` of the eval jobs (whole jobs, spread over the grid),
     through the store's own writers and in the record format evaluation jobs write."""
+    from hpcxlt.demo.records import made_up_record
     from hpcxlt.store import RunStore
-    from hpcxlt.tasks.registry import get_task
 
     store = RunStore(run_dir)
     grid = store.load_plan()
@@ -160,31 +160,7 @@ def synthesize_results(run_dir: Path, fraction: float) -> dict:
         for key in job.cells:
             cell = by_key[key]
             cells.append(cell)
-            score = round(55 + 10 * rng.random(), 4)
-            kind = get_task(cell.target).metric
-            if kind in ("squad", "mlqa"):
-                metrics = {"exact_match": round(score - 4, 4), "f1": round(score + 4, 4)}
-            elif kind == "seqeval_f1":
-                metrics = {"f1": score}
-            elif kind == "map_at_20":
-                metrics = {"map_at_20": score}
-            else:
-                metrics = {"accuracy": score}
-            records.append(
-                {
-                    "key": cell.key,
-                    "arm": cell.arm,
-                    "target": cell.target,
-                    "seed": cell.seed,
-                    "lang": cell.lang,
-                    "split": "test",
-                    "metrics": metrics,
-                    "score": score,
-                    "n_examples": 1000,
-                    "checkpoint": f"cells/{cell.deps[-1] if cell.deps else 'pretrained'}/model",
-                    "config_hash": cell.fingerprint,
-                }
-            )
+            records.append(made_up_record(store, cell, round(55 + 10 * rng.random(), 4)))
         store.add_results(job.key, records)
 
     def done(cell) -> None:

@@ -76,6 +76,20 @@ def _table(
     statuses = {COMPLETE: 0, PARTIAL: 0, INCOMPLETE: 0}
     for figure in figures:
         statuses[status_of(figure)] += 1
+    return make_table(name=name, title=title, rows=rows, header=header, display=display, notes=notes, statuses=statuses)
+
+
+def make_table(
+    *,
+    name: str,
+    title: str,
+    rows: Sequence[dict],
+    header: Sequence[str],
+    display: Sequence[tuple],
+    notes: Sequence[str],
+    statuses: dict[str, int],
+) -> Table:
+    """A table, marked partial when any of its figures (`statuses`: figures per status) is partial or incomplete."""
     return Table(
         name=name,
         title=title,

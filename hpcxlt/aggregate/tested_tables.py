@@ -24,7 +24,7 @@ import numpy as np
 
 from hpcxlt.aggregate.score_book import COMPLETE, INCOMPLETE, PARTIAL, ScoreBook
 from hpcxlt.aggregate.significance import PairedLanguage, adjust, aso_epsilon, combine, estimate, paired_draws, untested
-from hpcxlt.aggregate.tables import RESOURCE_CLASSES, PValue, Table
+from hpcxlt.aggregate.tables import RESOURCE_CLASSES, PValue, Table, make_table
 from hpcxlt.evaluate.decompose import example_stats
 from hpcxlt.evaluate.submission import SubmissionError, file_path, read_pair
 from hpcxlt.grid.comparisons import VS_COMPARE_TO, VS_CONTROL, Comparison, comparisons, zero_shot
@@ -266,15 +266,8 @@ def _finish(draft: _Draft, book: ScoreBook) -> Table:
             else []
         ),
     ]
-    return Table(
-        name=draft.name,
-        title=draft.title,
-        rows=tuple(rows),
-        header=tuple(header),
-        display=tuple(display),
-        notes=tuple(notes),
-        partial=bool(statuses[PARTIAL] or statuses[INCOMPLETE]),
-        statuses=statuses,
+    return make_table(
+        name=draft.name, title=draft.title, rows=rows, header=header, display=display, notes=notes, statuses=statuses
     )
 
 
