@@ -1,7 +1,7 @@
 """XLM-R Large's real size through the real training path on the CPU: peak memory against the ZeRO arithmetic,
 and a kill + resume that must give the same weights bit for bit.
 
-    .venv/bin/python bench/large_cpu.py [--layers 24] [--runs 2:1:fp32 2:1:bf16 3:2:fp32 3:2:bf16] [--steps 4]
+    .venv/bin/python bench/large_cpu.py [--layers 24] [--runs 2:1:fp32 2:1:bf16 3:2:bf16] [--steps 4]
 
 Model: XLM-R Large's published configuration (`hpcxlt.demo.large`: 24 layers, hidden 1024, 16 heads, FFN
 4096, vocabulary 250,002; 560M parameters), random weights (memory does not depend on their values), the
@@ -258,7 +258,14 @@ def main() -> int:
         return worker(sys.argv[2], sys.argv[3])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=24, help="XLM-R Large's layers to keep (24: the real size)")
-    parser.add_argument("--runs", nargs="+", default=["2:1:fp32", "2:1:bf16", "3:2:fp32", "3:2:bf16"])
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        # 3:2:fp32 is left out by default: two fp32 ZeRO-3 processes of the 24-layer model peak at ~12 GiB each,
+        # which the kernel's OOM killer stops on a 24 GiB machine (docs/benchmarks.md); ask for it on a larger one
+        default=["2:1:fp32", "2:1:bf16", "3:2:bf16"],
+        help="ZERO_STAGE:PROCESSES:PRECISION runs (default: 2:1:fp32 2:1:bf16 3:2:bf16)",
+    )
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps per training run")
     parser.add_argument("--save-every", type=int, default=2, help="checkpoint interval (the kill follows the first)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/hpcxlt-large-cpu"), help="scratch folder")
