@@ -154,3 +154,18 @@ def test_a_local_rehearsal_runs_every_job_with_one_requeue_per_training_stage(tm
     code, _ = run_cli("submit", str(config), "--run-dir", str(real), "--rehearse", "--rehearsal-dir", str(real))
     assert code == 2
     assert os.listdir(real) == ["keep.txt"]
+
+
+def test_the_wait_ends_when_only_an_aggregation_that_can_never_start_is_left():
+    """Rehearsing lowres with the tiny model: Tatoeba's evaluations failed, and the aggregation job (afterok on
+    every evaluation) would sit in the queue for ever; `submit --rehearse --wait` waited for it."""
+    from hpcxlt.launch.rehearsal import never_starts
+
+    def status(agg: str, **counts: int) -> dict:
+        return {"aggregate": {"state": agg}, "counts": {"submitted": 0, "running": 0, "failed": 0, **counts}}
+
+    assert never_starts(status("submitted", failed=3))
+    assert not never_starts(status("submitted", failed=3, running=1))  # an evaluation may still fail or pass
+    assert not never_starts(status("submitted", failed=3, submitted=2))
+    assert not never_starts(status("submitted"))  # nothing failed: it starts when the last evaluation ends
+    assert not never_starts(status("running", failed=3))

@@ -263,6 +263,13 @@ def _rehearsal_end(store, *, wait: bool) -> int:
         )
         return 0
     rehearsal.wait_until_ended(store)
+    from hpcxlt.launch.manage.status import run_status  # deferred: as above
+
+    if rehearsal.never_starts(run_status(store)):
+        from hpcxlt.launch.manage.cancel import cancel_run  # deferred: as above
+
+        cancel_run(store.root)  # a throwaway run: the queue is left clean
+        print("the aggregation job waited for evaluations that failed and could never start: cancelled")
     report = rehearsal.finish(store)
     print(rehearsal.render(report, store.root), end="")
     return 0 if report["ok"] else 1

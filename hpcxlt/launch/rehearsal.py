@@ -496,9 +496,23 @@ def wait_until_ended(store: RunStore, *, poll_s: float = 10.0, timeout_s: float 
         )
         if not busy:
             return True
+        if never_starts(status):
+            return True
         if deadline is not None and time.time() > deadline:
             return False
         time.sleep(poll_s)
+
+
+def never_starts(status: dict[str, Any]) -> bool:
+    """Whether all that is left is an aggregation job that can never start: it waits (afterok) for every
+    evaluation, no cell is queued or running, and some have failed."""
+    counts = status["counts"]
+    return (
+        status["aggregate"].get("state") == "submitted"
+        and not counts["submitted"]
+        and not counts["running"]
+        and counts["failed"] > 0
+    )
 
 
 def render(report: dict[str, Any], root: str | os.PathLike) -> str:
