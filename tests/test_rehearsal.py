@@ -66,6 +66,8 @@ def test_a_rehearsal_directory_lies_apart_from_the_real_run(tmp_path):
 def test_known_failures_get_their_fix():
     assert "micro_batch_size" in known_fix("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB")
     assert "keep_last" in known_fix("OSError: [Errno 122] Disk quota exceeded")
+    # the error heads.embed raises, as the lowres rehearsal with the tiny model logged it
+    assert "eval.retrieval_layer" in known_fix("ValueError: layer 14 does not exist: the model has hidden states 0..2")
     assert known_fix("ValueError: something new") is None
 
 

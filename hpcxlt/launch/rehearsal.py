@@ -211,6 +211,11 @@ KNOWN_FIXES: tuple[tuple[str, str], ...] = (
     ),
     (r"Permission denied", "the jobs cannot write there: check the run directory's and the cache's permissions"),
     (
+        r"layer -?\d+ does not exist: the model has hidden states",
+        "eval.retrieval_layer is not a layer of this model: set it within the hidden states the error names "
+        "(XTREME's 14 is for XLM-R Large's 24 layers)",
+    ),
+    (
         r"NCCL|ProcessGroup|rendezvous|DistNetworkError|dist_timeout",
         "the ranks cannot reach each other: set network_interface and dist_timeout_s in the site profile "
         "(`hpcxlt doctor --site SITE.yaml --nodes N`)",
