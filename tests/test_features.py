@@ -7,7 +7,7 @@ from hpcxlt.data.featurize import feature_lengths, featurize
 from hpcxlt.data.load import load_split
 from hpcxlt.data.qa_answers import postprocess_qa
 from hpcxlt.data.schemas import IGNORE, RETRIEVAL_POOLS
-from hpcxlt.demo.synth import SynthSettings, split_languages, write_benchmark
+from hpcxlt.demo.synth import SynthSettings, write_benchmark
 from hpcxlt.demo.tiny import TinySpec, build_tiny
 from hpcxlt.tasks.registry import TASKS, get_task
 
@@ -38,7 +38,7 @@ def test_every_task_featurizes_every_split(world, tmp_path):
         "qa": {"input_ids", "attention_mask", "start_positions", "end_positions"},
     }
     for name, spec in TASKS.items():
-        for split, langs in split_languages(spec).items():
+        for split, langs in spec.split_languages().items():
             fs = load_features(spec, langs[-1], split, tokenizer, cfg(bench, tmp_path), max_length=48, doc_stride=16)
             columns = set(fs.features.column_names)
             if spec.format == "retrieval":
