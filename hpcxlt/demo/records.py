@@ -7,6 +7,7 @@ from typing import Any
 
 from hpcxlt.grid.plan import Cell
 from hpcxlt.store import RunStore
+from hpcxlt.store.run_dir import result_record
 from hpcxlt.tasks.registry import get_task
 
 
@@ -24,16 +25,5 @@ def made_up_metrics(metric: str, score: float) -> dict[str, float]:
 def made_up_record(store: RunStore, cell: Cell, score: float, *, split: str = "test") -> dict[str, Any]:
     """One evaluation cell's record as `evaluate/eval_job.py` writes it, scored `score` on 1,000 examples."""
     checkpoint = store.model_dir(cell.deps[-1]).relative_to(store.root).as_posix() if cell.deps else "pretrained"
-    return {
-        "key": cell.key,
-        "arm": cell.arm,
-        "target": cell.target,
-        "seed": cell.seed,
-        "lang": cell.lang,
-        "split": split,
-        "metrics": made_up_metrics(get_task(cell.target or "").metric, score),
-        "score": score,
-        "n_examples": 1000,
-        "checkpoint": checkpoint,
-        "config_hash": cell.fingerprint,
-    }
+    metrics = made_up_metrics(get_task(cell.target or "").metric, score)
+    return result_record(cell, split=split, metrics=metrics, score=score, n_examples=1000, checkpoint=checkpoint)

@@ -32,6 +32,7 @@ from hpcxlt.grid.plan import Cell
 from hpcxlt.io import read_json, write_json_atomic
 from hpcxlt.launcher_env import DistError, launched_world
 from hpcxlt.store import RunStore
+from hpcxlt.store.run_dir import result_record
 from hpcxlt.tasks.registry import get_task
 from hpcxlt.tasks.spec import TaskSpec
 
@@ -252,19 +253,14 @@ def evaluate_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore, loaded: Lo
         )
         metrics = scoring.language_metrics(spec.name, cell.lang, prediction.labels, prediction.predictions)
         score = scoring.language_score(spec.name, metrics, qa_convention=cfg.eval.qa_convention)
-        record = {
-            "key": cell.key,
-            "arm": cell.arm,
-            "target": cell.target,
-            "seed": cell.seed,
-            "lang": cell.lang,
-            "split": split,
-            "metrics": metrics,
-            "score": score,
-            "n_examples": prediction.n_examples,
-            "checkpoint": loaded.source.checkpoint,
-            "config_hash": cell.fingerprint,
-        }
+        record = result_record(
+            cell,
+            split=split,
+            metrics=metrics,
+            score=score,
+            n_examples=prediction.n_examples,
+            checkpoint=loaded.source.checkpoint,
+        )
         if split == "test":
             submission.write_predictions(
                 submission_dir(store, cell.arm, cell.seed), spec.name, cell.lang, prediction.predictions

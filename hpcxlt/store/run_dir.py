@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from hpcxlt.config import ExperimentConfig, config_to_dict, dump_yaml, parse_config
-from hpcxlt.grid.plan import Plan
+from hpcxlt.grid.plan import Cell, Plan
 from hpcxlt.io import read_json, write_json_atomic, write_text_atomic
 from hpcxlt.store.cell_state import CellStates
 from hpcxlt.store.errors import RunDirError
@@ -410,6 +410,25 @@ class RunStore:
         """Every record file: the jobs' JSON-lines files and older one-record files."""
         for name in list_result_names(self.results_dir):
             yield self.results_dir / name
+
+
+def result_record(
+    cell: Cell, *, split: str, metrics: dict[str, Any], score: float, n_examples: int, checkpoint: str
+) -> dict[str, Any]:
+    """One evaluation cell's record in one split, as `add_results` stores it and the aggregation reads it."""
+    return {
+        "key": cell.key,
+        "arm": cell.arm,
+        "target": cell.target,
+        "seed": cell.seed,
+        "lang": cell.lang,
+        "split": split,
+        "metrics": metrics,
+        "score": score,
+        "n_examples": n_examples,
+        "checkpoint": checkpoint,
+        "config_hash": cell.fingerprint,
+    }
 
 
 _PARSED: dict[Path, tuple[bytes, Any]] = {}
