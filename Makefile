@@ -50,7 +50,7 @@ demo: demo-data
 	$(BIN)/mpiexec -n 2 $(BIN)/hpcxlt aggregate $(RUN_DIR) --partial
 
 test: setup slurm-up browser lint
-	source $(SLURM_DIR)/env.sh && $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
+	source $(SLURM_DIR)/env.sh && PYTHON=$(BIN)/python bash scripts/run-tests.sh $(PYTEST_ARGS)
 
 # the report's test renders it in a real headless browser (Debian's chromium; root, apt)
 browser:

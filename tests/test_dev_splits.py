@@ -51,16 +51,21 @@ def test_an_arm_with_a_task_without_dev_split_trains_and_selects_on_its_other_ta
     assert len(evaluated) == 2 and all(set(dev) == {"mnli:en"} for dev in evaluated), evaluated
 
 
+def refusal(tmp_path, data, capsys) -> str:
+    """What `submit --local` says refusing `data`, after checking it refused (exit 2) and made no run folder."""
+    code, _ = run_cli("submit", str(write_config(tmp_path, data)), "--run-dir", str(tmp_path / "run"), "--local")
+    assert code == 2 and not (tmp_path / "run").exists()
+    return capsys.readouterr().err
+
+
 def test_an_arm_with_no_dev_split_at_all_is_refused_before_anything_runs(tmp_path, assets, capsys):
     data = experiment(assets, name="no-dev", arms=[{"name": "none"}, {"name": "ty", "tasks": ["tydiqa_lowres"]}])
     data["arms"][1]["languages"] = {"tydiqa_lowres": ["sw"]}
     data["intermediate"].update(eval_every=2, select_by="metric")
-    code, _ = run_cli("submit", str(write_config(tmp_path, data)), "--run-dir", str(tmp_path / "run"), "--local")
-    assert code == 2 and not (tmp_path / "run").exists()
     assert (
         "arms[1] (ty): select_by 'metric' evaluates a dev split every 2 steps, and none of its tasks "
         "['tydiqa_lowres'] has one in its dev language; allowed: select_by 'last', or eval_every 0, for this arm"
-    ) in capsys.readouterr().err
+    ) in refusal(tmp_path, data, capsys)
 
 
 def test_a_target_without_a_dev_split_keeps_its_last_checkpoint_and_is_never_dev_evaluated(tmp_path, assets):
@@ -90,9 +95,7 @@ def test_a_target_without_a_dev_split_selecting_on_it_is_refused(tmp_path, asset
         targets={"tasks": ["tydiqa"], "languages": {"tydiqa": ["sw"]}},
     )
     data["target"].update(eval_every=2, select_by="metric")
-    code, _ = run_cli("submit", str(write_config(tmp_path, data)), "--run-dir", str(tmp_path / "run"), "--local")
-    assert code == 2 and not (tmp_path / "run").exists()
     assert (
         "targets.overrides.tydiqa: select_by 'metric' evaluates tydiqa's English dev split every 2 steps, and "
         "tydiqa has none; allowed: select_by 'last', or eval_every 0, for this target"
-    ) in capsys.readouterr().err
+    ) in refusal(tmp_path, data, capsys)
