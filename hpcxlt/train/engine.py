@@ -286,7 +286,14 @@ class Engine:
         """
         if self.ds is None:
             return
+        optimizer, module = self.ds.optimizer, self.ds.module
         self.ds.destroy()
+        # ZeRO-3's optimizer outlives destroy() (the parameters' partition attributes and hooks still reach it),
+        # so its tensors go by hand: XLM-R Large's export on rank 0 of 2 peaked at 9.5 GiB with them, 8.4 without
+        _drop_tensors(optimizer)
+        for param in module.parameters():
+            if hasattr(param, "ds_tensor"):  # a ZeRO-3 parameter's own partition
+                param.ds_tensor = None
         self.ds = self.optimizer = self.scheduler = None
         gc.collect()
 
@@ -305,6 +312,30 @@ class Engine:
         )
         if path is None:
             raise RuntimeError(f"DeepSpeed could not load checkpoint {Path(root) / tag}")
+
+
+def _holds_tensors(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, list | tuple):
+        return any(_holds_tensors(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_tensors(item) for item in value.values())
+    return False
+
+
+def _drop_tensors(optimizer: Any) -> None:
+    """Let go of the tensors an optimizer wrapper and the torch optimizer inside it hold (state, partitions)."""
+    if optimizer is None:
+        return
+    inner = getattr(optimizer, "optimizer", None)
+    if isinstance(inner, torch.optim.Optimizer):
+        inner.state.clear()
+        for group in inner.param_groups:  # at ZeRO 1-3 the fp32 partitions themselves
+            group["params"] = []
+    for name, value in list(vars(optimizer).items()):
+        if _holds_tensors(value):
+            setattr(optimizer, name, None)
 
 
 def consolidated_state_dict(checkpoint_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
