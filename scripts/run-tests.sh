@@ -6,7 +6,8 @@
 #   rest     everything else, mostly short and CPU-bound, in the meantime.
 # On 2 cores the suite takes about the longer side's time, not the sum (docs/benchmarks.md, "The test suite").
 # Arguments go to both pytest processes (e.g. `-x`, `-k name`, a test file); a side that selects no test
-# (pytest's exit status 5) counts as passed; select by marker with pytest itself, not here (-m is ours). The cluster side's output follows the rest's.
+# (pytest's exit status 5) counts as passed. Select by marker with pytest itself, not here (-m is ours).
+# The cluster side's output follows the rest's.
 # Usage: scripts/run-tests.sh [PYTEST_ARGS...]   (run from the project root, Slurm's env.sh sourced)
 set -uo pipefail
 python=${PYTHON:-.venv/bin/python}

@@ -1,10 +1,11 @@
-"""`Engine.close()` lets go of every tensor the optimizer held: the export after training then holds one copy
-of the model, not the training state beside it. DeepSpeed's ZeRO-3 optimizer stays reachable after its own
-`destroy()` (from the parameters and their hooks), so this failed for ZeRO-3 before close() dropped them.
+"""`Engine.close()` lets go of the whole training state: the export after training then holds one copy of
+the model, not the training state beside it. DeepSpeed's ZeRO-3 optimizer stays reachable after its own
+`destroy()` (from the parameters and their hooks), so this failed for ZeRO-3 before close() dropped it.
 
 Each stage runs in a fresh process (DeepSpeed's process group is per process): two optimizer steps of a tiny
-XLM-R, weak references to every tensor of the optimizer (its wrapper's attributes and the torch optimizer's
-state), close(), and a count of the references still alive.
+XLM-R, then close(). The count does not follow the code's idea of where the state lives: it adds up the
+elements of every tensor the garbage collector still tracks in the process (before the change at ZeRO-3:
+666,260, eight times the model's 83,266 parameters; after: 129).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import weakref
 from pathlib import Path
 
 import pytest
@@ -22,22 +22,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _tensors(value):
+def live_tensor_elements() -> int:
     import torch
 
-    if isinstance(value, torch.Tensor):
-        if value.numel() > 1:  # not the step counters
-            yield value
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors(item)
+    gc.collect()
+    return sum(obj.numel() for obj in gc.get_objects() if isinstance(obj, torch.Tensor))
 
 
 def probe(stage: int) -> dict[str, int]:
-    """Train 2 steps at ZeRO `stage`, close the engine; how many of the optimizer's tensors are still alive."""
+    """Train 2 steps at ZeRO `stage`, close the engine: the tensor elements alive in training and after."""
     sys.path.insert(0, str(REPO / "tests"))
     from ds_worker import collate, random_examples, tiny_model
 
@@ -45,20 +38,16 @@ def probe(stage: int) -> dict[str, int]:
     from hpcxlt.train.engine import Engine
 
     model = tiny_model(0)
+    params = sum(p.numel() for p in model.parameters())
     train = TrainConfig(micro_batch_size=4, grad_accum=1, max_steps=2, zero_stage=stage)
     engine = Engine(model, train, total_steps=2, persistence_threshold=0)
     data = random_examples(0)
     for step in range(2):
         engine.step(collate(data[4 * step : 4 * step + 4]))
-    wrapper = engine.optimizer
-    inner = getattr(wrapper, "optimizer", wrapper)
-    refs = [weakref.ref(t) for t in [*_tensors(list(inner.state.values())), *_tensors(vars(wrapper))]]
-    steps = sum(1 for state in inner.state.values() if state)
-    del wrapper, inner
+    training = live_tensor_elements()
     engine.close()
     del model
-    gc.collect()
-    return {"tracked": len(refs), "with_adam_state": steps, "alive": sum(ref() is not None for ref in refs)}
+    return {"params": params, "training": training, "after_close": live_tensor_elements()}
 
 
 @pytest.mark.deepspeed
@@ -72,9 +61,10 @@ def test_close_frees_every_tensor_of_the_optimizer(stage):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    # the probe saw the optimizer's partitions and Adam's moments (the steps ran), and none of them survived
-    assert result["tracked"] > 10 and result["with_adam_state"] > 0, result
-    assert result["alive"] == 0, result
+    # training held the parameters, their gradients and Adam's moments; after close() not even one copy of
+    # the parameters is left (the export reads the checkpoint files)
+    assert result["training"] > 3 * result["params"], result
+    assert result["after_close"] < result["params"], result
 
 
 if __name__ == "__main__":
