@@ -25,7 +25,8 @@ from hpcxlt.train import checkpoint as ckpt
 from hpcxlt.train import dist
 from hpcxlt.train.cell_model import build_cell_model, export_model
 from hpcxlt.train.cell_setup import cell_setup
-from hpcxlt.train.engine import Engine, init_distributed
+from hpcxlt.train.engine import Engine, device_type, init_distributed
+from hpcxlt.train.host_memory import map_large_blocks
 from hpcxlt.train.loop import LoopConfig, train_loop
 from hpcxlt.train.sampling import Mixture, epochs_to_steps
 from hpcxlt.train.selection import dev_loss, dev_metric
@@ -62,6 +63,8 @@ def train_cell(cfg: ExperimentConfig, cell: Cell, store: RunStore) -> None:
         dev_streams, _ = build_streams(
             cfg, setup, tokenizer, seed=cell.seed, world=world, split="dev", languages=dev_langs
         )
+    if device_type() == "cpu":  # the model states live in this process's heap (host_memory's docstring)
+        map_large_blocks()
     init_distributed(launched)
     sizes = {s.key: s.size for s in streams}
     probabilities, rule = mixture_probabilities(cfg, cell, setup, sizes)
