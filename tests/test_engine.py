@@ -11,6 +11,7 @@ import torch
 from hpcxlt.config import TrainConfig
 from hpcxlt.train.engine import (
     BASE_CONFIG_ENV,
+    STAGE3_REDUCE_BUCKET_SIZE,
     ds_config,
     linear_schedule,
     load_base_config,
@@ -34,6 +35,11 @@ def test_ds_config_per_stage(stage: int):
     assert ("stage3_param_persistence_threshold" in cfg["zero_optimization"]) == (stage == 3)
     if stage == 3:
         assert cfg["zero_optimization"]["stage3_param_persistence_threshold"] == 0
+    # ZeRO-3's bucket is ours unless a base config names one (STAGE3_REDUCE_BUCKET_SIZE); others: DeepSpeed's
+    assert cfg["zero_optimization"].get("reduce_bucket_size") == (STAGE3_REDUCE_BUCKET_SIZE if stage == 3 else None)
+    if stage == 3:
+        base = {"zero_optimization": {"reduce_bucket_size": 1000}}
+        assert ds_config(train, precision="fp32", base=base)["zero_optimization"]["reduce_bucket_size"] == 1000
     assert "bf16" not in cfg and "fp16" not in cfg
     json.dumps(cfg)
 

@@ -31,6 +31,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PERSISTENCE_THRESHOLD = 100_000
 """DeepSpeed's own default for stage3_param_persistence_threshold (parameters below it stay whole on every rank)."""
+STAGE3_REDUCE_BUCKET_SIZE = 50_000_000
+"""ZeRO-3's gradient bucket (elements) when the base config names none, as configs/deepspeed/zero3.json.
+DeepSpeed's default, 5e8, holds most of XLM-R Large's gradients at once and its reduce-scatter copies
+the bucket whole (`reduce_scatter_coalesced`'s torch.cat): 2 x 0.93 GiB in 16 bits beside the model
+states. Measured (bench/large_cpu.py, 24 layers, 2 processes, bf16): 8.50 -> 7.50 GiB per process, the
+step no slower (docs/benchmarks.md). The embedding (256M elements) never fits a bucket this size and is
+reduced on its own, without the copy."""
 BASE_CONFIG_ENV = "HPCXLT_DEEPSPEED_CONFIG"
 """Environment variable naming a DeepSpeed JSON (e.g. configs/deepspeed/zero2.json) whose tuning every run starts from."""
 
@@ -84,6 +91,7 @@ def ds_config(
     zero = {**cfg.get("zero_optimization", {}), "stage": train.zero_stage}
     if train.zero_stage == 3:
         zero.setdefault("stage3_param_persistence_threshold", DEFAULT_PERSISTENCE_THRESHOLD)
+        zero.setdefault("reduce_bucket_size", STAGE3_REDUCE_BUCKET_SIZE)
         if persistence_threshold is not None:
             zero["stage3_param_persistence_threshold"] = int(persistence_threshold)
         # the final model is read back from the checkpoint files (consolidated_state_dict), not gathered here
