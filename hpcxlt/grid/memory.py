@@ -31,7 +31,10 @@ fp32 figure). Stages 1 and 2 still clone an fp32 master partition (`single_parti
 whose `.to(fp32)` is then a no-op) that lives beside the gradients until the optimizer has stepped:
 DeepSpeed's "4 fp32 grads" stay, stage 1 8Ψ + 16Ψ/N, stage 2 4Ψ + 20Ψ/N. Measured (bench/large_cpu.py,
 XLM-R Large, one process): the step raises the resident set by that copy, 2.1 GiB.
-Stage 3 steps on the fp32 parameter partition itself (no master copy): 16Ψ/N + 8Λ.
+Stage 3 steps on the fp32 parameter partition itself (no master copy: `hpcxlt.train.engine.share_fp32_partition`
+makes DeepSpeed 0.19 do what it means to), but its step flattens the gradient partition into a new tensor
+too (`_prepare_fp32_grad_for_sub_group`): 20Ψ/N + 8Λ. Measured (bench/large_cpu.py, XLM-R Large, 2
+processes): the peak is that step.
 
 Activations: `grid/activations.py` (Korthikanti et al. 2022).
 """
@@ -96,7 +99,7 @@ def model_state_bytes(
             0: (4 * p, 4 * p, 0.0, 0.0, 8 * p, 0.0),
             1: (4 * p, 4 * p, 4 * p / n, 4 * p / n, 8 * p / n, 0.0),
             2: (4 * p, 4 * p / n, 4 * p / n, 4 * p / n, 8 * p / n, 0.0),
-            3: (4 * p / n, 4 * p / n, 0.0, 0.0, 8 * p / n, 8.0 * largest_layer),
+            3: (4 * p / n, 4 * p / n, 4 * p / n, 0.0, 8 * p / n, 8.0 * largest_layer),
         }
     else:
         table = {
