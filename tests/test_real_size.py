@@ -3,8 +3,10 @@
 runs the same path at the full 24 layers): ZeRO-2 fp32 in one process and ZeRO-3 bf16 (the GPU's mixed
 precision path) on 2 gloo processes; each SIGKILLed the moment its first checkpoint is complete, resumed, and
 exported bit for bit as an uninterrupted run; the export evaluated. Peak resident memory against the planner's
-arithmetic (grid/memory.py): within 1.25x at ZeRO-2; ZeRO-3 on gloo holds more than DeepSpeed's estimator
-counts (docs/benchmarks.md: 1.46x here), so it is held to 1.6x: a new copy of the model would break either.
+arithmetic (grid/memory.py): within 1.25x at ZeRO-2 and 1.35x at ZeRO-3 on gloo, whose fixed costs (the
+interpreter, gloo's buffers) weigh more beside 2 layers' states than beside 24 (docs/benchmarks.md: 1.26x
+here, was 1.46x before ZeRO-3's smaller reduce bucket and the 1 MiB mmap threshold): a new copy of the
+model's gradients or parameters would break either.
 
 Memory: at most 8 GiB at once; nothing else of the suite runs beside it (pytest runs one test at a time).
 """
@@ -54,7 +56,7 @@ def test_real_width_zero3_on_two_processes_resumes_bitwise_within_the_memory_ari
         (2, 1, "fp32"),
         (3, 2, "bf16"),
     ]
-    for row, bound in ((zero2, 1.25), (zero3, 1.6)):
+    for row, bound in ((zero2, 1.25), (zero3, 1.35)):
         # killed after step 1's checkpoint; the second attempt resumed from it and exported the same weights
         assert row["killed_at_step"] == 1 and row["resumed_from"].endswith("step-1"), row
         assert row["resume_bitwise_equal"] is True
