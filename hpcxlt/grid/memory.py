@@ -74,7 +74,7 @@ class ModelStates:
     grads: float
     """Working-precision gradients."""
     fp32_grads: float
-    """The fp32 gradient partition the optimizer steps on (a flattened copy at ZeRO 1-2, in fp32 too)."""
+    """The fp32 gradient partition the optimizer steps on (in fp32 training the step's flattened copy)."""
     master_params: float
     """fp32 master parameters."""
     optimizer_states: float

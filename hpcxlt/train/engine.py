@@ -346,10 +346,17 @@ def share_fp32_partition(optimizer: Any) -> int:
             and low.device == high.device
             and low.shape == high.shape
             and low.data_ptr() != high.data_ptr()
-            and torch.equal(low, high)  # a copy, as at initialization, not a master that has moved on
+            # a copy, as at initialization, not a master that has moved on; bit for bit, because a partition's
+            # padding is never written and may hold a NaN pattern, which equals nothing as a float
+            and torch.equal(low.view(torch.int32), high.view(torch.int32))
         ):
             freed += high.numel() * high.element_size()
             high.data = low.data  # the optimizer's key (the tensor object) and its state stay as they are
+    copies = sum(
+        high.numel() * high.element_size() for low, high in zip(working, master) if low.data_ptr() != high.data_ptr()
+    )
+    if copies:
+        log.warning("ZeRO-3 fp32: the optimizer keeps %.2f GiB of its own parameter copies", copies / 2**30)
     return freed
 
 

@@ -9,8 +9,9 @@ also turns the rising off; see mallopt(3)) maps every such tensor on its own and
 Measured (bench/large_cpu.py, XLM-R Large, ZeRO-3 bf16, 2 processes): 7.50 -> 6.70 GiB per process, the
 step no slower; 64 KiB cut the peak as well but made each step 25% slower (docs/benchmarks.md).
 
-Only CPU training calls it: on a GPU node the model states are in GPU memory. A MALLOC_MMAP_THRESHOLD_
-in the environment (glibc reads it at start) is the user's choice and is left alone.
+Only CPU training calls it: on a GPU node the model states are in GPU memory. A threshold in the
+environment (MALLOC_MMAP_THRESHOLD_, or glibc.malloc.mmap_threshold in GLIBC_TUNABLES; glibc reads both at
+start) is the user's choice and is left alone.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ MMAP_THRESHOLD_BYTES = 1 << 20
 M_MMAP_THRESHOLD = -3
 """The parameter's number in glibc's malloc.h."""
 ENV = "MALLOC_MMAP_THRESHOLD_"
+TUNABLE = "glibc.malloc.mmap_threshold"
 
 
 def map_large_blocks(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Set glibc's mmap threshold to `threshold` bytes for this process; True when it was set (glibc, and
-    no MALLOC_MMAP_THRESHOLD_ in the environment), False otherwise (e.g. musl, macOS)."""
-    if ENV in os.environ:
+    no threshold in the environment), False otherwise (e.g. musl, macOS)."""
+    if ENV in os.environ or TUNABLE in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     name = ctypes.util.find_library("c")
     try:
