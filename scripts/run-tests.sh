@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The test suite as two pytest processes side by side (what `make test` runs):
 #   cluster  the tests marked slurm or deepspeed, one at a time: they share the one local Slurm cluster
-#            (one of them stops its controller, others count its slots) and the machine's memory (the
-#            real-size DeepSpeed test holds 8 GiB); most of their time is spent waiting for Slurm;
-#   rest     everything else, mostly short and CPU-bound, in the meantime.
+#            (one of them stops its controller, others count its slots); most of their time is spent
+#            waiting for Slurm; their models are tiny;
+#   rest     everything else, mostly short and CPU-bound, in the meantime, and the one test marked
+#            realsize (XLM-R Large's width, up to 11.5 GiB): the only large process on the machine at a
+#            time, and the sides' times stay even (docs/benchmarks.md, "The test suite").
 # On 2 cores the suite takes about the longer side's time, not the sum (docs/benchmarks.md, "The test suite").
 # Arguments go to both pytest processes (e.g. `-x`, `-k name`, a test file); a side that selects no test
 # (pytest's exit status 5) counts as passed. Select by marker with pytest itself, not here (-m is ours).
@@ -14,10 +16,10 @@ python=${PYTHON:-.venv/bin/python}
 basetemp=$(mktemp -d "${TMPDIR:-/tmp}/hpcxlt-tests.XXXXXX")
 cluster_log="$basetemp/cluster.log"
 # -p no:cacheprovider on one side: the two would otherwise write .pytest_cache at the same time
-"$python" -m pytest -m "slurm or deepspeed" --basetemp "$basetemp/cluster" -p no:cacheprovider \
+"$python" -m pytest -m "(slurm or deepspeed) and not realsize" --basetemp "$basetemp/cluster" -p no:cacheprovider \
 	--durations=15 "$@" >"$cluster_log" 2>&1 &
 cluster_pid=$!
-"$python" -m pytest -m "not slurm and not deepspeed" --basetemp "$basetemp/rest" --durations=10 "$@"
+"$python" -m pytest -m "(not slurm and not deepspeed) or realsize" --basetemp "$basetemp/rest" --durations=10 "$@"
 rest_status=$?
 wait "$cluster_pid"
 cluster_status=$?
